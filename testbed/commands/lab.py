@@ -1,0 +1,14 @@
+"""``testbed lab`` (not implemented yet)."""
+
+from __future__ import annotations
+
+from testbed.errors import TestbedError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("lab", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    raise TestbedError("'lab' is not implemented yet")

@@ -1,0 +1,25 @@
+import os
+import shutil
+
+import pytest
+
+LAB_TOOLS = ("mnexec", "radvd", "tcpdump", "brctl", "ip")
+
+
+def _lab_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "lab tests need root"
+    missing = [t for t in LAB_TOOLS if shutil.which(t) is None]
+    if missing:
+        return "lab tests need " + ", ".join(missing) + " (run scripts/install)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _lab_unavailable_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "lab" in item.keywords:
+            item.add_marker(skip)
