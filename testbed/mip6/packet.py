@@ -1,0 +1,202 @@
+"""IPv6 packets as Mobile IPv6 uses them: the fixed header, the type 2 routing header, the
+Home Address destination option, the Mobility Header checksum and IPv6-in-IPv6.
+
+``build_packet`` writes the headers in the order RFC 6275 6.3/6.4 require (IPv6, routing
+header type 2, destination options with the Home Address option, upper layer). For a
+Mobility Header payload it fills in the checksum over the right pseudo-header: source = the
+home address when a Home Address option is present, destination = the home address of the
+type 2 routing header when present (the final destination).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from dataclasses import dataclass
+
+from testbed.mip6.constants import (
+    ADDRESS_LEN,
+    IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS,
+    IPPROTO_MH,
+    IPPROTO_ROUTING,
+    OPT_HOME_ADDRESS,
+    ROUTING_TYPE_2,
+)
+from testbed.mip6.errors import CodecError
+
+IPV6_HEADER_LEN = 40
+_IPV6 = struct.Struct("!IHBB16s16s")
+_LITTLE = sys.byteorder == "little"
+
+# Destination options header carrying only the Home Address option:
+# next header, length 2 (24 octets), PadN(4) to reach 8n+6, then type 201 length 16.
+_DSTOPTS_HAO_PREFIX = b"\x02" + b"\x01\x02\x00\x00" + bytes((OPT_HOME_ADDRESS, ADDRESS_LEN))
+# Type 2 routing header: next header, length 2, routing type 2, segments left 1, reserved.
+_RH2_PREFIX = bytes((2, ROUTING_TYPE_2, 1)) + b"\x00\x00\x00\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """A parsed IPv6 packet, down to its upper-layer protocol."""
+
+    src: bytes
+    dst: bytes
+    hop_limit: int
+    next_header: int  # the upper-layer protocol (135 MH, 41 IPv6, 58 ICMPv6, ...)
+    payload: bytes  # the upper-layer octets
+    home_address: bytes | None = None  # Home Address destination option
+    rh2_address: bytes | None = None  # type 2 routing header's home address
+    routing_type: int | None = None  # routing header type when one is present
+    segments_left: int = 0
+
+    @property
+    def mh_source(self) -> bytes:
+        """Source address as the Mobility Header pseudo-header and the MN's identity see it."""
+        return self.home_address if self.home_address is not None else self.src
+
+    @property
+    def final_destination(self) -> bytes:
+        return self.rh2_address if self.rh2_address is not None else self.dst
+
+
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 one's complement sum of 16-bit words, complemented."""
+    if len(data) & 1:
+        data += b"\x00"
+    words = array("H", data)
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    if _LITTLE:
+        total = ((total & 0xFF) << 8) | (total >> 8)
+    return (~total) & 0xFFFF
+
+
+def mh_checksum(src: bytes, dst: bytes, mh: bytes) -> int:
+    """Checksum of a Mobility Header whose checksum field is zero, RFC 6275 6.1.1."""
+    pseudo = src + dst + struct.pack("!I3xB", len(mh), IPPROTO_MH)
+    return internet_checksum(pseudo + mh)
+
+
+def with_mh_checksum(src: bytes, dst: bytes, mh: bytes) -> bytes:
+    """Return ``mh`` with its checksum field filled for the given pseudo-header addresses."""
+    zeroed = mh[:4] + b"\x00\x00" + mh[6:]
+    return zeroed[:4] + struct.pack("!H", mh_checksum(src, dst, zeroed)) + zeroed[6:]
+
+
+def mh_checksum_ok(packet: Packet) -> bool:
+    """True when the Mobility Header's checksum is right for ``packet``'s pseudo-header."""
+    mh = packet.payload
+    if len(mh) < 6:
+        return False
+    pseudo = packet.mh_source + packet.final_destination + struct.pack("!I3xB", len(mh), IPPROTO_MH)
+    return internet_checksum(pseudo + mh) == 0
+
+
+def build_packet(
+    src: bytes,
+    dst: bytes,
+    next_header: int,
+    payload: bytes,
+    *,
+    home_address: bytes | None = None,
+    rh2_address: bytes | None = None,
+    hop_limit: int = 64,
+    flow_label: int = 0,
+) -> bytes:
+    """Build a whole IPv6 packet. Mobility Header payloads get their checksum filled."""
+    if len(src) != ADDRESS_LEN or len(dst) != ADDRESS_LEN:
+        raise CodecError("IPv6 addresses must be 16 octets")
+    if next_header == IPPROTO_MH:
+        payload = with_mh_checksum(
+            home_address if home_address is not None else src,
+            rh2_address if rh2_address is not None else dst,
+            payload,
+        )
+    ext = b""
+    nh = next_header
+    if home_address is not None:
+        if len(home_address) != ADDRESS_LEN:
+            raise CodecError("home address must be 16 octets")
+        ext = bytes((nh,)) + _DSTOPTS_HAO_PREFIX + home_address
+        nh = IPPROTO_DSTOPTS
+    if rh2_address is not None:
+        if len(rh2_address) != ADDRESS_LEN:
+            raise CodecError("type 2 routing header address must be 16 octets")
+        ext = bytes((nh,)) + _RH2_PREFIX + rh2_address + ext
+        nh = IPPROTO_ROUTING
+    length = len(ext) + len(payload)
+    if length > 0xFFFF:
+        raise CodecError("IPv6 payload longer than 65535 octets")
+    head = _IPV6.pack((6 << 28) | (flow_label & 0xFFFFF), length, nh, hop_limit, src, dst)
+    return head + ext + payload
+
+
+def _parse_dstopts(data: bytes, start: int, end: int) -> bytes | None:
+    """Return the home address from a destination options header, if it carries one."""
+    pos = start + 2
+    home = None
+    while pos < end:
+        otype = data[pos]
+        if otype == 0:  # Pad1
+            pos += 1
+            continue
+        if pos + 2 > end:
+            raise CodecError("truncated destination option")
+        olen = data[pos + 1]
+        if pos + 2 + olen > end:
+            raise CodecError("destination option overruns its header")
+        if otype == OPT_HOME_ADDRESS:
+            if olen != ADDRESS_LEN:
+                raise CodecError(f"Home Address option of length {olen}")
+            if home is not None:
+                raise CodecError("more than one Home Address option")
+            home = bytes(data[pos + 2 : pos + 18])
+        pos += 2 + olen
+    return home
+
+
+def parse_packet(data: bytes) -> Packet:
+    """Parse an IPv6 packet; raise CodecError if it is malformed or truncated."""
+    if len(data) < IPV6_HEADER_LEN:
+        raise CodecError(f"IPv6 packet shorter than 40 octets ({len(data)})")
+    vtf, plen, nh, hop_limit, src, dst = _IPV6.unpack_from(data, 0)
+    if vtf >> 28 != 6:
+        raise CodecError(f"IP version {vtf >> 28}, not 6")
+    end = IPV6_HEADER_LEN + plen
+    if end > len(data):
+        raise CodecError(f"payload length {plen} exceeds the {len(data) - 40} octets present")
+    pos = IPV6_HEADER_LEN
+    home = rh2 = None
+    rtype = None
+    segleft = 0
+    while nh in (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT):
+        if pos + 8 > end:
+            raise CodecError(f"truncated extension header {nh}")
+        next_nh = data[pos]
+        hlen = 8 if nh == IPPROTO_FRAGMENT else (data[pos + 1] + 1) * 8
+        if pos + hlen > end:
+            raise CodecError(f"extension header {nh} overruns the packet")
+        if nh == IPPROTO_FRAGMENT:
+            raise CodecError("fragmented packets are not handled")
+        if nh == IPPROTO_ROUTING:
+            if rtype is not None:
+                raise CodecError("more than one routing header")
+            rtype = data[pos + 2]
+            segleft = data[pos + 3]
+            if rtype == ROUTING_TYPE_2:
+                if data[pos + 1] != 2:
+                    raise CodecError(f"type 2 routing header of length {data[pos + 1]}")
+                rh2 = bytes(data[pos + 8 : pos + 24])
+        elif nh == IPPROTO_DSTOPTS:
+            found = _parse_dstopts(data, pos, pos + hlen)
+            if found is not None:
+                if home is not None:
+                    raise CodecError("more than one Home Address option")
+                home = found
+        pos += hlen
+        nh = next_nh
+    return Packet(src, dst, hop_limit, nh, bytes(data[pos:end]), home, rh2, rtype, segleft)
