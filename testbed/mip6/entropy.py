@@ -69,8 +69,8 @@ def kcn_weakness(kcn: bytes) -> str | None:
     need = min_distinct_octets(n)
     if distinct < need:
         return (
-            f"Kcn has only {distinct} distinct octet values, a random key of {n} octets "
-            f"has at least {need} (low entropy)"
+            f"Kcn has only {distinct} distinct octet values, a key of {n} octets "
+            f"needs at least {need} (low entropy)"
         )
     if all(0x20 <= b <= 0x7E for b in kcn):
         return "Kcn is printable ASCII text, not random octets (low entropy)"

@@ -1,0 +1,337 @@
+"""Correspondent node engine: return routability (RFC 6275) and precomputed Kbm (RFC 4449).
+
+Sans-I/O: ``receive(packet, now)`` and ``handle_timer(now)`` return actions (``Send`` whole
+IPv6 packets, ``Event`` log lines). Binding Updates are processed exactly in the order of
+mip6.md section 4:
+
+1. parse (malformed, duplicate options, anything after BAD: silent drop);
+2. H flag (home registration sent to a CN): Nonce Indices present: drop; binding: BA 139;
+   else BA 131;
+3. a peer with preconfigured data (keyed by home address) is checked with the precomputed
+   Kbm, Nonce Indices ignored (R5, R6); other peers by return routability;
+4. sequence number against the last accepted, modulo 2^16; for precomputed peers always,
+   against the stored value (R4, R14), else BA 135 carrying the last accepted number;
+5. the new number is made durable before anything is sent, then the binding changes;
+6. a BA when A is set and always on rejection, with BAD (R7) except for statuses 136-138.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from testbed.mip6.constants import (
+    BAStatus,
+    BEStatus,
+    IPPROTO_MH,
+    KBM_LEN,
+    LIFETIME_UNIT_S,
+    MAX_LIFETIME_UNITS,
+    MAX_RR_BINDING_LIFETIME_S,
+    SECOND_NS,
+)
+from testbed.mip6.crypto import binding_management_key, careof_keygen_token, home_keygen_token
+from testbed.mip6.errors import CodecError
+from testbed.mip6.events import Action, Event, Send, addr
+from testbed.mip6.keys import PreconfiguredData, index_peers
+from testbed.mip6.messages import (
+    BindingAck,
+    BindingError,
+    BindingUpdate,
+    CareofTest,
+    CareofTestInit,
+    HomeTest,
+    HomeTestInit,
+    UnknownMessage,
+    decode,
+    encode,
+)
+from testbed.mip6.nonces import NonceRing
+from testbed.mip6.options import AlternateCoA, BindingAuthData, NonceIndices
+from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, parse_packet
+from testbed.mip6.sealing import bad_valid, option_layout_error, seal_bad
+from testbed.mip6.seqno import kbm_exhausted, seq_greater
+from testbed.mip6.seqstore import SeqRecord, SequenceStore
+
+RR_MAX_LIFETIME_UNITS = MAX_RR_BINDING_LIFETIME_S // LIFETIME_UNIT_S  # 105
+
+
+@dataclass(slots=True)
+class Binding:
+    home: bytes
+    careof: bytes
+    seq: int
+    expires_ns: int
+    mechanism: str  # "precomputed" or "rr"
+    lifetime_units: int
+
+
+class _PrecomputedPeer:
+    """One MN configured with preconfigured data: its home token is fixed, Kbm cached per CoA."""
+
+    __slots__ = ("data", "home", "home_token", "store_key", "_kbm", "_dereg_kbm")
+
+    def __init__(self, data: PreconfiguredData) -> None:
+        self.data = data
+        self.home = data.home_address.packed
+        self.home_token = home_keygen_token(data.kcn, self.home, data.home_nonce)
+        self.store_key = f"cn/{data.home_address.exploded.replace(':', '')}/{data.key_id}"
+        self._kbm: dict[bytes, bytes] = {}
+        self._dereg_kbm = binding_management_key(self.home_token, None)
+
+    def kbm(self, careof: bytes, deregistering: bool) -> bytes:
+        if deregistering:
+            return self._dereg_kbm
+        kbm = self._kbm.get(careof)
+        if kbm is None:
+            if len(self._kbm) > 64:
+                self._kbm.clear()
+            token = careof_keygen_token(self.data.kcn, careof, self.data.careof_nonce)
+            kbm = self._kbm[careof] = binding_management_key(self.home_token, token)
+        return kbm
+
+
+class CorrespondentNode:
+    def __init__(
+        self,
+        address: bytes,
+        *,
+        store: SequenceStore,
+        peers: Iterable[PreconfiguredData] = (),
+        node: str = "cn",
+        rng: Callable[[int], bytes] = os.urandom,
+        precomputed_max_lifetime_units: int = MAX_LIFETIME_UNITS,
+    ) -> None:
+        self.address = address
+        self.node = node
+        self.store = store
+        self.bindings: dict[bytes, Binding] = {}
+        self.precomputed_max_lifetime_units = precomputed_max_lifetime_units
+        self._rng = rng
+        self._kcn = rng(KBM_LEN)  # this node's RR key, never leaves the engine
+        self._nonces = NonceRing(rng)
+        self._peers: dict[bytes, _PrecomputedPeer] = {}
+        self.set_peers(peers)
+
+    # ------------------------------------------------------------------ configuration
+
+    def set_peers(self, peers: Iterable[PreconfiguredData]) -> None:
+        """(Re)load the precomputed peers (R10 checked: distinct Kcn and pairs)."""
+        indexed = index_peers(list(peers), "cn")
+        self._peers = {home.packed: _PrecomputedPeer(data) for home, data in indexed.items()}
+
+    def is_precomputed_peer(self, home: bytes) -> bool:
+        return home in self._peers
+
+    def binding_for(self, home: bytes) -> Binding | None:
+        return self.bindings.get(home)
+
+    # ------------------------------------------------------------------ timers
+
+    def next_timer(self) -> int | None:
+        return min((b.expires_ns for b in self.bindings.values()), default=None)
+
+    def handle_timer(self, now: int) -> list[Action]:
+        out: list[Action] = []
+        for home in [h for h, b in self.bindings.items() if b.expires_ns <= now]:
+            b = self.bindings.pop(home)
+            out.append(self._event(now, "binding_expired", home=addr(home), careof=addr(b.careof), seq=b.seq))
+        return out
+
+    # ------------------------------------------------------------------ input
+
+    def receive(self, data: bytes, now: int) -> list[Action]:
+        try:
+            packet = parse_packet(data)
+        except CodecError as exc:
+            return [self._drop(now, f"malformed packet: {exc}")]
+        if packet.final_destination != self.address:
+            return [self._drop(now, "not addressed to this node", dst=addr(packet.final_destination))]
+        if packet.next_header != IPPROTO_MH:
+            if packet.home_address is not None and packet.home_address not in self.bindings:
+                return self._binding_error(packet, BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS, now)
+            return []
+        if not mh_checksum_ok(packet):
+            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
+        try:
+            msg = decode(packet.payload)
+        except CodecError as exc:
+            return [self._drop(now, f"malformed Mobility Header: {exc}", src=addr(packet.src))]
+        kind = type(msg)
+        if kind is BindingUpdate:
+            return self._on_bu(packet, msg, now)
+        if kind is HomeTestInit:
+            return self._on_hoti(packet, msg, now)
+        if kind is CareofTestInit:
+            return self._on_coti(packet, msg, now)
+        if kind is UnknownMessage:
+            return self._binding_error(packet, BEStatus.UNRECOGNIZED_MH_TYPE, now)
+        return [self._drop(now, f"unexpected {kind.__name__} at a correspondent node", src=addr(packet.src))]
+
+    # ------------------------------------------------------------------ return routability tests
+
+    def _on_hoti(self, packet: Packet, msg: HomeTestInit, now: int) -> list[Action]:
+        home = packet.src
+        if packet.home_address is not None:
+            return [self._drop(now, "HoTI with a Home Address option", src=addr(home))]
+        if home in self._peers:  # R15: never run return routability with a precomputed peer
+            return [self._drop(now, "HoTI from a peer configured for precomputed Kbm (R15)", home=addr(home))]
+        index, nonce = self._nonces.current(now)
+        token = home_keygen_token(self._kcn, home, nonce)
+        mh = encode(HomeTest(index, msg.cookie, token))
+        return [
+            self._event(now, "hoti_received", home=addr(home)),
+            Send(build_packet(self.address, home, IPPROTO_MH, mh), "HoT"),
+            self._event(now, "hot_sent", home=addr(home), nonce_index=index),
+        ]
+
+    def _on_coti(self, packet: Packet, msg: CareofTestInit, now: int) -> list[Action]:
+        careof = packet.src
+        if packet.home_address is not None:
+            return [self._drop(now, "CoTI with a Home Address option", src=addr(careof))]
+        index, nonce = self._nonces.current(now)
+        token = careof_keygen_token(self._kcn, careof, nonce)
+        mh = encode(CareofTest(index, msg.cookie, token))
+        return [
+            self._event(now, "coti_received", careof=addr(careof)),
+            Send(build_packet(self.address, careof, IPPROTO_MH, mh), "CoT"),
+            self._event(now, "cot_sent", careof=addr(careof), nonce_index=index),
+        ]
+
+    # ------------------------------------------------------------------ binding updates
+
+    def _on_bu(self, packet: Packet, bu: BindingUpdate, now: int) -> list[Action]:
+        home = packet.mh_source
+        careof = packet.src
+        nonce_indices = None
+        for opt in bu.options:
+            kind = type(opt)
+            if kind is AlternateCoA:
+                careof = opt.address
+            elif kind is NonceIndices:
+                nonce_indices = opt
+        deregistering = bu.lifetime == 0 or careof == home
+        out: list[Action] = [
+            self._event(
+                now, "bu_received", home=addr(home), careof=addr(careof), seq=bu.seq,
+                lifetime=bu.lifetime, ack=bu.ack, home_reg=bu.home,
+            )
+        ]
+        # 1. layout rules
+        problem = option_layout_error(bu)
+        if problem is not None:
+            out.append(self._drop(now, f"BU dropped: {problem}", home=addr(home), seq=bu.seq))
+            return out
+        peer = self._peers.get(home)
+        # 2. home registration sent to a correspondent node
+        if bu.home:
+            if nonce_indices is not None:
+                out.append(self._drop(now, "BU with H flag and Nonce Indices", home=addr(home), seq=bu.seq))
+                return out
+            status = BAStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED if home in self.bindings else BAStatus.HOME_REGISTRATION_NOT_SUPPORTED
+            kbm = peer.kbm(careof, deregistering) if peer is not None else None
+            out += self._ba(packet, home, careof, status, bu.seq, 0, kbm, now)
+            return out
+        # 3. authorisation
+        if peer is not None:
+            if not any(type(o) is BindingAuthData for o in bu.options):
+                out.append(self._drop(now, "BU from a precomputed peer without Binding Authorization Data (R5)", home=addr(home), seq=bu.seq))
+                return out
+            kbm = peer.kbm(careof, deregistering)
+            mechanism = "precomputed"
+        else:
+            if nonce_indices is None:
+                out.append(self._drop(now, "return-routability BU without Nonce Indices", home=addr(home), seq=bu.seq))
+                return out
+            if not any(type(o) is BindingAuthData for o in bu.options):
+                out.append(self._drop(now, "BU without Binding Authorization Data", home=addr(home), seq=bu.seq))
+                return out
+            home_nonce = self._nonces.lookup(nonce_indices.home_nonce_index, now)
+            careof_nonce = None if deregistering else self._nonces.lookup(nonce_indices.careof_nonce_index, now)
+            if home_nonce is None or (careof_nonce is None and not deregistering):
+                if home_nonce is None and careof_nonce is None and not deregistering:
+                    status = BAStatus.EXPIRED_NONCES
+                elif home_nonce is None:
+                    status = BAStatus.EXPIRED_HOME_NONCE_INDEX
+                else:
+                    status = BAStatus.EXPIRED_CAREOF_NONCE_INDEX
+                out += self._ba(packet, home, careof, status, bu.seq, 0, None, now)
+                return out
+            home_token = home_keygen_token(self._kcn, home, home_nonce)
+            careof_token = None if deregistering else careof_keygen_token(self._kcn, careof, careof_nonce)
+            kbm = binding_management_key(home_token, careof_token)
+            mechanism = "rr"
+        if not bad_valid(bu, kbm, careof, self.address):
+            out.append(self._drop(now, f"BU authenticator mismatch ({mechanism})", home=addr(home), seq=bu.seq))
+            return out
+        # 4. sequence number
+        binding = self.bindings.get(home)
+        record = None
+        if peer is not None:
+            record = self.store.get(peer.store_key)
+            if record is not None and kbm_exhausted(record.uses):
+                out.append(self._event(now, "rekey_required", home=addr(home), key_id=peer.data.key_id, uses=record.uses))
+                out.append(self._drop(now, "Kbm use limit reached (R13)", home=addr(home), seq=bu.seq))
+                return out
+            last = record.last if record is not None else None
+        else:
+            last = binding.seq if binding is not None else None
+        if last is not None and not seq_greater(bu.seq, last):
+            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, last_seq=last, reason="sequence number not greater (R4/R14)"))
+            out += self._ba(packet, home, careof, BAStatus.SEQUENCE_OUT_OF_WINDOW, last, 0, kbm, now)
+            return out
+        # 5. persist, then change the binding
+        if peer is not None:
+            uses = (record.uses if record is not None else 0) + 1
+            self.store.put(peer.store_key, SeqRecord(bu.seq, uses))
+        if deregistering:
+            granted = 0
+            if binding is not None:
+                del self.bindings[home]
+                out.append(self._event(now, "binding_deleted", home=addr(home), seq=bu.seq, mechanism=mechanism))
+        else:
+            cap = self.precomputed_max_lifetime_units if peer is not None else RR_MAX_LIFETIME_UNITS
+            granted = min(bu.lifetime, cap)
+            expires = now + granted * LIFETIME_UNIT_S * SECOND_NS
+            if binding is None:
+                self.bindings[home] = Binding(home, careof, bu.seq, expires, mechanism, granted)
+                out.append(self._event(now, "binding_created", home=addr(home), careof=addr(careof), seq=bu.seq, mechanism=mechanism, lifetime=granted))
+            else:
+                moved = binding.careof != careof
+                binding.careof, binding.seq, binding.expires_ns = careof, bu.seq, expires
+                binding.mechanism, binding.lifetime_units = mechanism, granted
+                out.append(self._event(now, "binding_updated" if moved else "binding_refreshed", home=addr(home), careof=addr(careof), seq=bu.seq, mechanism=mechanism, lifetime=granted))
+        # 6. acknowledge
+        if bu.ack:
+            out += self._ba(packet, home, careof, BAStatus.ACCEPTED, bu.seq, granted, kbm, now)
+        return out
+
+    def _ba(self, packet: Packet, home: bytes, careof: bytes, status: int, seq: int,
+            lifetime: int, kbm: bytes | None, now: int) -> list[Action]:
+        msg = BindingAck(status, seq, lifetime)
+        mh = seal_bad(msg, kbm, careof, self.address) if kbm is not None else encode(msg)
+        if packet.src == home:
+            pkt = build_packet(self.address, home, IPPROTO_MH, mh)
+        else:
+            pkt = build_packet(self.address, packet.src, IPPROTO_MH, mh, rh2_address=home)
+        return [
+            Send(pkt, "BA"),
+            self._event(now, "ba_sent", home=addr(home), careof=addr(careof), status=int(status), seq=seq, authenticated=kbm is not None),
+        ]
+
+    # ------------------------------------------------------------------ errors and logging
+
+    def _binding_error(self, packet: Packet, status: int, now: int) -> list[Action]:
+        home = packet.mh_source
+        mh = encode(BindingError(status, home))
+        return [
+            Send(build_packet(self.address, packet.src, IPPROTO_MH, mh), "BE"),
+            self._event(now, "be_sent", status=int(status), home=addr(home), to=addr(packet.src)),
+        ]
+
+    def _event(self, now: int, name: str, **fields) -> Event:
+        return Event(now, self.node, name, fields)
+
+    def _drop(self, now: int, reason: str, **fields) -> Event:
+        return Event(now, self.node, "drop", {"reason": reason, **fields})

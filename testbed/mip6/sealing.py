@@ -1,0 +1,85 @@
+"""Authenticating Mobility Header messages: add and check the authenticator that ends them.
+
+Two kinds end a message with a 12-octet authenticator: the Binding Authorization Data
+option (RFC 6275, keyed by Kbm, for correspondent registrations) and the RFC 4285 Mobility
+Message Authentication option (keyed by the MN-HA key, for home registrations). Both must be
+the last option, with nothing after them; both authenticate the Mobility Header from its
+first octet to just before the authenticator, with the checksum field zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from testbed.mip6.constants import AUTHENTICATOR_LEN, MN_HA_AUTH_SUBTYPE
+from testbed.mip6.crypto import (
+    authenticated_part,
+    binding_authenticator,
+    constant_time_equal,
+    mn_ha_authenticator,
+)
+from testbed.mip6.messages import Message, encode
+from testbed.mip6.options import BindingAuthData, MobilityMessageAuth
+
+_PLACEHOLDER = bytes(AUTHENTICATOR_LEN)
+
+
+def seal_bad(msg: Message, kbm: bytes, careof: bytes, correspondent: bytes) -> bytes:
+    """Encode ``msg`` (its options must not hold a BAD) with a BAD option appended and filled."""
+    mh = encode(_with_option(msg, BindingAuthData(_PLACEHOLDER)))
+    return mh[:-AUTHENTICATOR_LEN] + binding_authenticator(kbm, careof, correspondent, authenticated_part(mh))
+
+
+def seal_mn_ha(msg: Message, spi: int, key: bytes, careof: bytes, home: bytes) -> bytes:
+    """Encode ``msg`` with an RFC 4285 MN-HA authentication option appended and filled."""
+    mh = encode(_with_option(msg, MobilityMessageAuth(MN_HA_AUTH_SUBTYPE, spi, _PLACEHOLDER)))
+    return mh[:-AUTHENTICATOR_LEN] + mn_ha_authenticator(key, careof, home, authenticated_part(mh))
+
+
+def _with_option(msg: Message, opt) -> Message:
+    return dataclasses.replace(msg, options=tuple(msg.options) + (opt,))
+
+
+def option_layout_error(msg: Message) -> str | None:
+    """Why ``msg``'s options break RFC 6275's rules, or None: duplicate options, and an
+    authenticating option that is not the last thing in the message."""
+    opts = msg.options
+    seen = set()
+    for opt in opts:
+        kind = type(opt)
+        if kind in seen:
+            return f"duplicate {kind.__name__} option"
+        seen.add(kind)
+    for kind in (BindingAuthData, MobilityMessageAuth):
+        if kind in seen:
+            if type(opts[-1]) is not kind:
+                return f"{kind.__name__} is not the last option"
+            if msg.trailing_pad:
+                return f"padding follows {kind.__name__}"
+    return None
+
+
+def last_option(msg: Message, kind):
+    """The message's last option if it is of ``kind`` (callers check the layout first)."""
+    opts = msg.options
+    if opts and type(opts[-1]) is kind:
+        return opts[-1]
+    return None
+
+
+def bad_valid(msg: Message, kbm: bytes, careof: bytes, correspondent: bytes) -> bool:
+    """True when ``msg`` ends with a BAD whose authenticator matches."""
+    opt = last_option(msg, BindingAuthData)
+    if opt is None or msg.trailing_pad:
+        return False
+    want = binding_authenticator(kbm, careof, correspondent, authenticated_part(msg.raw))
+    return constant_time_equal(want, opt.authenticator)
+
+
+def mn_ha_valid(msg: Message, key: bytes, careof: bytes, home: bytes) -> bool:
+    """True when ``msg`` ends with an MN-HA authentication option whose authenticator matches."""
+    opt = last_option(msg, MobilityMessageAuth)
+    if opt is None or msg.trailing_pad or len(opt.authenticator) != AUTHENTICATOR_LEN:
+        return False
+    want = mn_ha_authenticator(key, careof, home, authenticated_part(msg.raw))
+    return constant_time_equal(want, opt.authenticator)

@@ -1,0 +1,213 @@
+"""Durable store of sequence numbers and key-use counters (R4, R13; the MN's restart safety).
+
+R4: a CN keeps the most recent accepted Sequence Number of each precomputed peer in stable
+storage, durable before the BA leaves and surviving a restart. The MN likewise persists what
+it sent, so a restart never replays a number. Both count the uses of each key for R13.
+
+The engines talk to a ``SequenceStore``: ``get(key)`` and ``put(key, record)``, where
+``put`` returns only once the record is on disk. Keys are strings the engine builds, e.g.
+``"cn/<home address>/<key_id>"``; they never contain secrets (a key holding a long hex run,
+which could be a Kcn, is refused).
+
+``SqliteSequenceStore`` uses SQLite with ``synchronous=FULL``: each ``put`` is one autocommit
+transaction, fsynced before it returns, so a record survives ``kill -9`` of the process and
+power loss of the machine. ``MemorySequenceStore`` is for tests and in-process runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from testbed.errors import TestbedError
+from testbed.mip6.seqno import SEQ_MAX
+
+MAX_KEY_LENGTH = 256
+_SECRET_LIKE = re.compile(r"[0-9a-fA-F]{40,}")
+SCHEMA_VERSION = 1
+
+
+class SequenceStoreError(TestbedError):
+    """The store cannot be opened, read or written; one line naming the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeqRecord:
+    """``last``: the last sequence number sent (MN) or accepted (CN), 0..65535.
+    ``uses``: distinct uses of the key so far (R13), >= 0."""
+
+    last: int
+    uses: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.last, int) or isinstance(self.last, bool) or not 0 <= self.last <= SEQ_MAX:
+            raise ValueError(f"SeqRecord.last must be an integer 0..{SEQ_MAX}, not {self.last!r}")
+        if not isinstance(self.uses, int) or isinstance(self.uses, bool) or self.uses < 0:
+            raise ValueError(f"SeqRecord.uses must be a non-negative integer, not {self.uses!r}")
+
+
+@runtime_checkable
+class SequenceStore(Protocol):
+    """What the engines need: a record per key, durable once ``put`` returns."""
+
+    def get(self, key: str) -> SeqRecord | None: ...
+
+    def put(self, key: str, record: SeqRecord) -> None: ...
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is an acceptable store key, else ValueError (empty, too long, secret-like)."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("a sequence store key must be a non-empty string")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"a sequence store key must be at most {MAX_KEY_LENGTH} characters")
+    if _SECRET_LIKE.search(key):
+        raise ValueError("a sequence store key must not contain key material (a run of 40+ hex digits)")
+    return key
+
+
+def _check_record(record: SeqRecord) -> SeqRecord:
+    if not isinstance(record, SeqRecord):
+        raise TypeError(f"expected a SeqRecord, not {type(record).__name__}")
+    return record
+
+
+class MemorySequenceStore:
+    """A dict behind the ``SequenceStore`` interface (not durable: tests and in-process runs)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, SeqRecord] = {}
+
+    def get(self, key: str) -> SeqRecord | None:
+        return self._records.get(check_key(key))
+
+    def put(self, key: str, record: SeqRecord) -> None:
+        self._records[check_key(key)] = _check_record(record)
+
+    def items(self) -> dict[str, SeqRecord]:
+        """A copy of every record, by key."""
+        return dict(self._records)
+
+    def close(self) -> None:
+        """Nothing to release (same interface as the SQLite store)."""
+
+    def __enter__(self) -> MemorySequenceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SqliteSequenceStore:
+    """Records in an SQLite file (created 0600), each ``put`` fsynced before it returns.
+
+    ``journal_mode`` "wal" (default: one fsync per put) or "delete" (rollback journal); both
+    are durable with ``synchronous=FULL``. Several processes may open one file, but a key
+    should have one writer (the engine that owns it).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, journal_mode: Literal["wal", "delete"] = "wal") -> None:
+        self.path = os.fspath(path)
+        if journal_mode not in ("wal", "delete"):
+            raise ValueError(f"journal_mode must be 'wal' or 'delete', not {journal_mode!r}")
+        self._create_file()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        except sqlite3.Error as exc:
+            raise self._error("cannot open", exc) from None
+        try:
+            self._setup(journal_mode)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise self._error("not a usable sequence store", exc) from None
+        except SequenceStoreError:
+            self._db.close()
+            raise
+
+    def _error(self, what: str, exc: BaseException) -> SequenceStoreError:
+        return SequenceStoreError(f"{self.path}: {what}: {' '.join(str(exc).split())}")
+
+    def _create_file(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise SequenceStoreError(f"{self.path}: cannot create: {exc.strerror or exc}") from None
+        os.close(fd)
+        try:  # make the new directory entry durable too
+            dfd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+
+    def _setup(self, journal_mode: str) -> None:
+        db = self._db
+        got = db.execute(f"PRAGMA journal_mode={journal_mode}").fetchone()[0]
+        if str(got).lower() != journal_mode:
+            raise SequenceStoreError(f"{self.path}: SQLite refused journal_mode={journal_mode} (got {got})")
+        db.execute("PRAGMA synchronous=FULL")
+        if db.execute("PRAGMA synchronous").fetchone()[0] != 2:
+            raise SequenceStoreError(f"{self.path}: SQLite refused synchronous=FULL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise SequenceStoreError(f"{self.path}: sequence store schema {version}, expected {SCHEMA_VERSION}")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS seq ("
+                " key TEXT PRIMARY KEY,"
+                " last INTEGER NOT NULL CHECK (last BETWEEN 0 AND 65535),"
+                " uses INTEGER NOT NULL CHECK (uses >= 0)"
+                ") WITHOUT ROWID"
+            )
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.journal_mode = journal_mode
+
+    def get(self, key: str) -> SeqRecord | None:
+        check_key(key)
+        try:
+            row = self._db.execute("SELECT last, uses FROM seq WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from None
+        return None if row is None else SeqRecord(row[0], row[1])
+
+    def put(self, key: str, record: SeqRecord) -> None:
+        """Store ``record`` under ``key``; it is on disk (fsynced) when this returns."""
+        check_key(key)
+        _check_record(record)
+        try:
+            self._db.execute(
+                "INSERT INTO seq (key, last, uses) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET last = excluded.last, uses = excluded.uses",
+                (key, record.last, record.uses),
+            )
+        except sqlite3.Error as exc:
+            raise self._error("cannot write", exc) from None
+
+    def items(self) -> dict[str, SeqRecord]:
+        """Every record, by key (diagnostics)."""
+        try:
+            rows = self._db.execute("SELECT key, last, uses FROM seq ORDER BY key").fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from None
+        return {k: SeqRecord(last, uses) for k, last, uses in rows}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SqliteSequenceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

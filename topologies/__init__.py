@@ -1,0 +1,17 @@
+"""Lab topologies (Mininet ``Topo`` classes, also loadable with ``mn --custom``).
+
+``TOPOLOGIES`` maps the names ``testbed lab --topo NAME`` accepts to their classes.
+"""
+
+from __future__ import annotations
+
+from topologies.base import LabTopo
+from topologies.corporate import CorporateTopo
+from topologies.handover import HandoverTopo
+
+TOPOLOGIES: dict[str, type[LabTopo]] = {
+    HandoverTopo.NAME: HandoverTopo,
+    CorporateTopo.NAME: CorporateTopo,
+}
+
+__all__ = ["TOPOLOGIES", "LabTopo", "HandoverTopo", "CorporateTopo"]

@@ -1,0 +1,36 @@
+"""``corporate``: N mobile nodes (default 10) sharing two access segments, CNs, one HA.
+
+The same core as ``handover`` (see topologies/handover.py and topologies/README.md for the
+addressing plan) with mobile nodes ``mn1``..``mnN`` placed alternately on ``a1`` and ``a2``
+(home addresses 2001:db8:1::100 + I, i.e. ``mn1`` is ::101, ``mn10`` is ::10a) and
+correspondents ``cn1``..``cnM`` on their own core links 2001:db8:e:J::/64 (CN J is ::2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from topologies.handover import DELAY_PARAMS, HandoverTopo
+from testbed.lab.params import Param
+
+
+class CorporateTopo(HandoverTopo):
+    """N MNs on AR1's and AR2's segments, M CNs, one HA, one attacker."""
+
+    NAME = "corporate"
+    PARAMS = {
+        **DELAY_PARAMS,
+        "n_mns": Param("int", 10, "number of mobile nodes", minimum=1, maximum=40),
+        "n_cns": Param("int", 1, "number of correspondent nodes", minimum=1, maximum=9),
+        "attacker_at": Param("choice", "core", "where the attacker is attached",
+                             choices=("core", "ar1", "ar2", "home")),
+    }
+
+    def build_lab(self, p: dict[str, Any]) -> None:
+        mobiles = [(f"mn{i}", 0x100 + i, "a1" if i % 2 else "a2")
+                   for i in range(1, p["n_mns"] + 1)]
+        cns = [f"cn{j}" for j in range(1, p["n_cns"] + 1)]
+        self.build_mobility_network(p, mobiles=mobiles, cns=cns)
+
+
+topos = {"corporate": CorporateTopo}
