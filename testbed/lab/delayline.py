@@ -254,6 +254,7 @@ class DelayLine:
 
     def _receive(self, d: Direction) -> None:
         sock = d.rx
+        offset: int | None | object = _UNREAD  # realtime - monotonic, read once per batch
         for _ in range(DRAIN_BATCH):
             try:
                 frame, anc, _flags, addr = sock.recvmsg(RECV_SIZE, _CMSG_SPACE)
@@ -270,9 +271,13 @@ class DelayLine:
             rx_ns = now
             for level, kind, data in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    if offset is _UNREAD:
+                        offset = realtime_offset_ns()
+                    if offset is None:
+                        break
                     sec, nsec = _TIMESPEC.unpack_from(data)
-                    stamped = sec * 1_000_000_000 + nsec - (time.time_ns() - now)
-                    # trust the kernel stamp unless the realtime clock was stepped meanwhile
+                    stamped = sec * 1_000_000_000 + nsec - offset
+                    # the kernel stamp, unless the realtime clock was stepped meanwhile
                     if now - 1_000_000_000 < stamped <= now:
                         rx_ns = stamped
             d.received += 1
@@ -324,6 +329,29 @@ class DelayLine:
         if index != self.ifindex[ifname]:
             raise InterfaceGone(f"interface {ifname} was replaced (index "
                                 f"{self.ifindex[ifname]} -> {index})")
+
+
+_UNREAD = object()
+
+
+def realtime_offset_ns(max_span_ns: int = 50_000) -> int | None:
+    """CLOCK_REALTIME - CLOCK_MONOTONIC now, from a pair of readings not split by a stall.
+
+    Kernel receive stamps are realtime; the line schedules in monotonic time. A reading
+    interrupted between its two clocks (a preempted or paused VM) would shift every frame of
+    the batch, early frames included, so the tightest of a few readings is used.
+    """
+    mono, real = time.monotonic_ns, time.time_ns
+    best_span, best = None, 0
+    for _ in range(4):
+        m0 = mono()
+        r = real()
+        m1 = mono()
+        if best_span is None or m1 - m0 < best_span:
+            best_span, best = m1 - m0, r - (m0 + m1) // 2
+        if best_span < 20_000:
+            break
+    return best if best_span <= max_span_ns else None
 
 
 def _open_packet_socket(ifname: str) -> socket.socket:

@@ -163,8 +163,10 @@ class LabProcess:
                                     self.tag, self.node, self.pid, timeout)
                         signal_group(self.pid, signal.SIGKILL)
                         self.popen.wait(timeout=timeout)
-                # Members of its group that outlived it (e.g. a daemon's helper).
-                signal_group(self.pid, signal.SIGKILL) if _group_exists(self.pid) else None
+                # Members of its group that outlived it (e.g. a daemon's helper). The group id
+                # cannot be reused while any member lives, so these are still ours.
+                if _group_exists(self.pid):
+                    os.killpg(self.pid, signal.SIGKILL)
             finally:
                 for pipe in (self.popen.stdout, self.popen.stderr):
                     if pipe is not None:

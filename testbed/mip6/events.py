@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Event:
 Action = Send | Event
 
 
+@lru_cache(maxsize=4096)
 def addr(a: bytes | None) -> str | None:
-    """Render a 16-octet address for an event."""
+    """Render a 16-octet address for an event (cached: the same few addresses recur)."""
     return None if a is None else str(ipaddress.IPv6Address(a))

@@ -37,7 +37,7 @@ def seal_mn_ha(msg: Message, spi: int, key: bytes, careof: bytes, home: bytes) -
 
 
 def _with_option(msg: Message, opt) -> Message:
-    return dataclasses.replace(msg, options=tuple(msg.options) + (opt,))
+    return dataclasses.replace(msg, options=(*msg.options, opt))
 
 
 def option_layout_error(msg: Message) -> str | None:
