@@ -18,45 +18,21 @@ import json
 import os
 import shlex
 import signal
-import statistics
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "lab"))
 
-from test_delayline import Triple, parse_ping, rtt_goal_holds  # noqa: E402
-
-
-class StallMonitor(threading.Thread):
-    """Sleeps 1 ms at a time and records wake-ups later than ``threshold_ms``."""
-
-    def __init__(self, threshold_ms: float) -> None:
-        super().__init__(daemon=True)
-        self.threshold_ns = int(threshold_ms * 1e6)
-        self.stalls: list[tuple[int, int]] = []  # (start ns, length ns)
-        self._stop = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            t = time.monotonic_ns()
-            time.sleep(0.001)
-            late = time.monotonic_ns() - t - 1_000_000
-            if late > self.threshold_ns:
-                self.stalls.append((t, late))
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def between(self, t0: int, t1: int) -> list[float]:
-        return [late / 1e6 for t, late in self.stalls if t0 <= t <= t1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from test_delayline import (
+    StallMonitor,
+    Triple,
+    cpu_ns,
+    parse_ping,
+    ping_interval,
+    rtt_goal_holds,
+)
 
 
 def load() -> str:
@@ -65,38 +41,39 @@ def load() -> str:
 
 def bench(args) -> dict:
     results: dict = {"load_before": load(), "delays": {}}
-    monitor = StallMonitor(args.stall_ms)
-    monitor.start()
-    for delay in args.delays:
-        t = Triple("dlb" + uuid.uuid4().hex[:8])
-        try:
-            t.build()
-            line = t.start_line(delay, launcher=args.launcher)
-            t.warm_up()
-            c0, w0 = cpu_seconds(line.pid), time.monotonic()
-            time.sleep(args.idle_s)  # a measurement window, not a wait for an event
-            idle = (cpu_seconds(line.pid) - c0) / (time.monotonic() - w0)
-            runs = []
-            c0, w0 = cpu_seconds(line.pid), time.monotonic()
-            for _ in range(args.rounds):
-                t0 = time.monotonic_ns()
-                done = t.ping(args.count, args.interval)
-                stalls = monitor.between(t0, time.monotonic_ns())
-                fig = parse_ping(done.stdout)
-                fig["goal"] = rtt_goal_holds(fig, delay)
-                fig["stalls"] = len(stalls)
-                fig["stall_max_ms"] = round(max(stalls, default=0.0), 1)
-                runs.append(fig)
-            busy = (cpu_seconds(line.pid) - c0) / (time.monotonic() - w0)
-            line.send_signal(signal.SIGTERM)
-            line.wait(5)
-            results["delays"][delay] = {"runs": runs, "cpu_idle": round(idle, 4),
-                                        "cpu_ping": round(busy, 4)}
-        finally:
-            t.destroy()
-    monitor.stop()
+    with StallMonitor(args.stall_ms) as monitor:
+        for delay in args.delays:
+            results["delays"][delay] = bench_delay(args, delay, monitor)
     results["load_after"] = load()
     return results
+
+
+def bench_delay(args, delay: float, monitor: StallMonitor) -> dict:
+    t = Triple("dlb" + uuid.uuid4().hex[:8])
+    try:
+        t.build()
+        line = t.start_line(delay, launcher=args.launcher)
+        t.warm_up()
+        c0, w0 = cpu_ns(line.pid), time.monotonic_ns()
+        time.sleep(args.idle_s)  # a measurement window, not a wait for an event
+        idle = (cpu_ns(line.pid) - c0) / (time.monotonic_ns() - w0)
+        runs = []
+        c0, w0 = cpu_ns(line.pid), time.monotonic_ns()
+        for _ in range(args.rounds):
+            t0 = time.monotonic_ns()
+            done = t.ping(args.count, args.interval or ping_interval(delay))
+            stalls = monitor.between(t0, time.monotonic_ns())
+            fig = parse_ping(done.stdout)
+            fig["goal"] = rtt_goal_holds(fig, delay)
+            fig["stalls"] = len(stalls)
+            fig["stall_max_ms"] = max(stalls, default=0.0)
+            runs.append(fig)
+        busy = (cpu_ns(line.pid) - c0) / (time.monotonic_ns() - w0)
+        line.send_signal(signal.SIGTERM)
+        line.wait(5)
+        return {"runs": runs, "cpu_idle": round(idle, 4), "cpu_ping": round(busy, 4)}
+    finally:
+        t.destroy()
 
 
 def print_table(results: dict) -> None:
@@ -118,9 +95,10 @@ def main() -> int:
                    type=lambda s: [float(x) for x in s.split(",")])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--count", type=int, default=50)
-    p.add_argument("--interval", type=float, default=0.02)
+    p.add_argument("--interval", type=float, default=None,
+                   help="seconds between pings (default: as the tests, 0.005..0.02 by delay)")
     p.add_argument("--idle-s", type=float, default=2.0)
-    p.add_argument("--stall-ms", type=float, default=2.0)
+    p.add_argument("--stall-ms", type=float, default=1.0)
     p.add_argument("--launcher", type=shlex.split, default=None,
                    help="command replacing `python -m testbed.lab.delayline`")
     p.add_argument("--json", action="store_true")

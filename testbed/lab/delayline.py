@@ -311,8 +311,7 @@ class DelayLine:
                 continue
             d.sent += 1
             late = mono() - due
-            if late > d.late_max_ns:
-                d.late_max_ns = late
+            d.late_max_ns = max(d.late_max_ns, late)
             d.late_total_ns += late
             now = mono()
 
@@ -404,7 +403,7 @@ def prepare_interface(ifname: str) -> None:
     """Best effort: offloads off and IPv6 off on one of the line's own interfaces."""
     try:
         done = subprocess.run(["ethtool", "-K", ifname, "tx", "off", "tso", "off", "gso", "off"],
-                              capture_output=True, text=True, timeout=5)
+                              check=False, capture_output=True, text=True, timeout=5)
         if done.returncode != 0:
             log.info("ethtool -K %s failed: %s", ifname, done.stderr.strip())
     except (OSError, subprocess.SubprocessError) as exc:

@@ -45,7 +45,7 @@ def netem_available() -> bool:
     try:
         done = subprocess.run(
             ["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-            capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+            check=False, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError) as exc:
         _probe_detail = f"probe could not run: {exc}"
         return False
@@ -75,7 +75,7 @@ def netem_argv(ifname: str, delay_ms: float) -> list[str]:
 
 
 def _run_here(argv: Sequence[str]) -> int:
-    return subprocess.run(list(argv), timeout=PROBE_TIMEOUT_S).returncode
+    return subprocess.run(list(argv), check=False, timeout=PROBE_TIMEOUT_S).returncode
 
 
 def apply_netem(ifname: str, delay_ms: float,

@@ -57,11 +57,12 @@ def _wait_gone(record: ProcessRecord, deadline: float) -> bool:
     return True
 
 
-def stop_record(record: ProcessRecord, timeout: float = STOP_TIMEOUT_S) -> bool:
+def stop_record(record: ProcessRecord, timeout: float = STOP_TIMEOUT_S,
+                first_signal: int = signal.SIGTERM) -> bool:
     """Stop a recorded process that may not be our child (crash clean-up). True when gone."""
     if not record.alive():
         return True
-    signal_group(record.pid, signal.SIGTERM)
+    signal_group(record.pid, first_signal)
     if _wait_gone(record, time.monotonic() + timeout):
         return True
     if record.alive():

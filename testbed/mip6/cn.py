@@ -22,16 +22,20 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from testbed.mip6.constants import (
-    BAStatus,
-    BEStatus,
     IPPROTO_MH,
     KBM_LEN,
     LIFETIME_UNIT_S,
     MAX_LIFETIME_UNITS,
     MAX_RR_BINDING_LIFETIME_S,
     SECOND_NS,
+    BAStatus,
+    BEStatus,
 )
-from testbed.mip6.crypto import binding_management_key, careof_keygen_token, home_keygen_token
+from testbed.mip6.crypto import (
+    binding_management_key,
+    careof_keygen_token,
+    home_keygen_token,
+)
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import Action, Event, Send, addr
 from testbed.mip6.keys import PreconfiguredData, index_peers

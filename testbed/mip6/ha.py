@@ -22,33 +22,37 @@ other option) would need a wall clock, which a sans-I/O engine does not read.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 from testbed.mip6.constants import (
-    BAStatus,
     IPPROTO_IPV6,
     IPPROTO_MH,
     LIFETIME_UNIT_S,
     MN_HA_AUTH_SUBTYPE,
     SECOND_NS,
+    BAStatus,
 )
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import Action, Event, Send, addr
-from testbed.mip6.messages import BindingAck, BindingUpdate, HomeTestInit, decode, encode
+from testbed.mip6.messages import (
+    BindingAck,
+    BindingUpdate,
+    HomeTestInit,
+    decode,
+    encode,
+)
+from testbed.mip6.mnha import MnHaSecurityAssociation
 from testbed.mip6.options import AlternateCoA, MobilityMessageAuth, ReplayProtection
 from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, parse_packet
-from testbed.mip6.sealing import last_option, mn_ha_valid, option_layout_error, seal_mn_ha
+from testbed.mip6.sealing import (
+    last_option,
+    mn_ha_valid,
+    option_layout_error,
+    seal_mn_ha,
+)
 from testbed.mip6.seqno import seq_greater
 from testbed.mip6.seqstore import SeqRecord, SequenceStore
-
-
-@dataclass(frozen=True, slots=True)
-class MobileNodeKey:
-    """The HA's side of one RFC 4285 security association."""
-
-    spi: int
-    key: bytes = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -66,7 +70,7 @@ class HomeAgent:
         address: bytes,
         home_prefix: ipaddress.IPv6Network,
         *,
-        keys: Mapping[bytes, MobileNodeKey],
+        keys: Mapping[bytes, MnHaSecurityAssociation],
         store: SequenceStore,
         node: str = "ha",
         max_lifetime_units: int = 0xFFFF,
@@ -80,7 +84,7 @@ class HomeAgent:
         self._keys = dict(keys)
         self._timestamps: dict[bytes, int] = {}
 
-    def set_keys(self, keys: Mapping[bytes, MobileNodeKey]) -> None:
+    def set_keys(self, keys: Mapping[bytes, MnHaSecurityAssociation]) -> None:
         self._keys = dict(keys)
 
     def binding_for(self, home: bytes) -> HomeBinding | None:
@@ -215,7 +219,7 @@ class HomeAgent:
         return out + self._ba(packet, home, careof, BAStatus.ACCEPTED, bu.seq, granted, key, replay.timestamp, now)
 
     def _ba(self, packet: Packet, home: bytes, careof: bytes, status: int, seq: int, lifetime: int,
-            key: MobileNodeKey | None, timestamp: int | None, now: int) -> list[Action]:
+            key: MnHaSecurityAssociation | None, timestamp: int | None, now: int) -> list[Action]:
         options = (ReplayProtection(timestamp),) if timestamp is not None else ()
         msg = BindingAck(status, seq, lifetime, options=options)
         if key is not None:

@@ -20,17 +20,23 @@ import dataclasses
 import hashlib
 import ipaddress
 import os
-import re
 import secrets
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import yaml
-
 from testbed.errors import ConfigError
 from testbed.mip6.entropy import kcn_weakness
+from testbed.mip6.secretfile import (
+    MAX_FILE_BYTES,
+    fail,
+    load_strict_yaml,
+    one_line,
+    parse_hex,
+    read_secret_text,
+    shown,
+    write_secret_text,
+)
 
 KCN_MIN_OCTETS = 20
 """R1: Kcn is at least 20 octets."""
@@ -38,7 +44,6 @@ KCN_DEFAULT_OCTETS = 20
 NONCE_OCTETS = 8
 """Home and care-of nonces are 64 bits (RFC 6275 section 5.2)."""
 FIELDS = ("home_address", "correspondent", "kcn", "home_nonce", "careof_nonce")
-MAX_FILE_BYTES = 64 * 1024
 _KEY_ID_LABEL = b"mip6-testbed key id v1\x00"
 
 Role = Literal["mn", "cn"]
@@ -94,63 +99,17 @@ class PreconfiguredData:
 # ---------------------------------------------------------------- parsing and validation
 
 
-class _StrictLoader(yaml.BaseLoader):
-    """All scalars as strings; a mapping with a key twice is an error."""
-
-    def construct_mapping(self, node, deep=False):  # noqa: D401 - PyYAML hook
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str):
-                if key in seen:
-                    raise _DuplicateKey(key)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _fail(source: str, reason: str) -> ConfigError:
-    return ConfigError(f"{_one_line(source)}: {reason}")
-
-
-def _one_line(text: object) -> str:
-    text = str(text)
-    return " ".join(text.split()) if any(c in text for c in "\r\n\v\f\x85\u2028\u2029") else text
-
-
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
-
-
-def _shown(value: object) -> str:
-    """``value`` quoted for a message, unless it might be (part of) a secret or is long."""
-    text = str(value)
-    if len(text) > 45 or _HEX_RUN.search(text):
-        return "(value not shown)"
-    return repr(_one_line(text))
-
-
-def _shown_key(key: object) -> str:
-    text = str(key)
-    if _NAME.fullmatch(text) and not all(c in "0123456789abcdefABCDEF" for c in text):
-        return repr(text)
-    return "(a key not shown)"
-
-
 def _address(value: object, what: str) -> ipaddress.IPv6Address:
     """A unicast IPv6 address usable as a home address or correspondent, or ValueError(reason)."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what} is empty or not a string")
-    shown = _shown(value)
+    quoted = shown(value)
     try:
         addr = ipaddress.IPv6Address(value)
     except ValueError:
-        raise ValueError(f"{what} {shown} is not an IPv6 address") from None
+        raise ValueError(f"{what} {quoted} is not an IPv6 address") from None
     if addr.scope_id is not None:
-        raise ValueError(f"{what} {shown} has a zone index; give the bare address")
+        raise ValueError(f"{what} {quoted} has a zone index; give the bare address")
     for bad, flag in (
         ("unspecified", addr.is_unspecified),
         ("loopback", addr.is_loopback),
@@ -160,16 +119,6 @@ def _address(value: object, what: str) -> ipaddress.IPv6Address:
         if flag:
             raise ValueError(f"{what} {addr} is a {bad} address, not a usable unicast address")
     return addr
-
-
-def _hex(value: object, name: str) -> bytes:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} is empty or not a hex string")
-    if len(value) % 2:
-        raise ValueError(f"{name} has an odd number of hex digits ({len(value)})")
-    if any(c not in "0123456789abcdefABCDEF" for c in value):
-        raise ValueError(f"{name} is not a hex string (only 0-9 and a-f allowed, no prefix or spaces)")
-    return bytes.fromhex(value)
 
 
 def _validate_kcn(kcn: bytes) -> None:
@@ -185,33 +134,16 @@ def _validate_kcn(kcn: bytes) -> None:
 
 def parse_preconfigured(text: str, source: str) -> PreconfiguredData:
     """Validate YAML ``text`` (everything but the file's mode); ``source`` names it in errors."""
-    try:
-        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - BaseLoader builds only str/list/dict
-    except _DuplicateKey as dup:
-        raise _fail(source, f"key {_shown_key(dup)} appears twice") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise _fail(source, f"not valid YAML{where}: {_one_line(problem)}") from None
-    if not isinstance(doc, dict):
-        raise _fail(source, "not a YAML mapping of " + ", ".join(FIELDS))
-    unknown = [k for k in doc if k not in FIELDS]
-    if unknown:
-        shown = ", ".join(_shown_key(k) for k in unknown[:3])
-        raise _fail(source, f"unknown key {shown}; allowed: " + ", ".join(FIELDS))
-    missing = [k for k in FIELDS if k not in doc]
-    if missing:
-        raise _fail(source, "missing key " + ", ".join(missing))
+    doc = load_strict_yaml(text, source, FIELDS)
     try:
         home = _address(doc["home_address"], "home_address")
         correspondent = _address(doc["correspondent"], "correspondent")
         if home == correspondent:
             raise ValueError("home_address and correspondent are the same address")
-        kcn = _hex(doc["kcn"], "kcn")
+        kcn = parse_hex(doc["kcn"], "kcn")
         nonces = {}
         for name in ("home_nonce", "careof_nonce"):
-            nonces[name] = _hex(doc[name], name)
+            nonces[name] = parse_hex(doc[name], name)
             if len(nonces[name]) != NONCE_OCTETS:
                 raise ValueError(
                     f"{name} is {len(nonces[name])} octets, it must be {NONCE_OCTETS} "
@@ -219,7 +151,7 @@ def parse_preconfigured(text: str, source: str) -> PreconfiguredData:
                 )
         _validate_kcn(kcn)
     except ValueError as exc:
-        raise _fail(source, str(exc)) from None
+        raise fail(source, str(exc)) from None
     return PreconfiguredData(home, correspondent, kcn, nonces["home_nonce"], nonces["careof_nonce"], source)
 
 
@@ -230,35 +162,7 @@ def load_preconfigured(path: str | os.PathLike) -> PreconfiguredData:
     others, larger than 64 KiB, not UTF-8, and everything ``parse_preconfigured`` refuses.
     """
     source = os.fspath(path)
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as exc:
-        raise _fail(source, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _fail(source, "not a regular file")
-        if st.st_mode & 0o077:
-            raise _fail(
-                source,
-                f"mode {stat.S_IMODE(st.st_mode):04o} lets group or others access the keys; "
-                "it must be 0600 or stricter (chmod 600)",
-            )
-        if st.st_size > MAX_FILE_BYTES:
-            raise _fail(source, f"{st.st_size} bytes, too large for preconfigured data")
-        chunks = []
-        while chunk := os.read(fd, MAX_FILE_BYTES + 1):
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > MAX_FILE_BYTES:
-                raise _fail(source, "too large for preconfigured data")
-    except OSError as exc:
-        raise _fail(source, f"cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    try:
-        text = b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError:
-        raise _fail(source, "not UTF-8 text") from None
+    text = read_secret_text(source, "preconfigured data")
     return parse_preconfigured(text, source)
 
 
@@ -272,7 +176,7 @@ def check_distinct_kcn(items: Iterable[PreconfiguredData]) -> None:
         other = seen.setdefault(item.kcn, item)
         if other is not item:
             raise ConfigError(
-                f"{_one_line(other.source)} and {_one_line(item.source)} hold the same Kcn "
+                f"{one_line(other.source)} and {one_line(item.source)} hold the same Kcn "
                 f"(key {item.key_id}); R10 needs a different Kcn for every MN-CN pair"
             )
 
@@ -285,7 +189,7 @@ def check_distinct_pairs(items: Iterable[PreconfiguredData]) -> None:
         other = seen.setdefault(pair, item)
         if other is not item:
             raise ConfigError(
-                f"{_one_line(other.source)} and {_one_line(item.source)} are both for home address "
+                f"{one_line(other.source)} and {one_line(item.source)} are both for home address "
                 f"{item.home_address} and correspondent {item.correspondent}"
             )
 
@@ -310,7 +214,7 @@ def index_peers(
         if getattr(item, own_attr) != getattr(first, own_attr):
             what = "home_address" if role == "mn" else "correspondent"
             raise ConfigError(
-                f"{_one_line(first.source)} and {_one_line(item.source)} differ in {what} "
+                f"{one_line(first.source)} and {one_line(item.source)} differ in {what} "
                 f"({getattr(first, own_attr)} and {getattr(item, own_attr)}); "
                 f"the files of one {role.upper()} must share it"
             )
@@ -378,38 +282,5 @@ def write_new(path: str | os.PathLike, data: PreconfiguredData) -> Preconfigured
     be created; a file this call created is removed again if writing it fails.
     """
     target = os.fspath(path)
-    payload = dump(data).encode("ascii")
-    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-    try:
-        fd = os.open(target, flags, 0o600)
-    except FileExistsError:
-        raise _fail(target, "already exists; refusing to overwrite it") from None
-    except OSError as exc:
-        raise _fail(target, f"cannot create: {exc.strerror or exc}") from None
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        os.unlink(target)
-        raise _fail(target, f"cannot write: {exc.strerror or exc}") from None
-    _fsync_dir(os.path.dirname(os.path.abspath(target)))
+    write_secret_text(target, dump(data))
     return dataclasses.replace(data, source=target)
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)

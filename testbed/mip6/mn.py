@@ -24,16 +24,20 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from testbed.mip6.constants import (
-    BAStatus,
-    BEStatus,
     INITIAL_BINDACK_TIMEOUT_S,
     IPPROTO_IPV6,
     IPPROTO_MH,
     MAX_BINDACK_TIMEOUT_S,
     MAX_TOKEN_LIFETIME_S,
     SECOND_NS,
+    BAStatus,
+    BEStatus,
 )
-from testbed.mip6.crypto import binding_management_key, careof_keygen_token, home_keygen_token
+from testbed.mip6.crypto import (
+    binding_management_key,
+    careof_keygen_token,
+    home_keygen_token,
+)
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import Action, Event, Send, addr
 from testbed.mip6.keys import PreconfiguredData, index_peers
@@ -49,23 +53,22 @@ from testbed.mip6.messages import (
     decode,
     encode,
 )
+from testbed.mip6.mnha import MnHaSecurityAssociation
 from testbed.mip6.options import NonceIndices, ReplayProtection
 from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, parse_packet
-from testbed.mip6.sealing import bad_valid, last_option, mn_ha_valid, option_layout_error, seal_bad, seal_mn_ha
+from testbed.mip6.sealing import (
+    bad_valid,
+    mn_ha_valid,
+    option_layout_error,
+    seal_bad,
+    seal_mn_ha,
+)
 from testbed.mip6.seqno import kbm_exhausted, seq_next
 from testbed.mip6.seqstore import SeqRecord, SequenceStore
 
 INITIAL_TIMEOUT_NS = INITIAL_BINDACK_TIMEOUT_S * SECOND_NS
 MAX_TIMEOUT_NS = MAX_BINDACK_TIMEOUT_S * SECOND_NS
 TOKEN_LIFETIME_NS = MAX_TOKEN_LIFETIME_S * SECOND_NS
-
-
-@dataclass(frozen=True, slots=True)
-class MnHaKey:
-    """RFC 4285 mobility security association between this MN and its home agent."""
-
-    spi: int
-    key: bytes = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -118,7 +121,7 @@ class MobileNode:
         home_address: bytes,
         home_agent: bytes,
         *,
-        mn_ha_key: MnHaKey,
+        mn_ha: MnHaSecurityAssociation,
         store: SequenceStore,
         correspondents: Iterable[bytes] = (),
         peers: Iterable[PreconfiguredData] = (),
@@ -132,7 +135,7 @@ class MobileNode:
         self.node = node
         self.store = store
         self.careof: bytes | None = None
-        self._mn_ha = mn_ha_key
+        self._mn_ha = mn_ha
         self._rng = rng
         self.home_lifetime_units = home_lifetime_units
         self.cn_lifetime_units = cn_lifetime_units

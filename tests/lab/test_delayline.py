@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -31,14 +32,14 @@ NS_PREFIX = "dlt"
 
 
 def _run(argv: list[str], timeout: float = 10) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
     return done
 
 
 def _netns_names() -> set[str]:
-    out = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ip", "-j", "netns", "list"], check=False, capture_output=True, text=True).stdout
     return {entry["name"] for entry in json.loads(out or "[]")}
 
 
@@ -54,6 +55,41 @@ def wait_for(condition, deadline_s: float, what: str, interval: float = 0.01):
         time.sleep(interval)
 
 
+class StallMonitor(threading.Thread):
+    """Sleeps 1 ms at a time and records every wake-up more than ``threshold_ms`` late.
+
+    Our 2-core CI VMs are CPU-throttled by their host at times: the whole VM stops for up to
+    ~0.4 s, which no delay line can hide. A late wake-up here during a measurement tells that
+    the machine, not the line, was stalled.
+    """
+
+    def __init__(self, threshold_ms: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.threshold_ns = int(threshold_ms * 1e6)
+        self.stalls: list[tuple[int, int]] = []  # (monotonic ns, how late ns)
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            t = time.monotonic_ns()
+            time.sleep(0.001)
+            late = time.monotonic_ns() - t - 1_000_000
+            if late > self.threshold_ns:
+                self.stalls.append((t, late))
+
+    def __enter__(self) -> StallMonitor:  # noqa: PYI034
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopping.set()
+        self.join(5)
+
+    def between(self, t0_ns: int, t1_ns: int) -> list[float]:
+        """How late (ms) each stalled wake-up between the two times was."""
+        return [round(late / 1e6, 1) for t, late in self.stalls if t0_ns <= t <= t1_ns]
+
+
 class Triple:
     """Namespaces a -- w -- b with a delay line in w; everything tagged with ``tag``."""
 
@@ -62,7 +98,7 @@ class Triple:
         self.ns_a, self.ns_w, self.ns_b = (f"{tag}-a", f"{tag}-w", f"{tag}-b")
         self.if_x, self.if_a, self.if_b, self.if_y = (f"{tag}x", f"{tag}wa", f"{tag}wb", f"{tag}y")
         self.line: subprocess.Popen | None = None
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in destroy()
 
     def build(self, end_offloads_off: bool = True) -> None:
         for ns in (self.ns_a, self.ns_w, self.ns_b):
@@ -102,7 +138,7 @@ class Triple:
         return subprocess.run(
             ["ip", "netns", "exec", src_ns or self.ns_a, "ping", "-6", "-n", "-c", str(count),
              "-i", str(interval), "-W", "2", dst],
-            capture_output=True, text=True, timeout=timeout)
+            check=False, capture_output=True, text=True, timeout=timeout)
 
     def warm_up(self, deadline_s: float = 10.0) -> None:
         """Resolve neighbours both ways so measured pings do not include ND."""
@@ -122,7 +158,7 @@ class Triple:
             self.line.stdout.close()
         self._stderr.close()
         for ns in (self.ns_a, self.ns_w, self.ns_b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
 def read_line(proc: subprocess.Popen, deadline_s: float) -> str:
@@ -165,12 +201,43 @@ def rtt_goal_holds(figures: dict, delay_ms: float) -> bool:
     return abs(figures["median"] - rtt) <= 0.3 + 0.02 * rtt and figures["mdev"] <= 0.3
 
 
-def measure_rtt(t: Triple, delay_ms: float, count: int = 50, interval: float = 0.02) -> dict:
-    done = t.ping(count, interval)
+def ping_interval(delay_ms: float) -> float:
+    """20 ms between pings, faster for short delays (fewer chances to meet a VM stall)."""
+    return 0.005 if delay_ms <= 2 else 0.01 if delay_ms <= 20 else 0.02
+
+
+def measure_rtt(t: Triple, delay_ms: float, count: int = 50, interval: float | None = None) -> dict:
+    done = t.ping(count, interval or ping_interval(delay_ms))
     assert done.returncode == 0, f"ping failed: {done.stdout}{done.stderr}"
     figures = parse_ping(done.stdout)
     assert figures["count"] == count, f"{count - figures['count']} pings lost:\n{done.stdout}"
     return figures
+
+
+def judged_rtt(t: Triple, delay_ms: float, budget_s: float = 12.0, max_runs: int = 6) -> dict:
+    """Figures of 50 pings that meet the goal, or of a run the machine did not disturb.
+
+    A run that misses the goal while the machine stalled (StallMonitor) says nothing about
+    the line and is repeated, within ``budget_s``; if every run was disturbed the test is
+    skipped with the stalls as the reason. A run that misses the goal undisturbed is returned
+    (and fails the caller's asserts).
+    """
+    runs = []
+    end = time.monotonic() + budget_s
+    with StallMonitor() as monitor:
+        while True:
+            t0 = time.monotonic_ns()
+            figures = measure_rtt(t, delay_ms)
+            figures["stalls_ms"] = monitor.between(t0, time.monotonic_ns())
+            runs.append(figures)
+            if rtt_goal_holds(figures, delay_ms) or not figures["stalls_ms"]:
+                figures["runs"] = len(runs)
+                return figures
+            if len(runs) >= max_runs or time.monotonic() > end:
+                break
+    pytest.skip(f"the machine stalled during all {len(runs)} ping runs (late wake-ups, ms: "
+                + "; ".join(str(r["stalls_ms"][:5]) for r in runs)
+                + f"; load {os.getloadavg()[0]:.2f}), so the {delay_ms} ms goal cannot be judged")
 
 
 # ----------------------------------------------------------------------------- acceptance
@@ -180,13 +247,7 @@ def measure_rtt(t: Triple, delay_ms: float, count: int = 50, interval: float = 0
 def test_rtt_matches_configured_delay(triple, delay_ms):
     triple.start_line(delay_ms)
     triple.warm_up()
-    figures = measure_rtt(triple, delay_ms)
-    # One re-measurement if another process stole the CPU during the first (2-core CI
-    # machines run helpers in parallel); the goal must hold for a whole run of 50 pings.
-    if not rtt_goal_holds(figures, delay_ms):
-        first = figures
-        figures = measure_rtt(triple, delay_ms)
-        figures["first_try"] = first
+    figures = judged_rtt(triple, delay_ms)
     rtt = 2 * delay_ms
     assert abs(figures["median"] - rtt) <= 0.3 + 0.02 * rtt, figures
     assert figures["mdev"] <= 0.3, figures
@@ -278,7 +339,7 @@ def test_sigterm_exits_zero_promptly_with_frames_in_flight(triple):
                                "-i", "0.01", "-c", "200", ADDR_B],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.2)  # let frames pile up in the line; nothing to synchronise on here
+        wait_for(lambda: _queued(triple, line) > 0, 10, "frames queued in the line")
         t0 = time.monotonic()
         line.send_signal(signal.SIGTERM)
         assert line.wait(timeout=5) == 0, triple.stderr()
@@ -288,27 +349,29 @@ def test_sigterm_exits_zero_promptly_with_frames_in_flight(triple):
         pinger.wait(5)
 
 
+def _queued(t: Triple, line: subprocess.Popen) -> int:
+    """Frames waiting in the line now, from the counters it prints on SIGUSR1."""
+    line.send_signal(signal.SIGUSR1)
+    stats = json.loads(read_line(line, 5) or "{}")
+    return sum(d["queued"] for d in stats.values())
+
+
 @pytest.mark.lab
 def test_idle_line_sleeps(triple):
-    """With no traffic the line blocks in select: almost no CPU time over 0.5 s."""
+    """With no traffic the line blocks in select: almost no CPU time over a second."""
     line = triple.start_line(10)
-    pid = _child_python_pid(line.pid)
-    before = _cpu_seconds(pid)
-    t0 = time.monotonic()
-    wait_for(lambda: time.monotonic() - t0 >= 0.5, 2, "half a second")
-    used = _cpu_seconds(pid) - before
-    assert used < 0.05, f"idle delay line used {used:.3f} s CPU in 0.5 s"
+    # Silence the ends (their start-up RS, MLD and DAD frames would be traffic).
+    _run(["ip", "-n", triple.ns_a, "link", "set", triple.if_x, "down"])
+    _run(["ip", "-n", triple.ns_b, "link", "set", triple.if_y, "down"])
+    before = cpu_ns(line.pid)  # `ip netns exec` execs the line: the pid is the line's own
+    time.sleep(1.0)  # the measurement window itself, not a wait for an event
+    used_ms = (cpu_ns(line.pid) - before) / 1e6
+    assert used_ms < 50, f"idle delay line used {used_ms:.1f} ms of CPU in 1 s"
 
 
-def _child_python_pid(pid: int) -> int:
-    """`ip netns exec` execs its command, so the pid is the line's own."""
-    return pid
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+def cpu_ns(pid: int) -> int:
+    """CPU time the process has used so far (ns, from the scheduler)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
 
 
 @pytest.mark.lab
@@ -346,7 +409,7 @@ def test_netem_delay_meets_goal_where_available(triple):
     _run(["ip", "-n", triple.ns_w, "link", "set", f"{triple.tag}br", "up"])
 
     def in_ns(ns):
-        return lambda argv: subprocess.run(["ip", "netns", "exec", ns, *argv]).returncode
+        return lambda argv: subprocess.run(["ip", "netns", "exec", ns, *argv], check=False).returncode
 
     netem.apply_netem(triple.if_x, 10, run_in=in_ns(triple.ns_a))
     netem.apply_netem(triple.if_y, 10, run_in=in_ns(triple.ns_b))
@@ -371,9 +434,10 @@ def test_argv_refuses_bad_parameters(args):
 
 
 def test_netem_argv():
-    assert netem.netem_argv("h1-eth0", 10) == [
-        "tc", "qdisc", "replace", "dev", "h1-eth0", "root", "netem", "delay", "10000us",
-        "limit", "100000"]
+    assert netem.netem_argv("h1-eth0", 50) == [
+        "tc", "qdisc", "replace", "dev", "h1-eth0", "root", "netem", "delay", "50000us",
+        "limit", "5000"]
+    assert netem.netem_argv("h1-eth0", 0.25)[7:] == ["delay", "250us", "limit", "1000"]
     with pytest.raises(ConfigError):
         netem.netem_argv("h1-eth0", -1)
 
@@ -382,7 +446,7 @@ def test_line_refuses_missing_interface_with_one_line_error():
     if os.geteuid() != 0:
         pytest.skip("opening packet sockets needs root")
     done = subprocess.run([*delayline_argv("nosuch0if", "nosuch1if", 1), "--no-prepare"],
-                          capture_output=True, text=True, timeout=10)
+                          check=False, capture_output=True, text=True, timeout=10)
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip().splitlines()[-1].startswith("delayline: error: ")

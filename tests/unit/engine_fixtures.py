@@ -7,9 +7,10 @@ import random
 from dataclasses import dataclass
 
 from testbed.mip6.cn import CorrespondentNode
-from testbed.mip6.ha import HomeAgent, MobileNodeKey
+from testbed.mip6.ha import HomeAgent
 from testbed.mip6.keys import PreconfiguredData
-from testbed.mip6.mn import MnHaKey, MobileNode
+from testbed.mip6.mn import MobileNode
+from testbed.mip6.mnha import MnHaSecurityAssociation
 from testbed.mip6.seqstore import MemorySequenceStore
 from testbed.mip6.simnet import SimNetwork
 
@@ -29,6 +30,7 @@ CN_PC = A("2001:db8:4::1")
 ATTACKER = A("2001:db8:66::1")
 HOME_PREFIX = ipaddress.IPv6Network("2001:db8:1::/64")
 MN_HA = (0x1001, bytes(range(100, 120)))
+MN_HA_SA = MnHaSecurityAssociation(ipaddress.IPv6Address(HOME), ipaddress.IPv6Address(HA), *MN_HA)
 
 # One-way delays (ms) between nodes, as in the handover topology's defaults.
 ONE_WAY_MS = {
@@ -103,10 +105,10 @@ def make_world(*, mn_store=None, cn_pc_store=None, data: PreconfiguredData | Non
     cn_pc_store = cn_pc_store if cn_pc_store is not None else MemorySequenceStore()
     net = SimNetwork(delay)
     mn = MobileNode(
-        HOME, HA, mn_ha_key=MnHaKey(*MN_HA), store=mn_store, correspondents=[CN_RR, CN_PC],
+        HOME, HA, mn_ha=MN_HA_SA, store=mn_store, correspondents=[CN_RR, CN_PC],
         peers=[data], rng=SeededRng(seed),
     )
-    ha = HomeAgent(HA, HOME_PREFIX, keys={HOME: MobileNodeKey(*MN_HA)}, store=MemorySequenceStore())
+    ha = HomeAgent(HA, HOME_PREFIX, keys={HOME: MN_HA_SA}, store=MemorySequenceStore())
     cn_rr = CorrespondentNode(CN_RR, store=MemorySequenceStore(), node="cn_rr", rng=SeededRng(seed + 1))
     cn_pc = CorrespondentNode(CN_PC, store=cn_pc_store, peers=[data], node="cn_pc", rng=SeededRng(seed + 2))
     net.add("mn", mn)

@@ -175,18 +175,18 @@ def test_replay_protection_8n_plus_2_then_message_auth():
     opts = (ReplayProtection(0x0102030405060708), MobilityMessageAuth(1, 7, AUTH))
     mh = m.encode(m.BindingUpdate(1, 2, home=True, options=opts))
     assert mh[12:18] == h("0104 00000000") and mh[18:28] == h("0a08 0102030405060708")
-    assert mh[28:37] == h("0107 0000000000000000")[:9] and mh[37:39] == h("0911")
-    assert len(mh) == 56
+    assert mh[28] == 0 and mh[29:31] == h("0911")  # Pad1 to reach 8n+5
+    assert len(mh) == 48
     assert m.decode(mh).options == opts
 
 
 def test_pad1_and_padn_are_skipped_and_not_returned():
-    # Pad1, Pad1, PadN(0), Nonce Indices, then Pad1 and PadN(1) ending the 24 octets.
-    wire = h("3b 02 05 00 0000 0001 0000 0002 00 00 0100 0404 0001 0002 00 0101 00")
+    # Pad1, PadN(1), Nonce Indices, then two Pad1 ending the 24 octets.
+    wire = h("3b 02 05 00 0000 0001 0000 0002 00 0101 00 0404 0001 0002 00 00")
     assert len(wire) == 24
     got = m.decode(wire)
     assert got.options == (NonceIndices(1, 2),)
-    assert got.trailing_pad == 4
+    assert got.trailing_pad == 2
 
 
 def test_padding_after_bad_is_visible_so_engines_can_refuse_it():

@@ -12,15 +12,32 @@ from engine_fixtures import (
     HOME,
     HOME_PREFIX,
     MN_HA,
+    MN_HA_SA,
     MS,
     make_world,
     preconfigured,
 )
 
-from testbed.mip6.constants import IPPROTO_IPV6, IPPROTO_MH, IPPROTO_UDP, SECOND_NS, BAStatus, BEStatus, MHType
+from testbed.mip6.constants import (
+    IPPROTO_IPV6,
+    IPPROTO_MH,
+    IPPROTO_UDP,
+    SECOND_NS,
+    BAStatus,
+    BEStatus,
+    MHType,
+)
 from testbed.mip6.events import Event, Send
-from testbed.mip6.ha import HomeAgent, MobileNodeKey
-from testbed.mip6.messages import BindingAck, BindingError, BindingRefreshRequest, BindingUpdate, HomeTestInit, decode, encode
+from testbed.mip6.ha import HomeAgent
+from testbed.mip6.messages import (
+    BindingAck,
+    BindingError,
+    BindingRefreshRequest,
+    BindingUpdate,
+    HomeTestInit,
+    decode,
+    encode,
+)
 from testbed.mip6.options import ReplayProtection
 from testbed.mip6.packet import build_packet, parse_packet
 from testbed.mip6.sealing import mn_ha_valid, seal_mn_ha
@@ -150,7 +167,7 @@ def test_malformed_input_never_raises_in_any_engine():
 
 
 def _ha():
-    return HomeAgent(HA, HOME_PREFIX, keys={HOME: MobileNodeKey(*MN_HA)}, store=MemorySequenceStore())
+    return HomeAgent(HA, HOME_PREFIX, keys={HOME: MN_HA_SA}, store=MemorySequenceStore())
 
 
 def _home_bu(seq, ts, *, key=MN_HA[1], spi=MN_HA[0], coa=COA1, lifetime=100, replay=True):
