@@ -2,6 +2,11 @@ import os
 import shutil
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The machines are small and share their two cores with lab tests: no per-example deadline.
+settings.register_profile("testbed", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("testbed")
 
 LAB_TOOLS = ("mnexec", "radvd", "tcpdump", "brctl", "ip")
 

@@ -8,7 +8,8 @@
   ports in the root namespace), named with the run's tag.
 - A delayed link with the ``delayline`` backend gets a middle node ``w<N>`` holding two
   interfaces (IPv6 off) for a delay line; with ``netem`` both ends get a netem qdisc.
-- Mininet's ``ifconfig`` calls are skipped: links come up with each node's ``ip -batch``.
+- Mininet's ``ifconfig`` calls are skipped: links come up with each node's ``ip -batch``;
+  its per-interface ``ip link del`` is skipped too (:class:`LabIntf`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mininet.link import Intf
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
@@ -25,6 +27,19 @@ from testbed.lab.errors import LabError
 from testbed.lab.naming import bridge_name
 
 log = logging.getLogger("testbed.lab")
+
+
+class LabIntf(Intf):
+    """A Mininet interface whose ``delete()`` leaves the veth to the kernel.
+
+    Deleting veths one by one costs ~80 ms each (an RCU grace period per device); when a
+    node's namespace goes, the kernel removes all its devices, and the peers, in one batch.
+    The lab waits for the root-namespace ends to vanish and deletes stragglers itself.
+    """
+
+    def delete(self) -> None:
+        self.node.delIntf(self)
+        self.link = None
 
 
 class LabBridge(LinuxBridge):
@@ -49,7 +64,7 @@ class LabBridge(LinuxBridge):
 
     def stop(self, deleteIntfs: bool = True) -> None:
         self.cmd(f"ip link del dev {self.name} 2>/dev/null")
-        super(LinuxBridge, self).stop(deleteIntfs)  # Switch.stop: delete our ports
+        super(LinuxBridge, self).stop(deleteIntfs)  # Switch.stop (LabIntf.delete: no-op)
 
 
 @dataclass
@@ -74,13 +89,14 @@ class Built:
     wires: list[str] = field(default_factory=list)
 
 
-def node_sysctls(role: str, retrans_ms: int, optimistic: bool) -> list[str]:
-    """sysctl assignments for a node of ``role``, applied before its interfaces exist."""
+def node_sysctls(role: str, optimistic: bool) -> list[str]:
+    """sysctl assignments for a node of ``role``, applied before its interfaces exist.
+    (A non-initial namespace has no ``neigh/default``: ND timers are set per interface.)"""
     both = lambda key, value: [f"net.ipv6.conf.all.{key}={value}",  # noqa: E731
                                f"net.ipv6.conf.default.{key}={value}"]
     if role == "wire":
         return both("disable_ipv6", 1)
-    settings = both("disable_ipv6", 0) + [f"net.ipv6.neigh.default.retrans_time_ms={retrans_ms}"]
+    settings = both("disable_ipv6", 0)
     if role == "mn":
         settings += both("forwarding", 0) + both("accept_ra", 1)
         settings += both("router_solicitation_delay", 0) + both("addr_gen_mode", 0)
@@ -95,7 +111,7 @@ def node_sysctls(role: str, retrans_ms: int, optimistic: bool) -> list[str]:
     return settings + both("forwarding", forwarding)
 
 
-def build_network(net, plan: AddressPlan, run_id: str, backend: str, *, retrans_ms: int,
+def build_network(net, plan: AddressPlan, run_id: str, backend: str, *,
                   optimistic: bool, on_shell, on_bridge) -> Built:
     """Add nodes, bridges and links of ``plan`` to the (empty, unstarted) Mininet ``net``.
 
@@ -103,11 +119,16 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *, retrans_
     (``on_bridge`` before the bridge exists). Returns what was built.
     """
     built = Built()
-    for node in plan.nodes.values():
-        host = net.addHost(node.name, cls=Host, ip=None)
-        on_shell(node.name, host.pid)
-        _sysctl(host, node_sysctls(node.role, retrans_ms, optimistic))
-        built.node_names[node.name] = node.name
+    wired = [link for link in plan.links if link.delay_ms > 0 and backend == "delayline"]
+    roles = {node.name: node.role for node in plan.nodes.values()}
+    roles.update({f"w{k}": "wire" for k in range(1, len(wired) + 1)})
+    for name in roles:
+        host = net.addHost(name, cls=Host, ip=None)
+        on_shell(name, host.pid)
+        built.node_names[name] = name
+    # Sysctls before any interface exists, in all nodes at once.
+    run_parallel([(net[name], "sysctl -q -w " + " ".join(node_sysctls(role, optimistic)))
+                  for name, role in roles.items()], "sysctl")
     for seg in plan.segments.values():
         name = bridge_name(run_id, seg.name)
         on_bridge(name)
@@ -130,13 +151,9 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *, retrans_
                 mac = plan.nodes[end.node].interfaces[intf].mac
             ends.append((mn_name, port, intf, mac))
         (n1, p1, i1, m1), (n2, p2, i2, m2) = ends
-        delayed = link.delay_ms > 0
-        if delayed and backend == "delayline":
+        if link in wired:
             wire_count += 1
             wire = f"w{wire_count}"
-            host = net.addHost(wire, cls=Host, ip=None)
-            on_shell(wire, host.pid)
-            _sysctl(host, node_sysctls("wire", retrans_ms, optimistic))
             wa, wb = f"{wire}-eth0", f"{wire}-eth1"
             wmac = lambda port: mac_address(0x1000 + wire_count, port)  # noqa: E731
             _add_link(net, n1, p1, i1, m1, wire, 0, wa, wmac(0))
@@ -145,11 +162,25 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *, retrans_
             built.delayed.append(DelayedLink(link, ((n1, i1), (n2, i2)), wire, (wa, wb)))
         else:
             _add_link(net, n1, p1, i1, m1, n2, p2, i2, m2)
-            if delayed:
+            if link.delay_ms > 0:
                 built.delayed.append(DelayedLink(link, ((n1, i1), (n2, i2))))
         if link.a.node in plan.mobiles and link.b.node in plan.segments:
             built.attachments[link.a.node] = i2  # the bridge port (root namespace)
     return built
+
+
+def run_parallel(commands: list[tuple[object, str]], what: str) -> None:
+    """Run one shell command in each of several nodes concurrently; LabError if one fails."""
+    marker = f"{what}-ok"
+    for node, cmd in commands:
+        node.sendCmd(f"{cmd} && echo {marker}")
+    failures = []
+    for node, cmd in commands:
+        out = node.waitOutput()
+        if marker not in out:
+            failures.append(f"node {node.name}: {what} failed: {out.strip()} ({cmd[:80]})")
+    if failures:
+        raise LabError(failures[0] + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
 
 
 def _add_link(net, n1: str, p1: int, i1: str, m1: str, n2: str, p2: int, i2: str, m2: str) -> None:
@@ -158,32 +189,32 @@ def _add_link(net, n1: str, p1: int, i1: str, m1: str, n2: str, p2: int, i2: str
                 params1={"up": None}, params2={"up": None})
 
 
-def _sysctl(node, settings: list[str]) -> None:
-    out = node.cmd("sysctl -q -w " + " ".join(settings) + " && echo sysctl-ok")
-    if "sysctl-ok" not in out:
-        raise LabError(f"node {node.name}: sysctl failed: {out.strip()}")
-
-
 def ip_batch(plan: AddressPlan, built: Built, node_name: str) -> list[str]:
-    """``ip -batch`` lines that bring up and address a node of the plan."""
+    """``ip -6 -batch`` lines that bring up and address a node of the plan."""
     lines = ["link set dev lo up"]
     node = plan.nodes.get(node_name)
     if node is None:  # a wire
         return lines + [f"link set dev {node_name}-eth{p} up" for p in (0, 1)]
     for intf in sorted(node.interfaces.values(), key=lambda i: i.port):
         if intf.address:
-            lines.append(f"-6 addr add {intf.address}/64 dev {intf.name} nodad")
+            lines.append(f"addr add {intf.address}/64 dev {intf.name} nodad")
         lines.append(f"link set dev {intf.name} up")
     for prefix, via in node.routes:
-        lines.append(f"-6 route add {prefix} via {via}")
+        lines.append(f"route add {prefix} via {via}")
     if node.default_via:
-        lines.append(f"-6 route add default via {node.default_via}")
+        lines.append(f"route add default via {node.default_via}")
     return lines
 
 
-def configure_node(host, lines: list[str], volatile_dir: Path) -> None:
+def configure_command(host, lines: list[str], volatile_dir: Path, retrans_ms: int | None) -> str:
+    """The shell command that runs the node's ``ip -6 -batch`` lines and sets the ND
+    retransmit timer of its interfaces (the first Neighbor Solicitation after link-up is
+    often lost: retry soon, not after 1 s)."""
     path = volatile_dir / f"ip-{host.name}.batch"
     path.write_text("\n".join(lines) + "\n")
-    out = host.cmd(f"ip -batch {path} && echo ip-ok")
-    if "ip-ok" not in out:
-        raise LabError(f"node {host.name}: ip -batch {path} failed: {out.strip()}")
+    cmd = f"ip -6 -batch {path}"
+    intfs = [i for i in host.intfNames() if i != "lo"]
+    if retrans_ms is not None and intfs:
+        cmd += " && sysctl -q -w " + " ".join(
+            f"net.ipv6.neigh.{i}.retrans_time_ms={retrans_ms}" for i in intfs)
+    return cmd

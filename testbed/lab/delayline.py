@@ -34,17 +34,20 @@ not add to the delay, and queued in a FIFO per direction (the delay is constant 
 direction, so the FIFO is also the due-time order). The loop blocks in ``select`` while
 idle, sleeps with a 1 ns timer slack until ~300 us before the next frame is due, then spins.
 Sockets use ``PACKET_VNET_HDR`` so checksum-offload and GSO metadata travel with a frame:
-frames with unfinished checksums or of GSO size (up to 64 KiB) pass intact. The line still
-turns offloads off on A and B and disables IPv6 on them (so the middle node takes no
-addresses and answers no ND); both are best effort and logged when they fail.
+frames with unfinished checksums or of GSO size (up to 64 KiB) pass intact (sent through
+the normal transmit path, which segments them if B cannot take them). The line also turns
+offloads off on A and B (``ethtool -K <if> tx off tso off gso off``) and disables IPv6 on
+them (so the middle node takes no addresses and answers no ND); both are best effort,
+logged when they fail, and skipped with ``--no-prepare``.
 
 Advice for the lab (wiring a delayed link):
 
 - One middle node per delayed link with two interfaces A and B; no addresses on it; IPv6
   disabled on A and B (``net.ipv6.conf.<if>.disable_ipv6=1``, the line also does this).
-- Turn offloads off on the END interfaces: ``ethtool -K <if> tx off tso off gso off``. With
-  ``PACKET_VNET_HDR`` the line does not need it, but it keeps frames wire-sized, so the
-  delay is applied per wire frame as netem would.
+- Turn offloads off on the END interfaces: ``ethtool -K <if> tx off tso off gso off``.
+  Thanks to ``PACKET_VNET_HDR`` the line works without it (tested), but then a TCP burst
+  crosses the line as one 64 KiB GSO frame with one due time; offloads off keeps frames
+  wire-sized, one due time per wire frame.
 - Start the line with :func:`delayline_argv` inside the middle node, wait for ``ready`` with
   a deadline, stop it with SIGTERM and wait for exit status 0.
 """
@@ -78,7 +81,6 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_OUTGOING = 4
 PACKET_VNET_HDR = 15
-PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
@@ -361,7 +363,7 @@ def _open_packet_socket(ifname: str) -> socket.socket:
     try:
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         _try_setsockopt(sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")
-        _try_setsockopt(sock, SOL_PACKET, PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS")
+        # No PACKET_QDISC_BYPASS: its direct path drops a GSO frame that B must segment.
         _try_setsockopt(sock, socket.SOL_SOCKET, SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS")
         for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
             try:

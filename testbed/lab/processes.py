@@ -177,6 +177,16 @@ class LabProcess:
         return self.popen.returncode
 
 
+def stop_all(processes: Sequence[LabProcess], timeout: float = STOP_TIMEOUT_S) -> None:
+    """Stop several processes at once: SIGTERM to all, then wait for each (one deadline)."""
+    for proc in processes:
+        if proc.running():
+            signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        proc.stop(timeout=max(0.05, deadline - time.monotonic()))
+
+
 def _group_exists(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

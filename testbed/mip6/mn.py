@@ -38,6 +38,7 @@ from testbed.mip6.crypto import (
     careof_keygen_token,
     home_keygen_token,
 )
+from testbed.errors import ConfigError
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import Action, Event, Send, addr
 from testbed.mip6.keys import PreconfiguredData, index_peers
@@ -142,20 +143,38 @@ class MobileNode:
         self._last_timestamp = 0
         self.home = self._entry(home_agent, "home", f"mn/ha/{home_agent.hex()}")
         self.bul: dict[bytes, BulEntry] = {}
-        indexed = index_peers(list(peers), "mn")
-        for data in indexed.values():
-            if data.home_address.packed != home_address:
-                raise ValueError(f"{data.source}: home address {data.home_address} is not this MN's")
-        precomputed = {cn.packed: data for cn, data in indexed.items()}
+        precomputed = self._index(peers)
         for cn in list(correspondents) + [c for c in precomputed if c not in correspondents]:
             data = precomputed.get(cn)
-            if data is not None:
-                e = self._entry(cn, "precomputed", f"mn/cn/{cn.hex()}/{data.key_id}")
-                e.data = data
-                e.fixed_home_token = home_keygen_token(data.kcn, home_address, data.home_nonce)
-            else:
-                e = self._entry(cn, "rr", f"mn/cn/{cn.hex()}/rr")
-            self.bul[cn] = e
+            self.bul[cn] = self._rr_entry(cn) if data is None else self._precomputed_entry(cn, data)
+
+    def _index(self, peers: Iterable[PreconfiguredData]) -> dict[bytes, PreconfiguredData]:
+        indexed = index_peers(list(peers), "mn")
+        for data in indexed.values():
+            if data.home_address.packed != self.home_address:
+                raise ConfigError(f"{data.source}: home address {data.home_address} is not this MN's")
+        return {cn.packed: data for cn, data in indexed.items()}
+
+    def set_peers(self, peers: Iterable[PreconfiguredData]) -> None:
+        """Install new preconfigured data (a rekey, R8/R13): a peer whose key changed starts
+        afresh under the new key; a peer whose file was removed goes back to RR (R12)."""
+        precomputed = self._index(peers)
+        for cn, data in precomputed.items():
+            e = self.bul.get(cn)
+            if e is None or e.mechanism != "precomputed" or e.data.key_id != data.key_id:
+                self.bul[cn] = self._precomputed_entry(cn, data)
+        for cn, e in list(self.bul.items()):
+            if e.mechanism == "precomputed" and cn not in precomputed:
+                self.bul[cn] = self._rr_entry(cn)
+
+    def _rr_entry(self, cn: bytes) -> BulEntry:
+        return self._entry(cn, "rr", f"mn/cn/{cn.hex()}/rr")
+
+    def _precomputed_entry(self, cn: bytes, data: PreconfiguredData) -> BulEntry:
+        e = self._entry(cn, "precomputed", f"mn/cn/{cn.hex()}/{data.key_id}")
+        e.data = data
+        e.fixed_home_token = home_keygen_token(data.kcn, self.home_address, data.home_nonce)
+        return e
 
     def _entry(self, peer: bytes, mechanism: str, store_key: str) -> BulEntry:
         record = self.store.get(store_key)

@@ -192,7 +192,7 @@ def parse_ping(output: str) -> dict:
     rtts = [float(m) for m in PING_TIME.findall(output)]
     mn, avg, mx, mdev = (float(v) for v in summary.groups())
     return {"min": mn, "avg": avg, "max": mx, "mdev": mdev,
-            "median": statistics.median(rtts), "count": len(rtts)}
+            "median": statistics.median(rtts), "count": len(rtts), "rtts": rtts}
 
 
 def rtt_goal_holds(figures: dict, delay_ms: float) -> bool:
@@ -332,6 +332,69 @@ def test_both_directions_in_order_with_their_own_delays(triple):
     assert ab["drops"] == {} and ba["drops"] == {}, stats
 
 
+TCP_SERVER = r"""
+import socket
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 5001))
+s.listen()
+print("ready", flush=True)
+c, _ = s.accept()
+c.settimeout(20)
+n = 0
+while data := c.recv(65536):
+    n += len(data)
+print(n, flush=True)
+"""
+
+TCP_CLIENT = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 5001), timeout=20)
+s.sendall(bytes(range(256)) * (int(sys.argv[2]) // 256))
+s.close()
+"""
+
+
+@pytest.fixture
+def triple_with_offloads():
+    """Like ``triple`` but the end interfaces keep their offloads (partial checksums, GSO)."""
+    t = Triple(NS_PREFIX + uuid.uuid4().hex[:8])
+    try:
+        t.build(end_offloads_off=False)
+        yield t
+    finally:
+        t.destroy()
+        assert not {ns for ns in _netns_names() if ns.startswith(t.tag)}
+
+
+@pytest.mark.lab
+def test_frames_with_offload_metadata_pass_intact(triple_with_offloads):
+    """Ends with checksum offload and TSO on: UDP (partial checksums) and TCP (GSO) pass."""
+    t = triple_with_offloads
+    line = t.start_line(1, stats=True)
+    t.warm_up()
+    got = _udp_transfer(t, t.ns_a, t.ns_b, ADDR_B, 100, 1400)
+    assert [seq for seq, _, _ in got] == list(range(100))
+    size = 2 << 20
+    server = t.run_in(t.ns_b, TCP_SERVER)
+    try:
+        assert read_line(server, 10) == "ready", server.stderr.read()
+        client = t.run_in(t.ns_a, TCP_CLIENT, ADDR_B, str(size))
+        _, err = client.communicate(timeout=30)
+        assert client.returncode == 0, err
+        out, err = server.communicate(timeout=30)
+        assert out.strip() == str(size), err
+    finally:
+        for p in (server,):
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+    line.send_signal(signal.SIGTERM)
+    out, _ = line.communicate(timeout=5)
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert all(d["drops"] == {} for d in stats.values()), stats
+
+
 @pytest.mark.lab
 def test_sigterm_exits_zero_promptly_with_frames_in_flight(triple):
     line = triple.start_line(50)
@@ -370,8 +433,9 @@ def test_idle_line_sleeps(triple):
 
 
 def cpu_ns(pid: int) -> int:
-    """CPU time the process has used so far (ns, from the scheduler)."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    """CPU time the process (all its threads) has used so far, in ns, from the scheduler."""
+    return sum(int((task / "schedstat").read_text().split()[0])
+               for task in Path(f"/proc/{pid}/task").iterdir())
 
 
 @pytest.mark.lab

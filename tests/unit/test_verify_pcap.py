@@ -39,6 +39,10 @@ HOME, HOME2, COA, COA2 = "2001:db8:0:1::1234", "2001:db8:0:1::5678", "2001:db8:0
 CN, HA = "2001:db8:0:3::1", "2001:db8:0:1::1"
 
 
+# Explicit MACs: a bare Ether() would make scapy resolve the destination on the network.
+ETHER = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
 def packed(a: str) -> bytes:
     return ipaddress.IPv6Address(a).packed
 
@@ -133,7 +137,7 @@ def mixed_frames(data):
         to_coa() / signed(ba(status=135, seq=9, lifetime=0), reg, COA, CN),  # 14: rejection BA, registration Kbm
         from_coa() / signed(bu(seq=6), reg, COA, CN, after=[MIP6OptNonceIndices(olen=4, hni=1, coni=2)]),  # 15
     ]
-    return [Ether() / f for f in frames]
+    return [ETHER / f for f in frames]
 
 
 @pytest.fixture
@@ -233,7 +237,7 @@ def clean_frames(data):
 
 def test_clean_capture_exits_0(tmp_path, pair, capsys):
     path = tmp_path / "clean.pcap"
-    wrpcap(str(path), [Ether() / f for f in clean_frames(pair)])
+    wrpcap(str(path), [ETHER / f for f in clean_frames(pair)])
     code, rows = run_json(capsys, path, pair.source)
     assert code == 0
     assert [(r["mh_type"], r["auth"]) for r in rows] == [("BU", "valid"), ("BA", "valid"), ("BU", "absent"),
@@ -249,8 +253,8 @@ def _linktype(path) -> int:
 @pytest.mark.parametrize(
     "wrap,linktype",
     [
-        (lambda p: Ether() / p, 1),
-        (lambda p: Ether() / Dot1Q(vlan=7) / p, 1),
+        (lambda p: ETHER / p, 1),
+        (lambda p: ETHER / Dot1Q(vlan=7) / p, 1),
         (lambda p: CookedLinux(proto=0x86DD) / p, 113),
         (lambda p: CookedLinuxV2(proto=0x86DD) / p, 276),
         (lambda p: p, 229),
@@ -267,7 +271,7 @@ def test_link_types(tmp_path, pair, capsys, wrap, linktype):
 
 def test_pcapng(tmp_path, pair, capsys):
     path = tmp_path / "one.pcapng"
-    frames = [Ether() / f for f in clean_frames(pair)]
+    frames = [ETHER / f for f in clean_frames(pair)]
     wrpcapng(str(path), frames)
     with open(path, "rb") as f:
         assert f.read(4) == b"\x0a\x0d\x0d\x0a"
@@ -276,7 +280,7 @@ def test_pcapng(tmp_path, pair, capsys):
 
 
 def test_frame_truncated_by_snaplen_is_malformed_with_the_reason(tmp_path, pair, capsys):
-    frame = bytes(Ether() / from_coa() / signed(bu(), kbm(pair, COA, False), COA, CN))
+    frame = bytes(ETHER / from_coa() / signed(bu(), kbm(pair, COA, False), COA, CN))
     path = tmp_path / "snap.pcap"
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 96, 1))
@@ -289,7 +293,7 @@ def test_frame_truncated_by_snaplen_is_malformed_with_the_reason(tmp_path, pair,
 
 def test_capture_without_mobility_headers(tmp_path, capsys):
     path = tmp_path / "ping.pcap"
-    wrpcap(str(path), [Ether() / IPv6(src=HOME, dst=CN) / ICMPv6EchoRequest()])
+    wrpcap(str(path), [ETHER / IPv6(src=HOME, dst=CN) / ICMPv6EchoRequest()])
     assert run_json(capsys, path) == (0, [])
 
 

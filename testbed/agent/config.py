@@ -1,0 +1,171 @@
+"""Agent configuration: one YAML file per agent (not secret; the key files it names are).
+
+    role: mn | cn | ha
+    node: mn                          # name in events (default: the role)
+    interfaces: [mn-eth0]             # where packets are read (default: every interface)
+    state_dir: /var/lib/mip6/mn       # durable sequence numbers
+    event_log: /var/log/mip6/mn.jsonl
+    control_socket: /run/mip6/mn.sock
+    probe_port: 7777
+
+    # mn
+    home_address: 2001:db8:1::100
+    home_agent: 2001:db8:1::1
+    home_prefix: 2001:db8:1::/64
+    correspondents: [2001:db8:3::1]
+    preconfigured: [/etc/mip6/cn.yaml]   # RFC 4449 data, one file per peer that uses it
+    mn_ha_keys: [/etc/mip6/mnha.yaml]    # exactly one for an MN
+    # cn
+    address: 2001:db8:3::1
+    preconfigured: [...]                 # one file per MN
+    precomputed_max_lifetime: 65535      # binding lifetime policy for precomputed peers (units of 4 s)
+    # ha
+    address: 2001:db8:1::1
+    home_prefix: 2001:db8:1::/64
+    mn_ha_keys: [...]                    # one file per MN
+
+Errors are ConfigError, one line ``<file>: <problem>``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from testbed.errors import ConfigError
+
+ROLES = ("mn", "cn", "ha")
+COMMON = ("role", "node", "interfaces", "state_dir", "event_log", "control_socket", "probe_port")
+PER_ROLE = {
+    "mn": ("home_address", "home_agent", "home_prefix", "correspondents", "preconfigured", "mn_ha_keys"),
+    "cn": ("address", "preconfigured", "precomputed_max_lifetime"),
+    "ha": ("address", "home_prefix", "mn_ha_keys"),
+}
+REQUIRED = {
+    "mn": ("home_address", "home_agent", "home_prefix", "mn_ha_keys"),
+    "cn": ("address",),
+    "ha": ("address", "home_prefix", "mn_ha_keys"),
+}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    source: str
+    role: str
+    node: str
+    state_dir: Path
+    event_log: Path
+    control_socket: Path
+    interfaces: tuple[str, ...] = ()
+    probe_port: int = 7777
+    address: ipaddress.IPv6Address | None = None
+    home_address: ipaddress.IPv6Address | None = None
+    home_agent: ipaddress.IPv6Address | None = None
+    home_prefix: ipaddress.IPv6Network | None = None
+    correspondents: tuple[ipaddress.IPv6Address, ...] = ()
+    preconfigured: tuple[Path, ...] = ()
+    mn_ha_keys: tuple[Path, ...] = field(default=())
+    precomputed_max_lifetime: int = 0xFFFF
+
+
+def _fail(source: str, problem: str) -> ConfigError:
+    return ConfigError(f"{source}: {problem}")
+
+
+def _address(source: str, key: str, value) -> ipaddress.IPv6Address:
+    try:
+        return ipaddress.IPv6Address(str(value))
+    except ValueError:
+        raise _fail(source, f"{key}: {value!r} is not an IPv6 address") from None
+
+
+def _list(source: str, key: str, value) -> list:
+    if isinstance(value, (str, int)):
+        return [value]
+    if not isinstance(value, list):
+        raise _fail(source, f"{key}: expected a list")
+    return value
+
+
+def _path(source: str, key: str, value, base: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise _fail(source, f"{key}: expected a path")
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def load_agent_config(path: str | os.PathLike) -> AgentConfig:
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text()
+    except OSError as exc:
+        raise _fail(source, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _fail(source, f"not valid YAML: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(doc, dict):
+        raise _fail(source, "expected a YAML mapping")
+    return parse_agent_config(doc, source)
+
+
+def parse_agent_config(doc: dict, source: str) -> AgentConfig:
+    role = doc.get("role")
+    if role not in ROLES:
+        raise _fail(source, f"role: {role!r} is not one of {', '.join(ROLES)}")
+    allowed = COMMON + PER_ROLE[role]
+    unknown = [k for k in doc if k not in allowed]
+    if unknown:
+        raise _fail(source, f"unknown key {unknown[0]!r} for role {role}; allowed: {', '.join(allowed)}")
+    missing = [k for k in ("state_dir", "event_log", "control_socket") + REQUIRED[role] if k not in doc]
+    if missing:
+        raise _fail(source, f"missing key {missing[0]!r}")
+    base = Path(source).resolve().parent
+    kw: dict = {}
+    for key in ("address", "home_address", "home_agent"):
+        if key in doc:
+            kw[key] = _address(source, key, doc[key])
+    if "home_prefix" in doc:
+        try:
+            kw["home_prefix"] = ipaddress.IPv6Network(str(doc["home_prefix"]))
+        except ValueError:
+            raise _fail(source, f"home_prefix: {doc['home_prefix']!r} is not an IPv6 prefix") from None
+    if "correspondents" in doc:
+        kw["correspondents"] = tuple(_address(source, "correspondents", v) for v in _list(source, "correspondents", doc["correspondents"]))
+    for key in ("preconfigured", "mn_ha_keys"):
+        if key in doc:
+            kw[key] = tuple(_path(source, key, v, base) for v in _list(source, key, doc[key] or []))
+    if "interfaces" in doc:
+        names = _list(source, "interfaces", doc["interfaces"])
+        if not all(isinstance(n, str) and 0 < len(n) < 16 for n in names):
+            raise _fail(source, "interfaces: expected interface names (1-15 characters)")
+        kw["interfaces"] = tuple(names)
+    for key, lo, hi in (("probe_port", 1, 65535), ("precomputed_max_lifetime", 1, 0xFFFF)):
+        if key in doc:
+            value = doc[key]
+            if type(value) is not int or not lo <= value <= hi:
+                raise _fail(source, f"{key}: {value!r} is not a whole number in {lo}..{hi}")
+            kw[key] = value
+    node = doc.get("node", role)
+    if not isinstance(node, str) or not node or len(node) > 32:
+        raise _fail(source, "node: expected a short name")
+    if role == "mn":
+        if len(kw["mn_ha_keys"]) != 1:
+            raise _fail(source, "mn_ha_keys: a mobile node has exactly one MN-HA key file")
+        if kw["home_address"] not in kw["home_prefix"]:
+            raise _fail(source, f"home_address {kw['home_address']} is not in home_prefix {kw['home_prefix']}")
+    if role == "ha" and kw["address"] not in kw["home_prefix"]:
+        raise _fail(source, f"address {kw['address']} is not in home_prefix {kw['home_prefix']}")
+    return AgentConfig(
+        source=source,
+        role=role,
+        node=node,
+        state_dir=_path(source, "state_dir", doc["state_dir"], base),
+        event_log=_path(source, "event_log", doc["event_log"], base),
+        control_socket=_path(source, "control_socket", doc["control_socket"], base),
+        **kw,
+    )

@@ -1,0 +1,360 @@
+"""One agent process: a protocol engine wrapped in asyncio, raw sockets, timers, the data
+plane, the control socket and the event log.
+
+Start-up is staged: configuration and key files are loaded and checked first (ConfigError,
+nothing touched), then the node is prepared (ICMPv6 Parameter Problem rules, TUN device),
+then sockets open and the engine runs. SIGTERM/SIGINT stop it cleanly (rules and routes
+removed, the event log flushed); SIGHUP reloads the key files. ``kill -9`` loses nothing
+that matters: sequence numbers are durable before any packet that depends on them leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import socket
+import time
+
+from testbed.agent.config import AgentConfig
+from testbed.agent.control import ControlServer
+from testbed.agent.eventlog import EventLog
+from testbed.agent.icmp_filter import ParameterProblemFilter
+from testbed.agent.movement import Movement, MovementDetector
+from testbed.agent.packetio import PacketReceiver, PacketSender
+from testbed.agent.probes import probe_in, probe_packet
+from testbed.agent.ra import parse_ra
+from testbed.agent.tun import TunDevice
+from testbed.errors import ConfigError
+from testbed.mip6.cn import CorrespondentNode
+from testbed.mip6.constants import IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_IPV6, IPPROTO_MH, IPPROTO_ROUTING
+from testbed.mip6.errors import CodecError
+from testbed.mip6.events import Event, Send
+from testbed.mip6.ha import HomeAgent
+from testbed.mip6.keys import load_preconfigured
+from testbed.mip6.mn import MobileNode
+from testbed.mip6.mnha import index_by_home, load_mn_ha
+from testbed.mip6.packet import parse_packet
+from testbed.mip6.seqstore import SqliteSequenceStore
+
+NEXT_HEADERS = {
+    "mn": (IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_IPV6),
+    "cn": (IPPROTO_MH, IPPROTO_DSTOPTS),
+    "ha": (IPPROTO_MH, IPPROTO_DSTOPTS, IPPROTO_IPV6),
+}
+TUN_EVENTS_ADD = ("home_binding_created", "home_binding_updated")
+TUN_EVENTS_DEL = ("home_binding_deleted", "home_binding_expired")
+
+
+def _tag(config: AgentConfig) -> str:
+    return f"{config.node}-{os.getpid()}"
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.role = config.role
+        self._peers = self._load_peers()
+        self._mn_ha = self._load_mn_ha()
+        self.store: SqliteSequenceStore | None = None
+        self.engine = None
+        self.log: EventLog | None = None
+        self._receiver: PacketReceiver | None = None
+        self._sender: PacketSender | None = None
+        self._filter: ParameterProblemFilter | None = None
+        self._tun: TunDevice | None = None
+        self._ipr = None
+        self._movement: MovementDetector | None = None
+        self._control: ControlServer | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._stop = asyncio.Event()
+        self._probe_task: asyncio.Task | None = None
+        self._probe_count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._address = config.address.packed if config.address else None
+
+    # ------------------------------------------------------------------ configuration
+
+    def _load_peers(self):
+        return [load_preconfigured(p) for p in self.config.preconfigured]
+
+    def _load_mn_ha(self):
+        sas = [load_mn_ha(p) for p in self.config.mn_ha_keys]
+        if self.role == "mn":
+            sa = sas[0]
+            if sa.home_address != self.config.home_address or sa.home_agent != self.config.home_agent:
+                raise ConfigError(f"{sa.source}: is for home address {sa.home_address} and home agent "
+                                  f"{sa.home_agent}, not {self.config.home_address} and {self.config.home_agent}")
+            return sa
+        if self.role == "ha":
+            return index_by_home(sas)
+        return None
+
+    def _build_engine(self):
+        c = self.config
+        if self.role == "cn":
+            return CorrespondentNode(c.address.packed, store=self.store, peers=self._peers, node=c.node,
+                                     precomputed_max_lifetime_units=c.precomputed_max_lifetime)
+        if self.role == "mn":
+            return MobileNode(c.home_address.packed, c.home_agent.packed, mn_ha=self._mn_ha, store=self.store,
+                              correspondents=[a.packed for a in c.correspondents], peers=self._peers, node=c.node)
+        return HomeAgent(c.address.packed, c.home_prefix, keys=self._mn_ha, store=self.store, node=c.node)
+
+    def reload(self) -> dict:
+        """Reload the key files (SIGHUP, or the control socket's ``reload``)."""
+        now = time.monotonic_ns()
+        try:
+            peers = self._load_peers()
+            mn_ha = self._load_mn_ha()
+            if self.role == "cn":
+                self.engine.set_peers(peers)
+            elif self.role == "ha":
+                self.engine.set_keys(mn_ha)
+            elif self.role == "mn":
+                self.engine.set_peers(peers)
+        except ConfigError as exc:
+            self.log.event(now, "reload_failed", reason=str(exc))
+            self.log.flush()
+            return {"ok": False, "error": str(exc)}
+        self._peers, self._mn_ha = peers, mn_ha
+        self.log.event(now, "reloaded", peers=len(peers))
+        self.log.flush()
+        return {"ok": True, "peers": len(peers)}
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def run(self) -> int:
+        c = self.config
+        self._loop = asyncio.get_running_loop()
+        c.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = SqliteSequenceStore(c.state_dir / "sequence.sqlite")
+        self.log = EventLog(c.event_log, c.node)
+        self.engine = self._build_engine()
+        try:
+            await self._start()
+            self.log.event(time.monotonic_ns(), "agent_started", role=self.role, pid=os.getpid())
+            self.log.flush()
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _start(self) -> None:
+        c = self.config
+        loop = self._loop
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._filter = ParameterProblemFilter(_tag(c))
+        self._filter.install()
+        self._sender = PacketSender()
+        self._receiver = PacketReceiver(c.interfaces, NEXT_HEADERS[self.role], router_advertisements=self.role == "mn")
+        loop.add_reader(self._receiver.fileno(), self._on_readable)
+        if self.role == "ha":
+            from pyroute2 import AsyncIPRoute
+
+            self._tun = TunDevice(f"m6t{os.getpid() % 100000}")
+            loop.add_reader(self._tun.fileno(), self._on_tun)
+            self._ipr = AsyncIPRoute()
+            index = (await self._ipr.link_lookup(ifname=self._tun.name))[0]
+            await self._ipr.link("set", index=index, state="up")
+            self._tun_index = index
+        if self.role == "mn":
+            if len(c.interfaces) != 1:
+                raise ConfigError(f"{c.source}: interfaces: a mobile node needs exactly one interface")
+            self._movement = MovementDetector(c.interfaces[0], c.home_address, c.home_prefix, self._on_move, self.log.event)
+            await self._movement.start()
+        self._control = ControlServer(c.control_socket, self._on_control)
+        await self._control.start()
+
+    async def _shutdown(self) -> None:
+        loop = self._loop
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+        if self._control is not None:
+            await self._control.stop()
+        if self._movement is not None:
+            await self._movement.stop()
+        if self._receiver is not None:
+            loop.remove_reader(self._receiver.fileno())
+            self._receiver.close()
+        if self._tun is not None:
+            loop.remove_reader(self._tun.fileno())
+            self._tun.close()
+        if self._ipr is not None:
+            self._ipr.close()
+        if self._sender is not None:
+            self._sender.close()
+        if self._filter is not None:
+            self._filter.remove()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.log is not None:
+            self.log.event(time.monotonic_ns(), "agent_stopped")
+            self.log.close()
+        if self.store is not None:
+            self.store.close()
+
+    # ------------------------------------------------------------------ packets
+
+    def _on_readable(self) -> None:
+        engine = self.engine
+        role = self.role
+        for packet, t_ns, _ in self._receiver.drain():
+            if role == "mn":
+                nh = packet[6]
+                if nh == IPPROTO_ICMPV6:
+                    ra = parse_ra(packet)
+                    if ra is not None:
+                        self._loop.create_task(self._movement.on_router_advertisement(ra, t_ns))
+                    continue
+                if nh != IPPROTO_MH and self._probe(packet, t_ns):
+                    continue
+            elif role == "ha" and packet[24:40] != self._address:
+                continue  # packets for home addresses come through the TUN device
+            self._apply(engine.receive(packet, t_ns), t_ns)
+        self.log.flush()
+
+    def _on_tun(self) -> None:
+        for packet in self._tun.drain():
+            t_ns = time.monotonic_ns()
+            self._apply(self.engine.receive(packet, t_ns), t_ns)
+        self.log.flush()
+
+    def _probe(self, data: bytes, t_ns: int) -> bool:
+        try:
+            packet = parse_packet(data)
+        except CodecError:
+            return False
+        arrival = probe_in(packet, self.config.probe_port)
+        if arrival is None:
+            return False
+        self.log.event(t_ns, "probe_received", number=arrival.number, path=arrival.path,
+                       to=str(ipaddress.IPv6Address(arrival.to)), sent_t_ns=arrival.sent_ns,
+                       one_way_us=(t_ns - arrival.sent_ns) / 1000)
+        return True
+
+    def _apply(self, actions: list, trigger_ns: int) -> None:
+        log = self.log
+        for action in actions:
+            if type(action) is Send:
+                try:
+                    self._sender.send(action.packet)
+                except OSError as exc:
+                    log.event(time.monotonic_ns(), "send_failed", what=action.what, error=exc.strerror or str(exc))
+                    continue
+                log.event(time.monotonic_ns(), "packet_sent", what=action.what, trigger_t_ns=trigger_ns)
+            elif type(action) is Event:
+                log.write(action.as_dict())
+                if self.role == "ha" and action.event in TUN_EVENTS_ADD + TUN_EVENTS_DEL:
+                    self._loop.create_task(self._route_home(action))
+        self._rearm()
+
+    async def _route_home(self, event: Event) -> None:
+        """Route a registered home address into the TUN device (and stop when it is not)."""
+        home = f"{event.fields['home']}/128"
+        command = "replace" if event.event in TUN_EVENTS_ADD else "del"
+        try:
+            await self._ipr.route(command, dst=home, oif=self._tun_index, family=socket.AF_INET6)
+        except Exception as exc:  # a route already gone, say: log it, keep serving
+            self.log.event(time.monotonic_ns(), "route_failed", home=home, command=command, error=str(exc))
+
+    # ------------------------------------------------------------------ timers and movement
+
+    def _rearm(self) -> None:
+        at = self.engine.next_timer()
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            delay = max(0.0, (at - time.monotonic_ns()) / 1e9)
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = time.monotonic_ns()
+        self._apply(self.engine.handle_timer(now), now)
+        self.log.flush()
+
+    def _on_move(self, movement: Movement) -> None:
+        self.log.event(movement.usable_t_ns, "movement", prefix=str(movement.prefix), router=str(movement.router),
+                       careof=str(movement.careof), ra_t_ns=movement.ra_t_ns)
+        now = time.monotonic_ns()
+        self._apply(self.engine.move(movement.careof.packed, now), now)
+        self.log.flush()
+
+    # ------------------------------------------------------------------ probes (CN)
+
+    async def _probe_loop(self, home: bytes, rate: float, count: int | None) -> None:
+        interval = 1e9 / rate
+        start = time.monotonic_ns()
+        number = 0
+        port = self.config.probe_port
+        while count is None or number < count:
+            due = start + int(number * interval)
+            delay = (due - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            binding = self.engine.binding_for(home)
+            careof = binding.careof if binding is not None else None
+            now = time.monotonic_ns()
+            try:
+                self._sender.send(probe_packet(self._address, home, careof, port, number, now))
+            except OSError as exc:
+                self.log.event(now, "send_failed", what="probe", error=exc.strerror or str(exc))
+            number += 1
+            self._probe_count = number
+
+    # ------------------------------------------------------------------ control
+
+    def _on_control(self, request: dict) -> dict:
+        cmd = request["cmd"]
+        e = self.engine
+        if cmd == "status":
+            out = {"ok": True, "role": self.role, "node": self.config.node, "pid": os.getpid()}
+            if self.role == "mn":
+                out["careof"] = None if e.careof is None else str(ipaddress.IPv6Address(e.careof))
+            return out
+        if cmd == "bindings" and self.role in ("cn", "ha"):
+            return {"ok": True, "bindings": [
+                {"home": str(ipaddress.IPv6Address(b.home)), "careof": str(ipaddress.IPv6Address(b.careof)),
+                 "seq": b.seq, "lifetime": b.lifetime_units, "mechanism": getattr(b, "mechanism", "home")}
+                for b in e.bindings.values()]}
+        if cmd == "bul" and self.role == "mn":
+            return {"ok": True, "entries": [
+                {"peer": str(ipaddress.IPv6Address(x.peer)), "mechanism": x.mechanism, "state": x.state, "seq": x.seq,
+                 "careof": None if x.bound_careof is None else str(ipaddress.IPv6Address(x.bound_careof))}
+                for x in e.entries()]}
+        if cmd == "probe_start" and self.role == "cn":
+            home = ipaddress.IPv6Address(request["home"]).packed
+            rate = float(request.get("rate", 100))
+            if not 0 < rate <= 10000:
+                raise ValueError("rate must be in (0, 10000] probes per second")
+            count = request.get("count")
+            if self._probe_task is not None:
+                self._probe_task.cancel()
+            self._probe_task = self._loop.create_task(self._probe_loop(home, rate, count))
+            return {"ok": True}
+        if cmd == "probe_stop" and self.role == "cn":
+            if self._probe_task is not None:
+                self._probe_task.cancel()
+                self._probe_task = None
+            return {"ok": True, "sent": self._probe_count}
+        if cmd == "reload":
+            return self.reload()
+        if cmd == "flush":
+            self.log.flush()
+            return {"ok": True}
+        raise ValueError(f"unknown command {cmd!r} for a {self.role} agent")
+
+
+def run_agent(config: AgentConfig) -> int:
+    agent = Agent(config)  # loads and checks the key files before touching the node
+    return asyncio.run(agent.run())
+

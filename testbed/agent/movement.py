@@ -1,0 +1,147 @@
+"""Movement detection for the mobile node (RFC 6275 11.5), without kernel Mobile IPv6.
+
+An RA from a router advertising a prefix other than the current one means the MN has moved.
+The care-of address is the node's address in that prefix, usable as soon as the kernel
+adds it (optimistic DAD), learnt from netlink (pyroute2), not from ``ip`` text. The old
+care-of address and default router linger after a move (platform.md), so the detector also
+installs a preferred default route through the new router. When the link comes up again it
+sends a Router Solicitation rather than wait for the next unsolicited RA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.rtnl import RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+
+from testbed.agent.ra import RouterAdvertisement, RouterSolicitor
+
+IFA_F_OPTIMISTIC = 0x04
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+ROUTE_PRIORITY = 1  # beats the kernel's RA-learnt default routes (metric 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    prefix: ipaddress.IPv6Network
+    router: ipaddress.IPv6Address
+    careof: ipaddress.IPv6Address
+    ra_t_ns: int  # when the RA that revealed the move arrived
+    usable_t_ns: int  # when the care-of address was usable
+
+
+def usable(flags: int) -> bool:
+    if flags & IFA_F_DADFAILED:
+        return False
+    return not flags & IFA_F_TENTATIVE or bool(flags & IFA_F_OPTIMISTIC)
+
+
+class MovementDetector:
+    def __init__(self, interface: str, home_address: ipaddress.IPv6Address, home_prefix: ipaddress.IPv6Network,
+                 on_move: Callable[[Movement], None], log: Callable[..., None]) -> None:
+        self.interface = interface
+        self.home_address = home_address
+        self.home_prefix = home_prefix
+        self.prefix: ipaddress.IPv6Network | None = None
+        self.router: ipaddress.IPv6Address | None = None
+        self._on_move = on_move
+        self._log = log
+        self._pending: tuple[ipaddress.IPv6Network, ipaddress.IPv6Address, int] | None = None
+        self._ifindex = socket.if_nametoindex(interface)
+        self._monitor: AsyncIPRoute | None = None
+        self._ipr: AsyncIPRoute | None = None
+        self._task: asyncio.Task | None = None
+        self._solicitor = RouterSolicitor(interface)
+        self._route_installed = False
+
+    async def start(self) -> None:
+        self._ipr = AsyncIPRoute()
+        self._monitor = AsyncIPRoute()
+        await self._monitor.bind(groups=RTMGRP_IPV6_IFADDR | RTMGRP_LINK)
+        self._task = asyncio.create_task(self._watch())
+        self._solicitor.solicit()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._route_installed and self._ipr is not None and self.router is not None:
+            try:
+                await self._ipr.route("del", dst="::/0", gateway=str(self.router), oif=self._ifindex,
+                                      priority=ROUTE_PRIORITY, family=socket.AF_INET6)
+            except Exception:
+                pass
+        for sock in (self._monitor, self._ipr):
+            if sock is not None:
+                sock.close()
+        self._solicitor.close()
+
+    # ------------------------------------------------------------------ inputs
+
+    async def on_router_advertisement(self, ra: RouterAdvertisement, t_ns: int) -> None:
+        if not ra.prefixes or ra.router_lifetime == 0:
+            return
+        prefix = ra.prefixes[0]
+        if prefix == self.prefix and ra.router == self.router:
+            return
+        if self._pending is not None and self._pending[0] == prefix:
+            return
+        self._pending = (prefix, ra.router, t_ns)
+        self._log(t_ns, "ra_new_prefix", prefix=str(prefix), router=str(ra.router), home=prefix == self.home_prefix)
+        if prefix == self.home_prefix:
+            await self._commit(self.home_address)  # back home: the home address is the address in use
+        else:
+            await self._check_addresses()
+
+    async def _watch(self) -> None:
+        async for msg in self._monitor.get():
+            event = msg.get("event")
+            if event == "RTM_NEWADDR" and msg.get("index") == self._ifindex and self._pending is not None:
+                await self._consider(msg)
+            elif event == "RTM_NEWLINK" and msg.get("index") == self._ifindex:
+                if msg.get("IFLA_OPERSTATE") == "UP":
+                    self._solicitor.solicit()
+
+    async def _check_addresses(self) -> None:
+        async for msg in await self._ipr.addr("dump", family=socket.AF_INET6, index=self._ifindex):
+            if self._pending is None:
+                return
+            await self._consider(msg)
+
+    async def _consider(self, msg) -> None:
+        text = msg.get("IFA_ADDRESS")
+        if not text:
+            return
+        address = ipaddress.IPv6Address(text)
+        flags = msg.get("IFA_FLAGS") or msg.get("flags") or 0
+        if address in self._pending[0] and usable(flags):
+            await self._commit(address)
+
+    async def _commit(self, careof: ipaddress.IPv6Address) -> None:
+        prefix, router, ra_t = self._pending
+        self._pending = None
+        now = time.monotonic_ns()
+        await self._use_router(router)
+        self.prefix, self.router = prefix, router
+        self._on_move(Movement(prefix, router, careof, ra_t, now))
+
+    async def _use_router(self, router: ipaddress.IPv6Address) -> None:
+        if self._route_installed and self.router is not None and self.router != router:
+            try:
+                await self._ipr.route("del", dst="::/0", gateway=str(self.router), oif=self._ifindex,
+                                      priority=ROUTE_PRIORITY, family=socket.AF_INET6)
+            except Exception:
+                pass
+        await self._ipr.route("replace", dst="::/0", gateway=str(router), oif=self._ifindex,
+                              priority=ROUTE_PRIORITY, family=socket.AF_INET6)
+        self._route_installed = True

@@ -1,0 +1,76 @@
+"""Router Advertisements as the mobile node's movement detection reads them, and the Router
+Solicitation it sends when its link changes (RFC 4861)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from testbed.mip6.constants import IPPROTO_ICMPV6
+from testbed.mip6.errors import CodecError
+from testbed.mip6.packet import parse_packet
+
+ICMP_RA = 134
+ICMP_RS = 133
+OPT_PREFIX_INFORMATION = 3
+PIO_AUTONOMOUS = 0x40
+ALL_ROUTERS = "ff02::2"
+
+
+@dataclass(frozen=True, slots=True)
+class RouterAdvertisement:
+    router: ipaddress.IPv6Address  # link-local source
+    prefixes: tuple[ipaddress.IPv6Network, ...]  # autonomous, valid lifetime > 0
+    router_lifetime: int
+    home_agent: bool  # H flag (RFC 6275 7.1)
+
+
+def parse_ra(packet: bytes) -> RouterAdvertisement | None:
+    """The RA in an IPv6 packet, or None if it is not a well-formed RA."""
+    try:
+        p = parse_packet(packet)
+    except CodecError:
+        return None
+    body = p.payload
+    if p.next_header != IPPROTO_ICMPV6 or len(body) < 16 or body[0] != ICMP_RA or p.hop_limit != 255:
+        return None
+    flags = body[5]
+    lifetime = int.from_bytes(body[6:8], "big")
+    prefixes = []
+    pos = 16
+    while pos + 2 <= len(body):
+        otype, olen = body[pos], body[pos + 1] * 8
+        if olen == 0 or pos + olen > len(body):
+            return None
+        if otype == OPT_PREFIX_INFORMATION and olen == 32:
+            plen, pflags = body[pos + 2], body[pos + 3]
+            valid = int.from_bytes(body[pos + 4 : pos + 8], "big")
+            if pflags & PIO_AUTONOMOUS and valid > 0 and plen <= 128:
+                try:
+                    net = ipaddress.IPv6Network((body[pos + 16 : pos + 32], plen), strict=False)
+                except ValueError:
+                    net = None
+                if net is not None and not net.is_link_local:
+                    prefixes.append(net)
+        pos += olen
+    return RouterAdvertisement(ipaddress.IPv6Address(p.src), tuple(prefixes), lifetime, bool(flags & 0x20))
+
+
+class RouterSolicitor:
+    """Sends Router Solicitations on one interface (the kernel fills the ICMPv6 checksum)."""
+
+    def __init__(self, interface: str) -> None:
+        self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        self._scope = socket.if_nametoindex(interface)
+
+    def solicit(self) -> None:
+        try:
+            self._sock.sendto(bytes((ICMP_RS, 0, 0, 0, 0, 0, 0, 0)), (ALL_ROUTERS, 0, 0, self._scope))
+        except OSError:
+            pass  # no link-local address yet, or the link is down: the next RA will do
+
+    def close(self) -> None:
+        self._sock.close()
