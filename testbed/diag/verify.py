@@ -40,7 +40,7 @@ from testbed.mip6.constants import (
 )
 from testbed.mip6.errors import CodecError
 from testbed.mip6.keys import PreconfiguredData
-from testbed.mip6.options import AlternateCoA, BindingAuthData
+from testbed.mip6.options import AlternateCoA, BindingAuthData, MobilityMessageAuth
 
 VALID = "valid"
 INVALID = "invalid"
@@ -185,6 +185,8 @@ def _bad_verdict(
 ) -> dict:
     bads = [opt for opt in msg.options if isinstance(opt, BindingAuthData)]
     if not bads:
+        if any(isinstance(opt, MobilityMessageAuth) for opt in msg.options):
+            return {"auth": ABSENT, "reason": "RFC 4285 Mobility Message Authentication instead (not checked here)"}
         return {"auth": ABSENT}
     if isinstance(msg, messages.BindingUpdate):
         home, correspondent = pkt.mh_source, pkt.final_destination

@@ -12,11 +12,13 @@ arrived; order is preserved in each direction. Everything is delayed: ND, RAs, M
 Usage (the argv is built by :func:`delayline_argv`)::
 
     python -m testbed.lab.delayline --if-a A --if-b B --delay-ms D [--delay-b-ms D2]
-                                    [--tag RUNID] [--stats]
+                                    [--tag RUNID] [--stats] [--spin-us 300] [--no-prepare]
 
 - Prints exactly one line ``ready`` on stdout (flushed) once both sockets are bound and set
-  up; wait for it before using the link. With ``--stats`` one JSON line of counters follows
-  on exit; SIGUSR1 prints that line at any time.
+  up; wait for it before using the link. SIGUSR1 prints one JSON line of counters per
+  direction (frames received/sent/queued, drops by reason, how late frames left: max, mean
+  and a histogram in us); with ``--stats`` that line is also printed on exit. Log lines go
+  to stderr.
 - SIGTERM or SIGINT: closes its sockets and exits 0 (frames still in flight are dropped).
 - ``--tag`` only marks the process (its command line) and its log lines with the run's id.
 - Exit status: 0 after SIGTERM/SIGINT, 1 when an interface disappears (logged), 2 for bad
@@ -55,6 +57,7 @@ Advice for the lab (wiring a delayed link):
 from __future__ import annotations
 
 import argparse
+import bisect
 import ctypes
 import errno
 import json
@@ -86,16 +89,15 @@ SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
 SO_SNDBUFFORCE = 32
 PR_SET_TIMERSLACK = 29
-SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1
 
-VNET_HDR_LEN = 10  # struct virtio_net_hdr
-RECV_SIZE = 65535 + VNET_HDR_LEN
+VNET_HDR_LEN = 10  # struct virtio_net_hdr, in front of every frame on our sockets
+RECV_SIZE = 65535 + VNET_HDR_LEN  # GSO frames can be up to 64 KiB
 SOCKET_BUFFER = 8 * 1024 * 1024
-SPIN_NS = 300_000  # sleep until this long before a frame is due, then spin
-MAX_QUEUED = 200_000  # frames per direction; beyond this new frames are dropped
+SPIN_US = 300  # default: sleep until this long before a frame is due, then spin
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # per direction; beyond this new frames are dropped
 DRAIN_BATCH = 64  # frames read from one socket before the loop looks at due frames again
 MAX_DELAY_MS = 60_000.0
+LATE_BUCKETS_US = (10, 25, 50, 100, 200, 500, 1000, 10_000)  # histogram upper bounds
 _TIMESPEC = struct.Struct("@qq")
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 _IFNAMSIZ = 16
@@ -114,7 +116,8 @@ def delayline_argv(
     """The command line that starts a delay line between ``if_a`` and ``if_b``.
 
     ``delay_ms`` delays frames received on ``if_a`` (sent out of ``if_b``); ``delay_b_ms``
-    (default ``delay_ms``) the other way. Raises ConfigError on a bad name or delay.
+    (default ``delay_ms``) the other way. ``python`` defaults to this interpreter.
+    Raises ConfigError naming the parameter when a name or a delay is bad.
     """
     _check_ifname(if_a, "if_a")
     _check_ifname(if_b, "if_b")
@@ -162,12 +165,14 @@ class Direction:
     rx_if: str
     tx_if: str
     delay_ns: int
-    queue: deque = field(default_factory=deque)  # (due_ns, frame)
+    queue: deque = field(default_factory=deque)  # (due_ns, frame), due times ascending
+    queued_bytes: int = 0
     received: int = 0
     sent: int = 0
     drops: dict = field(default_factory=dict)  # reason -> count
     late_max_ns: int = 0
     late_total_ns: int = 0
+    late_hist: list = field(default_factory=lambda: [0] * (len(LATE_BUCKETS_US) + 1))
 
     def drop(self, reason: str, detail: str = "") -> None:
         count = self.drops.get(reason, 0) + 1
@@ -177,6 +182,7 @@ class Direction:
                         f": {detail}" if detail else "")
 
     def stats(self) -> dict:
+        labels = [f"<={b}" for b in LATE_BUCKETS_US] + [f">{LATE_BUCKETS_US[-1]}"]
         return {
             "received": self.received,
             "sent": self.sent,
@@ -184,6 +190,7 @@ class Direction:
             "drops": dict(self.drops),
             "late_max_us": round(self.late_max_ns / 1000, 1),
             "late_avg_us": round(self.late_total_ns / self.sent / 1000, 2) if self.sent else 0.0,
+            "late_us_hist": dict(zip(labels, self.late_hist, strict=True)),
         }
 
 
@@ -194,11 +201,13 @@ class InterfaceGone(Exception):
 class DelayLine:
     """Two packet sockets and the loop that copies frames between them after the delays."""
 
-    def __init__(self, if_a: str, if_b: str, delay_a_ns: int, delay_b_ns: int) -> None:
+    def __init__(self, if_a: str, if_b: str, delay_a_ns: int, delay_b_ns: int,
+                 spin_ns: int = SPIN_US * 1000) -> None:
         self.if_a, self.if_b = if_a, if_b
-        self.sock_a = _open_packet_socket(if_a)
+        self.spin_ns = spin_ns
+        self.sock_a = open_packet_socket(if_a)
         try:
-            self.sock_b = _open_packet_socket(if_b)
+            self.sock_b = open_packet_socket(if_b)
         except BaseException:
             self.sock_a.close()
             raise
@@ -219,11 +228,14 @@ class DelayLine:
         return {self.ab.name: self.ab.stats(), self.ba.name: self.ba.stats()}
 
     def run(self, wakeup_fd: int | None = None, on_wakeup=None) -> None:
-        """Copy frames until :meth:`stop`; ``on_wakeup(data)`` handles bytes on ``wakeup_fd``."""
+        """Copy frames until :meth:`stop`; ``on_wakeup(data)`` handles bytes on ``wakeup_fd``.
+
+        Raises InterfaceGone when A or B is deleted or replaced.
+        """
         rfds = [self.sock_a.fileno(), self.sock_b.fileno()]
         if wakeup_fd is not None:
             rfds.append(wakeup_fd)
-        ab, ba = self.ab, self.ba
+        ab, ba, spin_ns = self.ab, self.ba, self.spin_ns
         mono = time.monotonic_ns
         while not self._stopping:
             now = mono()
@@ -239,20 +251,17 @@ class DelayLine:
             if due is None:
                 timeout = None  # idle: block until a frame or a signal arrives
             else:
-                wait = due - mono() - SPIN_NS
+                # select() sleeps with microsecond resolution (poll/epoll: milliseconds);
+                # inside the spin window it only polls the sockets.
+                wait = due - mono() - spin_ns
                 timeout = wait / 1e9 if wait > 0 else 0.0
-            try:
-                readable, _, _ = select.select(rfds, [], [], timeout)
-            except InterruptedError:  # pragma: no cover - PEP 475 retries select itself
-                continue
+            readable, _, _ = select.select(rfds, [], [], timeout)
             for fd in readable:
                 direction = self._by_fd.get(fd)
-                if direction is None:
-                    data = os.read(fd, 512)
-                    if on_wakeup is not None:
-                        on_wakeup(data)
-                else:
+                if direction is not None:
                     self._receive(direction)
+                elif on_wakeup is not None:
+                    on_wakeup(os.read(fd, 512))
 
     def _receive(self, d: Direction) -> None:
         sock = d.rx
@@ -270,6 +279,7 @@ class DelayLine:
             now = time.monotonic_ns()
             if addr[2] == PACKET_OUTGOING:
                 continue
+            d.received += 1
             rx_ns = now
             for level, kind, data in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -279,43 +289,48 @@ class DelayLine:
                         break
                     sec, nsec = _TIMESPEC.unpack_from(data)
                     stamped = sec * 1_000_000_000 + nsec - offset
-                    # the kernel stamp, unless the realtime clock was stepped meanwhile
+                    # the kernel's stamp, unless the realtime clock was stepped meanwhile
                     if now - 1_000_000_000 < stamped <= now:
                         rx_ns = stamped
-            d.received += 1
-            if len(d.queue) >= MAX_QUEUED:
-                d.drop("queue full", f"{MAX_QUEUED} frames already waiting")
+            if d.queued_bytes + len(frame) > MAX_QUEUED_BYTES:
+                d.drop("queue full", f"{d.queued_bytes} bytes already waiting")
                 continue
+            d.queued_bytes += len(frame)
             d.queue.append((rx_ns + d.delay_ns, frame))
 
     def _send_due(self, d: Direction) -> None:
-        queue, send = d.queue, d.tx.send
+        queue, send, hist = d.queue, d.tx.send, d.late_hist
         mono = time.monotonic_ns
         now = mono()
         while queue and queue[0][0] <= now:
             due, frame = queue.popleft()
+            d.queued_bytes -= len(frame)
             try:
                 send(frame)
-            except BlockingIOError:
-                d.drop("tx queue full")
-                continue
             except OSError as exc:
-                if exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
-                    d.drop(f"{d.tx_if} down")
-                    if exc.errno != errno.ENETDOWN:
-                        self._check_interface(d.tx_if)
-                elif exc.errno == errno.EMSGSIZE:
-                    d.drop("too big", f"{len(frame) - VNET_HDR_LEN} bytes exceed {d.tx_if}'s MTU")
-                elif exc.errno in (errno.EINVAL, errno.ENOBUFS):
-                    d.drop(exc.strerror or str(exc), f"{len(frame) - VNET_HDR_LEN}-byte frame")
-                else:
-                    raise
+                self._send_failed(d, frame, exc)
                 continue
-            d.sent += 1
             late = mono() - due
+            d.sent += 1
             d.late_max_ns = max(d.late_max_ns, late)
             d.late_total_ns += late
+            hist[bisect.bisect_left(LATE_BUCKETS_US, late / 1000)] += 1
             now = mono()
+
+    def _send_failed(self, d: Direction, frame: bytes, exc: OSError) -> None:
+        size = len(frame) - VNET_HDR_LEN
+        if exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
+            d.drop(f"{d.tx_if} down")
+            if exc.errno != errno.ENETDOWN:
+                self._check_interface(d.tx_if)
+        elif exc.errno == errno.EMSGSIZE:
+            d.drop("too big", f"{size} bytes exceed {d.tx_if}'s MTU")
+        elif exc.errno in (errno.EAGAIN, errno.ENOBUFS):
+            d.drop("no buffer space", f"{d.tx_if} did not take a {size}-byte frame")
+        elif exc.errno == errno.EINVAL:
+            d.drop("rejected", f"{d.tx_if} refused a {size}-byte frame: {exc.strerror}")
+        else:
+            raise exc
 
     def _interface_down(self, ifname: str) -> None:
         self._check_interface(ifname)
@@ -340,7 +355,9 @@ def realtime_offset_ns(max_span_ns: int = 50_000) -> int | None:
 
     Kernel receive stamps are realtime; the line schedules in monotonic time. A reading
     interrupted between its two clocks (a preempted or paused VM) would shift every frame of
-    the batch, early frames included, so the tightest of a few readings is used.
+    the batch, early frames included, so the tightest of a few readings is used, and None
+    returned (use the time of reading instead) when even that one spans more than
+    ``max_span_ns``.
     """
     mono, real = time.monotonic_ns, time.time_ns
     best_span, best = None, 0
@@ -355,27 +372,29 @@ def realtime_offset_ns(max_span_ns: int = 50_000) -> int | None:
     return best if best_span <= max_span_ns else None
 
 
-def _open_packet_socket(ifname: str) -> socket.socket:
-    """An AF_PACKET socket bound to ``ifname`` for all protocols, non-blocking, promiscuous."""
+def open_packet_socket(ifname: str) -> socket.socket:
+    """An AF_PACKET socket bound to ``ifname`` for all protocols: non-blocking, promiscuous,
+    with virtio-net headers and kernel receive timestamps. ConfigError if it cannot bind."""
     # Protocol 0 receives nothing until bind() names the interface and ETH_P_ALL, so no frame
     # of another interface slips in between socket() and bind().
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-        _try_setsockopt(sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")
         # No PACKET_QDISC_BYPASS: its direct path drops a GSO frame that B must segment.
+        _try_setsockopt(sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")
         _try_setsockopt(sock, socket.SOL_SOCKET, SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS")
-        for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                             (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
         try:
             sock.bind((ifname, ETH_P_ALL))
+            index = socket.if_nametoindex(ifname)
         except OSError as exc:
             raise ConfigError(f"delay line: cannot open interface {ifname!r}: "
                               f"{exc.strerror or exc}") from None
-        index = socket.if_nametoindex(ifname)
         mreq = struct.pack("@iHH8s", index, PACKET_MR_PROMISC, 0, b"")
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         sock.setblocking(False)
@@ -431,9 +450,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one-way delay of frames received on B (default: D)")
     p.add_argument("--tag", default="", metavar="RUNID", help="run id marking this process")
     p.add_argument("--stats", action="store_true", help="print counters as JSON on exit")
+    p.add_argument("--spin-us", type=int, default=SPIN_US, metavar="US",
+                   help=f"spin this long before a frame is due (default {SPIN_US})")
     p.add_argument("--no-prepare", action="store_true",
                    help="leave offloads and IPv6 of A and B alone")
     return p
+
+
+def _say(text: str) -> None:
+    """One line on stdout; a reader that went away is not the line's problem."""
+    try:
+        print(text, flush=True)
+    except (BrokenPipeError, OSError) as exc:
+        log.info("stdout closed (%s); not printed: %s", exc, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,38 +472,40 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"{prefix}: %(levelname)s %(message)s")
     try:
         delayline_argv(args.if_a, args.if_b, args.delay_ms, args.delay_b_ms)  # validates
+        if not 0 <= args.spin_us <= 100_000:
+            raise ConfigError(f"delay line: --spin-us {args.spin_us} must be 0..100000")
         delay_b = args.delay_ms if args.delay_b_ms is None else args.delay_b_ms
         if not args.no_prepare:
             prepare_interface(args.if_a)
             prepare_interface(args.if_b)
-        line = DelayLine(args.if_a, args.if_b, round(args.delay_ms * 1e6), round(delay_b * 1e6))
+        line = DelayLine(args.if_a, args.if_b, round(args.delay_ms * 1e6), round(delay_b * 1e6),
+                         spin_ns=args.spin_us * 1000)
     except ConfigError as exc:
         print(f"delayline: error: {exc}", file=sys.stderr)
         return 2
     if not set_timer_slack_ns(1):
-        log.info("could not set timer slack to 1 ns; wake-ups may be late by ~50 us")
+        log.info("could not set timer slack to 1 ns; wake-ups may be ~50 us late")
 
     rd, wr = os.pipe()
-    os.set_blocking(wr, False)
     os.set_blocking(rd, False)
-
-    def print_stats() -> None:
-        print(json.dumps(line.stats(), sort_keys=True), flush=True)
+    os.set_blocking(wr, False)
 
     def on_wakeup(data: bytes) -> None:
         for signum in data:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 line.stop()
             elif signum == signal.SIGUSR1:
-                print_stats()
+                _say(json.dumps(line.stats(), sort_keys=True))
 
+    # The handlers do nothing themselves: the signal number arrives on the wake-up pipe,
+    # which the select loop watches, so a signal is handled at once even while it sleeps.
     previous = {s: signal.signal(s, lambda *_: None)
                 for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
     old_fd = signal.set_wakeup_fd(wr, warn_on_full_buffer=False)
     status = 0
     try:
         log.info("%s <-> %s, delay %g ms / %g ms", args.if_a, args.if_b, args.delay_ms, delay_b)
-        print("ready", flush=True)
+        _say("ready")
         line.run(wakeup_fd=rd, on_wakeup=on_wakeup)
     except InterfaceGone as exc:
         log.error("%s; exiting", exc)
@@ -487,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         os.close(rd)
         os.close(wr)
     if args.stats:
-        print_stats()
+        _say(json.dumps(line.stats(), sort_keys=True))
     return status
 
 

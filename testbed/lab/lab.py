@@ -439,6 +439,21 @@ class Lab:
         self.state.add_process(proc.record)
         return proc
 
+    def run(self, node_name: str, argv: Sequence[str], *, timeout: float = 30.0,
+            tag: str = "run", env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run ``argv`` in a node to completion; returns its status and output (text).
+        LabTimeout (and the process stopped) if it takes longer than ``timeout`` s."""
+        proc = self.popen(node_name, argv, tag=tag, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env)
+        try:
+            out, err = proc.popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LabTimeout(f"{argv[0]} on {node_name} did not finish within {timeout:g} s") from None
+        finally:
+            proc.stop()
+        return subprocess.CompletedProcess(list(argv), proc.returncode, out.decode(errors="replace"),
+                                           err.decode(errors="replace"))
+
     def _forget(self, proc: LabProcess) -> None:
         if proc in self._processes:
             self._processes.remove(proc)

@@ -1,8 +1,9 @@
 """The netem link-delay backend: probe whether the kernel has it, and apply it to an interface.
 
 ``netem_available()`` decides by trying: in a fresh, private network namespace (``unshare
---net``, which vanishes with the probe process, so nothing is left to clean up) it adds a
-netem qdisc to that namespace's loopback. The answer is cached for the process.
+--net``, plus a user namespace when not root; it vanishes with the probe process, so nothing
+is left to clean up) it adds a netem qdisc to that namespace's loopback. The answer is
+cached for the process; ``netem_probe_detail()`` gives what ``tc`` said.
 
 Where netem is missing (``sch_netem`` not built, as on our Debian CI kernel) the lab uses the
 user-space delay line of :mod:`testbed.lab.delayline` instead; ``NETEM_MISSING_MESSAGE`` says so.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -42,9 +44,12 @@ def netem_available() -> bool:
     if shutil.which("tc") is None or shutil.which("unshare") is None:
         _probe_detail = "tc or unshare is not installed"
         return False
+    # Without root, a user namespace makes us root of the throwaway network namespace.
+    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user",
+                                                              "--map-root-user", "--net"]
     try:
         done = subprocess.run(
-            ["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            [*unshare, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
             check=False, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError) as exc:
         _probe_detail = f"probe could not run: {exc}"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed import errors
 from testbed.errors import ConfigError
 from testbed.lab import netem
 from testbed.lab.delayline import delayline_argv
@@ -504,6 +505,14 @@ def test_netem_argv():
     assert netem.netem_argv("h1-eth0", 0.25)[7:] == ["delay", "250us", "limit", "1000"]
     with pytest.raises(ConfigError):
         netem.netem_argv("h1-eth0", -1)
+
+
+def test_apply_netem_runs_tc_where_told_and_names_a_failure():
+    ran = []
+    netem.apply_netem("h1-eth0", 5, run_in=lambda argv: ran.append(argv) or 0)
+    assert ran == [netem.netem_argv("h1-eth0", 5)]
+    with pytest.raises(errors.TestbedError, match="h1-eth0"):
+        netem.apply_netem("h1-eth0", 5, run_in=lambda argv: 2)
 
 
 def test_line_refuses_missing_interface_with_one_line_error():

@@ -342,3 +342,50 @@ def test_help_documents_the_exit_status(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "exit status" in out and "1  at least one verdict invalid" in out and "no-key" in out
+
+
+# ------------------------------------------------------------------ what our engines put on the wire
+
+
+def _engine_capture(path, *worlds) -> None:
+    from scapy.utils import RawPcapWriter
+
+    writer = RawPcapWriter(str(path), linktype=229)  # raw IPv6, the octets exactly as the engines sent them
+    for world in worlds:
+        for _, _, _, raw in world.net.wire:
+            writer.write(raw)
+    writer.close()
+
+
+def test_engine_signalling_verifies(tmp_path, capsys):
+    """The MN/CN/HA engines' packets (RR, RFC 4449, RFC 4285 home registration, a BA 135 after the MN
+    lost its sequence numbers, de-registration) are judged as the protocol intends."""
+    from engine_fixtures import CN_PC, CN_RR, COA1, COA2, HA as ENGINE_HA, HOME as ENGINE_HOME, MS, make_world
+
+    home, cn_pc = ipaddress.IPv6Address(ENGINE_HOME), ipaddress.IPv6Address(CN_PC)
+    data = keys.write_new(tmp_path / "engine.yaml", keys.generate(home, cn_pc))
+    first = make_world(data=data)
+    first.move(COA1)
+    assert first.net.run_until(lambda: first.bound_everywhere(COA1), 10_000 * MS)
+    second = make_world(data=data, cn_pc_store=first.cn_pc_store)  # empty MN store: BA 135 first
+    second.move(COA2)
+    assert second.net.run_until(lambda: second.bound_everywhere(COA2), 10_000 * MS)
+    second.move(ENGINE_HOME)
+    assert second.net.run_until(lambda: second.cn_pc.binding_for(ENGINE_HOME) is None, 10_000 * MS)
+    path = tmp_path / "engines.pcap"
+    _engine_capture(path, first, second)
+
+    code, rows = run_json(capsys, path, data.source)
+    assert code == 0
+    assert all(r["checksum"] == "ok" for r in rows)
+    peer = {str(cn_pc)}
+    pc = [r for r in rows if r["mh_type"] in ("BU", "BA") and peer & {r["src"], r["dst"]}]
+    rr = [r for r in rows if r["mh_type"] in ("BU", "BA") and str(ipaddress.IPv6Address(CN_RR)) in (r["src"], r["dst"])]
+    ha = [r for r in rows if r["mh_type"] in ("BU", "BA") and str(ipaddress.IPv6Address(ENGINE_HA)) in (r["src"], r["dst"])]
+    assert pc and rr and ha
+    assert {r["auth"] for r in pc} == {"valid"}
+    assert {r["auth"] for r in rr} == {"no-key"}
+    assert {r["auth"] for r in ha} == {"absent"}
+    assert any(r["status"] == 135 for r in pc)
+    assert any(r["mh_type"] == "BU" and r["lifetime"] == 0 for r in pc)
+    assert any(r["tunnelled"] and r["mh_type"] == "HoTI" for r in rows)
