@@ -1,14 +1,210 @@
-"""``testbed lab`` (not implemented yet)."""
+"""``testbed lab``: bring up a lab topology, self-test it, or clean up after crashed runs.
+
+    testbed lab --topo handover [--param core_ha_delay=50ms ...]      # Mininet CLI on the lab
+    testbed lab --topo NAME --test pingall|delay|move [--json]         # self-test, exit 0 if met
+    testbed lab clean [--dry-run]                                      # remove crashed runs' leftovers
+"""
 
 from __future__ import annotations
 
-from testbed.errors import TestbedError
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+from testbed.errors import ConfigError
+
+TESTS = ("pingall", "delay", "move")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("lab", help="(not implemented yet)")
+    p = sub.add_parser(
+        "lab", help="run a lab topology (Mininet CLI), self-test it, or clean up crashed runs",
+        description="Bring up a lab topology and open the Mininet CLI on it, or run a "
+                    "self-test (--test), or remove what crashed runs left behind (clean).")
+    p.add_argument("--topo", default="handover", metavar="NAME",
+                   help="topology: handover (default) or corporate")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="topology or lab parameter (repeatable), e.g. core_ha_delay=50ms, "
+                        "delay=10ms, n_mns=4, delay_backend=delayline; --list-params shows all")
+    p.add_argument("--test", choices=TESTS, help="run a self-test instead of the CLI")
+    p.add_argument("--json", action="store_true", help="self-test figures as JSON on stdout")
+    p.add_argument("--moves", type=int, default=20, metavar="N", help="moves of --test move (20)")
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="keep the run's files (lab.json, configs, logs, pcaps) in DIR "
+                        "(default: a temporary directory, removed on exit)")
+    p.add_argument("--list-params", action="store_true", help="list the topology's parameters")
+    p.add_argument("-v", "--verbose", action="store_true", help="log the lab's steps")
+    lab_sub = p.add_subparsers(dest="lab_command", metavar="{clean}")
+    clean = lab_sub.add_parser("clean", help="remove what crashed lab runs left behind",
+                               description="Remove interfaces, processes and files of lab runs "
+                                           "whose process is gone (and nothing else).")
+    clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    clean.set_defaults(func=run_clean)
     p.set_defaults(func=run)
 
 
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("testbed: %(message)s"))
+    logger = logging.getLogger("testbed.lab")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _parse_params(args) -> dict[str, str]:
+    from testbed.lab.params import parse_assignments
+
+    return parse_assignments(args.param, "--param")
+
+
 def run(args) -> int:
-    raise TestbedError("'lab' is not implemented yet")
+    from testbed.lab.lab import LAB_PARAMS, Lab, resolve_topology
+    from topologies import TOPOLOGIES
+
+    if args.topo not in TOPOLOGIES:
+        raise ConfigError(f"--topo {args.topo!r}: unknown topology (known: {', '.join(TOPOLOGIES)})")
+    if args.moves < 1:
+        raise ConfigError(f"--moves {args.moves}: must be at least 1")
+    params = _parse_params(args)
+    if args.list_params:
+        specs = {**TOPOLOGIES[args.topo].param_specs(), **LAB_PARAMS}
+        for name, spec in sorted(specs.items()):
+            default = "-" if spec.default is None else spec.default
+            print(f"{name:22} {spec.kind:9} default {default!s:8} {spec.help}")
+        return 0
+    resolve_topology(args.topo, params)  # validates every --param before anything starts
+    if args.json and not args.test:
+        raise ConfigError("--json needs --test")
+    _setup_logging(args.verbose)
+    _sigterm_as_interrupt()
+    with Lab(args.topo, run_dir=args.run_dir, **params) as lab:
+        if args.test is None:
+            _print_summary(lab)
+            lab.cli()
+            return 0
+        result = _run_test(lab, args)
+        data = {"topology": args.topo, "run_id": lab.run_id, "params": lab.params,
+                "delay_backend": lab.delay_backend,
+                "features": [f.describe() for f in lab.features],
+                "bring_up_s": round(lab.timings.get("up", 0.0), 3), **result.to_dict()}
+    if args.json:
+        print(json.dumps(data, indent=1, default=str))
+    else:
+        _print_result(data)
+    return 0 if data["ok"] else 1
+
+
+def _run_test(lab, args):
+    from testbed.lab import selftest
+
+    if args.test == "pingall":
+        return selftest.pingall(lab)
+    if args.test == "delay":
+        return selftest.measure_delay(lab)
+    return selftest.move_test(lab, count=args.moves)
+
+
+def _print_summary(lab) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    plan = lab.addresses
+    console = Console()
+    table = Table(title=f"lab {lab.run_id}: {plan.topology} (run directory {lab.run_dir})")
+    for column in ("node", "role", "interface", "address", "subnet", "delay ms"):
+        table.add_column(column)
+    for node in plan.nodes.values():
+        for intf in sorted(node.interfaces.values(), key=lambda i: i.port):
+            table.add_row(node.name, node.role, intf.name, intf.address or "SLAAC", intf.subnet,
+                          f"{intf.delay_ms:g}" if intf.delay_ms else "")
+    console.print(table)
+    for mn, m in plan.mobiles.items():
+        console.print(f"{mn}: home address {m.home_address}, home agent {m.home_agent}, "
+                      f"on {lab.location(mn)}")
+    console.print("Mininet CLI: e.g. 'mn ping -6 -c 3 " + plan.cn_address + "'; 'exit' ends the lab.")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _print_result(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for feature in data["features"]:
+        console.print(f"[dim]{feature}[/dim]", highlight=False)
+    test = data["test"]
+    if test == "pingall":
+        failed = [p for p in data["pairs"] if not p["ok"]]
+        title = f"pingall on {data['topology']}: {data['sent']} node pairs, {data['lost']} lost"
+        if failed:
+            table = Table(title=title)
+            for column in ("src", "dst", "address", "result"):
+                table.add_column(column)
+            for pair in failed:
+                table.add_row(pair["src"], pair["dst"], pair["address"], "lost")
+            console.print(table)
+        else:
+            console.print(title)
+    elif test == "delay":
+        table = Table(title=f"link delay on {data['topology']} (backend {data['backend']})")
+        for column in ("link", "from", "to", "RTT set", "median", "min", "max", "mdev", "tol.", "rcvd", ""):
+            table.add_column(column, justify="right")
+        for link in data["links"]:
+            table.add_row(link["link"], link["src"], link["target"],
+                          _fmt(link["configured_rtt_ms"], 1), _fmt(link["median_ms"]),
+                          _fmt(link["min_ms"]), _fmt(link["max_ms"]), _fmt(link["mdev_ms"]),
+                          _fmt(link["tolerance_ms"], 2), f"{link['received']}/{link['sent']}",
+                          "ok" if link["ok"] else "FAIL")
+        console.print(table)
+    else:
+        table = Table(title=f"{data['count']} moves of {data['mn']} on {data['topology']}")
+        for column in ("#", "to", "move->RA ms", "move->CoA ms", "care-of address"):
+            table.add_column(column, justify="right")
+        for move in data["moves"]:
+            table.add_row(str(move["n"]), move["to"], _fmt(move["ra_ms"], 1),
+                          _fmt(move["coa_ms"], 1), move.get("address") or move.get("error", ""))
+        console.print(table)
+        for key, label in (("ra_ms", "move->RA"), ("coa_ms", "move->usable CoA")):
+            s = data.get(key)
+            if s:
+                console.print(f"{label}: median {s['median']:.1f} ms, min {s['min']:.1f} ms, "
+                              f"max {s['max']:.1f} ms")
+    verdict = "[green]goal met[/green]" if data["ok"] else "[red]goal NOT met[/red]"
+    console.print(f"{verdict}: {data['goal']}")
+
+
+def run_clean(args) -> int:
+    from testbed.lab.cleanup import clean_stale_runs
+
+    report = clean_stale_runs(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for run_id in report.runs:
+        print(f"run {run_id}: {verb} its leftovers")
+    for what, items in (("processes", report.processes), ("interfaces", report.interfaces),
+                        ("paths", report.paths)):
+        for item in items:
+            print(f"  {verb} {what[:-1] if what != 'processes' else 'process'}: {item}")
+    for run_id in report.in_use:
+        print(f"run {run_id}: still running, left alone")
+    for failure in report.failures:
+        print(f"testbed: error: {failure}", file=sys.stderr)
+    if not (report.runs or report.interfaces or report.in_use):
+        print("nothing to clean")
+    return 1 if report.failures else 0

@@ -107,6 +107,8 @@ def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
     Raises CaptureError (one line, naming the file) for a missing or unreadable file, a
     file that is not a capture, or an unsupported link type.
     """
+    from scapy.error import Scapy_Exception
+
     source = os.fspath(path)
     reader = _open_reader(source)
     try:
@@ -116,7 +118,7 @@ def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
                 data, meta = reader._read_packet()
             except EOFError:
                 return
-            except Exception as exc:  # scapy's reader raises assorted errors on a corrupt tail
+            except (Scapy_Exception, struct.error, ValueError, OSError) as exc:  # a corrupt pcapng block
                 raise CaptureError(f"{source}: corrupt capture after frame {number}: {exc}") from None
             number += 1
             linktype = getattr(meta, "linktype", None)
@@ -130,8 +132,8 @@ def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
             ipv6 = ipv6_octets(linktype, bytes(data))
             if ipv6 is None:
                 continue
-            caplen = getattr(meta, "caplen", None)
-            captured = len(data) if caplen is None else caplen
+            caplen = getattr(meta, "caplen", None)  # pcapng metadata has none
+            captured = len(data) if caplen is None else min(caplen, len(data))  # a cut-off last record
             wire = getattr(meta, "wirelen", None) or captured
             yield Frame(number, ipv6, wire, captured)
     finally:

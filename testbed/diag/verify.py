@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from testbed.diag.keymaterial import derive
 from testbed.mip6 import crypto, messages, packet
 from testbed.mip6.constants import (
-    AUTHENTICATOR_LEN,
     IPPROTO_DSTOPTS,
     IPPROTO_FRAGMENT,
     IPPROTO_HOPOPTS,
@@ -195,8 +194,7 @@ def _bad_verdict(
     careof = _careof_address(pkt, msg)
     data = keys.get(home, correspondent)
     if data is None:
-        return {"auth": NO_KEY, "reason": f"no preconfigured data for home address {_addr(home)} "
-                f"and correspondent {_addr(correspondent)}"}
+        return {"auth": NO_KEY, "reason": f"no preconfigured data for home address {_addr(home)}, correspondent {_addr(correspondent)}"}
     found = {"key_file": data.source}
     if len(bads) > 1:
         return found | {"auth": INVALID, "reason": "more than one Binding Authorization Data option"}
@@ -209,7 +207,13 @@ def _bad_verdict(
     for use_dereg in tries:
         expected = crypto.binding_authenticator(keys_for_coa.kbm_for(use_dereg), careof, correspondent, mh_data)
         if crypto.constant_time_equal(expected, bads[0].authenticator):
-            note = None if use_dereg == dereg else "matched the other Kbm variant than the lifetime suggests"
+            note = None
+            if use_dereg != dereg:
+                note = (
+                    "authenticated with the registration Kbm (lifetime 0 suggests de-registration)"
+                    if dereg
+                    else "authenticated with the de-registration Kbm"
+                )
             return found | {"auth": VALID, "kbm": "de-registration" if use_dereg else "registration", "reason": note}
     return found | {
         "auth": INVALID,

@@ -71,25 +71,23 @@ class Param:
         """The typed value of ``value`` for parameter ``name``, or ConfigError."""
         if value is None:
             return None
+        hint = {"delay": "a one-way delay such as 20ms, 500us or 0.02s",
+                "interval": "a time interval such as 0.05 (seconds) or 50ms",
+                "int": "an integer",
+                "choice": "one of " + ", ".join(self.choices)}[self.kind]
         try:
             if self.kind == "delay":
                 result: Any = parse_delay_ms(value)
-                hint = "a one-way delay such as 20ms, 500us or 0.02s"
             elif self.kind == "interval":
                 result = _number_with_unit(value, _S_PER_UNIT, "interval")
-                hint = "a time interval such as 0.05 (seconds) or 50ms"
             elif self.kind == "int":
-                hint = "an integer"
-                if isinstance(value, bool) or isinstance(value, float):
+                if isinstance(value, (bool, float)):
                     raise ValueError(hint)
                 result = int(str(value).strip(), 10)
-            elif self.kind == "choice":
-                hint = "one of " + ", ".join(self.choices)
+            else:
                 result = str(value).strip()
                 if result not in self.choices:
                     raise ValueError(hint)
-            else:  # pragma: no cover - a programming error in a Param table
-                raise AssertionError(f"unknown parameter kind {self.kind!r}")
         except ValueError:
             raise ConfigError(f"{where}: {name}={value!r} is not {hint}") from None
         if self.minimum is not None and result < self.minimum:

@@ -13,7 +13,7 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @contextmanager
-def netns_pair(a_addrs: list[str], b_addrs: list[str]):
+def netns_pair(a_addrs: list[str], b_addrs: list[str], a_routes: tuple = (), b_routes: tuple = (), b_forwarding: bool = False):
     tag = "t" + secrets.token_hex(3)
     a, b = f"{tag}a", f"{tag}b"
     try:
@@ -25,6 +25,11 @@ def netns_pair(a_addrs: list[str], b_addrs: list[str]):
             sh("ip", "-n", ns, "link", "set", ifname, "up")
             for addr in addrs:
                 sh("ip", "-n", ns, "addr", "add", addr, "dev", ifname, "nodad")
+        for ns, ifname, routes in ((a, f"{tag}x", a_routes), (b, f"{tag}y", b_routes)):
+            for dst, via in routes:
+                sh("ip", "-n", ns, "-6", "route", "add", dst, *(("via", via) if via else ("dev", ifname)))
+        if b_forwarding:
+            sh("ip", "netns", "exec", b, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         yield tag, a, b
     finally:
         for ns in (a, b):

@@ -4,30 +4,28 @@ another namespace: binding, replay after kill -9, malformed input, clean stop.""
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+from agent_proc import PYTHON, AgentProc, exchange
 from netns_pair import netns_pair, sh
 
-from testbed.agent.control import request
 from testbed.agent.eventlog import read_events
 from testbed.mip6.constants import IPPROTO_MH, BAStatus
-from testbed.mip6.crypto import binding_management_key, careof_keygen_token, home_keygen_token
+from testbed.mip6.crypto import (
+    binding_management_key,
+    careof_keygen_token,
+    home_keygen_token,
+)
 from testbed.mip6.keys import generate, write_new
 from testbed.mip6.messages import BindingUpdate, decode
-from testbed.mip6.packet import build_packet, parse_packet
+from testbed.mip6.packet import build_packet
 from testbed.mip6.sealing import bad_valid, seal_bad
 
 pytestmark = pytest.mark.lab
 
-HERE = Path(__file__).parent
-PYTHON = sys.executable
 HOME = "2001:db8:1::100"
 CN = "2001:db8:3::1"
 COA = "2001:db8:3::100"
@@ -37,70 +35,11 @@ def A(text):
     return ipaddress.IPv6Address(text).packed
 
 
-def wait_for(condition, deadline_s, what):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class CnAgent:
-    def __init__(self, ns: str, tmp: Path, keyfile: Path) -> None:
-        self.ns = ns
-        self.dir = tmp
-        self.sock = tmp / "cn.sock"
-        self.log = tmp / "cn.jsonl"
-        config = {
-            "role": "cn", "node": "cn", "address": CN, "preconfigured": [str(keyfile)],
-            "state_dir": str(tmp / "state"), "event_log": str(self.log), "control_socket": str(self.sock),
-        }
-        self.config = tmp / "cn.yaml"
-        self.config.write_text(json.dumps(config))
-        self.proc: subprocess.Popen | None = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, PYTHON, "-m", "testbed.cli", "agent", "--config", str(self.config)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"agent exited: {self.proc.stderr.read()}")
-            try:
-                return request(self.sock, {"cmd": "status"}, timeout=1)["ok"]
-            except OSError:
-                return False
-
-        wait_for(up, 10, "the CN agent's control socket")
-
-    def events(self):
-        request(self.sock, {"cmd": "flush"})
-        return read_events(self.log)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
-        return self.proc.returncode
-
-
-def exchange(ns: str, packet: bytes, deadline: float = 2.0, want: int = 1) -> list:
-    out = subprocess.run(
-        ["ip", "netns", "exec", ns, PYTHON, str(HERE / "wire_driver.py"), packet.hex(), str(deadline), str(want)],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    return [parse_packet(bytes.fromhex(json.loads(line)["hex"])) for line in out.splitlines()]
-
-
 @pytest.fixture
 def lab(tmp_path):
     with netns_pair([f"{COA}/64"], [f"{CN}/64"]) as (tag, mn_ns, cn_ns):
         data = write_new(tmp_path / "pair.yaml", generate(HOME, CN))
-        agent = CnAgent(cn_ns, tmp_path, tmp_path / "pair.yaml")
+        agent = AgentProc(cn_ns, tmp_path, "cn", {"role": "cn", "address": CN, "preconfigured": [str(tmp_path / "pair.yaml")]})
         agent.start()
         try:
             yield agent, mn_ns, cn_ns, data
@@ -124,7 +63,7 @@ def test_precomputed_bu_is_accepted_by_the_agent_and_logged(lab):
     ba = decode(p.payload)
     assert ba.status == BAStatus.ACCEPTED and ba.seq == 1
     assert p.rh2_address == A(HOME) and bad_valid(ba, kbm_for(data), A(COA), A(CN))
-    bindings = request(agent.sock, {"cmd": "bindings"})["bindings"]
+    bindings = agent.ctl("bindings")["bindings"]
     assert bindings == [{"home": HOME, "careof": COA, "seq": 1, "lifetime": 100, "mechanism": "precomputed"}]
     names = [e["event"] for e in agent.events()]
     for name in ("agent_started", "bu_received", "binding_created", "ba_sent", "packet_sent"):
@@ -145,7 +84,7 @@ def test_replayed_bu_after_kill_9_and_restart_is_refused_R4(lab):
     (p,) = exchange(mn_ns, old)
     ba = decode(p.payload)
     assert ba.status == BAStatus.SEQUENCE_OUT_OF_WINDOW and ba.seq == 2
-    assert request(agent.sock, {"cmd": "bindings"})["bindings"] == []
+    assert agent.ctl("bindings")["bindings"] == []
 
 
 def test_malformed_packets_are_dropped_with_a_reason_and_the_agent_keeps_serving(lab):

@@ -162,12 +162,36 @@ class Triple:
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
+_pending: dict[int, bytes] = {}  # stdout bytes read past the last line, per pid
+
+
 def read_line(proc: subprocess.Popen, deadline_s: float) -> str:
-    """The next stdout line of ``proc``, or '' when it exits or the deadline passes."""
-    ready, _, _ = select.select([proc.stdout], [], [], deadline_s)
-    if not ready:
-        return ""
-    return proc.stdout.readline().strip()
+    """The next stdout line of ``proc``, or '' when it exits or the deadline passes.
+
+    Reads the pipe's file descriptor directly (no buffered reader that select() cannot see).
+    """
+    fd = proc.stdout.fileno()
+    buf = _pending.pop(proc.pid, b"")
+    end = time.monotonic() + deadline_s
+    while b"\n" not in buf:
+        remaining = end - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            _pending[proc.pid] = buf
+            return ""
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return buf.decode().strip()
+        buf += chunk
+    line, rest = buf.split(b"\n", 1)
+    if rest:
+        _pending[proc.pid] = rest
+    return line.decode().strip()
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Wait for ``proc`` to exit: (the rest of its stdout, its stderr)."""
+    out, err = proc.communicate(timeout=timeout)
+    return _pending.pop(proc.pid, b"").decode() + (out or ""), err or ""
 
 
 @pytest.fixture
@@ -297,7 +321,7 @@ def _udp_transfer(t: Triple, src_ns: str, dst_ns: str, dst: str, n: int, size: i
         sender = t.run_in(src_ns, SENDER, str(n), dst, str(port), str(size))
         out, err = sender.communicate(timeout=30)
         assert sender.returncode == 0, err
-        out, err = receiver.communicate(timeout=30)
+        out, err = finish(receiver, 30)
         assert receiver.returncode == 0, err
         return json.loads(out.strip().splitlines()[-1])
     finally:
@@ -325,7 +349,7 @@ def test_both_directions_in_order_with_their_own_delays(triple):
     assert all(size == 1400 for _, _, size in a_to_b)
 
     line.send_signal(signal.SIGTERM)
-    out, _ = line.communicate(timeout=5)
+    out, _ = finish(line, 5)
     assert line.returncode == 0, triple.stderr()
     stats = json.loads(out.strip().splitlines()[-1])
     ab, ba = stats[f"{triple.if_a}->{triple.if_b}"], stats[f"{triple.if_b}->{triple.if_a}"]
@@ -383,7 +407,7 @@ def test_frames_with_offload_metadata_pass_intact(triple_with_offloads):
         client = t.run_in(t.ns_a, TCP_CLIENT, ADDR_B, str(size))
         _, err = client.communicate(timeout=30)
         assert client.returncode == 0, err
-        out, err = server.communicate(timeout=30)
+        out, err = finish(server, 30)
         assert out.strip() == str(size), err
     finally:
         for p in (server,):
@@ -391,7 +415,7 @@ def test_frames_with_offload_metadata_pass_intact(triple_with_offloads):
                 p.kill()
                 p.wait(5)
     line.send_signal(signal.SIGTERM)
-    out, _ = line.communicate(timeout=5)
+    out, _ = finish(line, 5)
     stats = json.loads(out.strip().splitlines()[-1])
     assert all(d["drops"] == {} for d in stats.values()), stats
 

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from testbed.mip6 import messages as m
 from testbed.mip6 import packet
-from testbed.mip6.constants import IPPROTO_DSTOPTS, IPPROTO_IPV6, IPPROTO_MH, IPPROTO_NONE, IPPROTO_ROUTING, MHType
+from testbed.mip6.constants import (
+    IPPROTO_DSTOPTS,
+    IPPROTO_IPV6,
+    IPPROTO_MH,
+    IPPROTO_NONE,
+    IPPROTO_ROUTING,
+    MHType,
+)
 from testbed.mip6.errors import CodecError
 from testbed.mip6.options import (
     AlternateCoA,
@@ -555,7 +562,7 @@ def test_property_arbitrary_bytes_decode_raises_only_codec_error(data):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(min_size=2, max_size=96), st.sampled_from(list(range(0, 8)) + [42]), u8)
+@given(st.binary(min_size=2, max_size=96), st.sampled_from(list(range(8)) + [42]), u8)
 def test_property_arbitrary_option_area_raises_only_codec_error(body, mh_type, _):
     # A plausible header so decoding reaches the options.
     total = (len(body) + 6 + 7) // 8 * 8

@@ -17,13 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet6 import (
     HAO,
-    IPv6,
-    IPv6ExtHdrDestOpt,
-    IPv6ExtHdrRouting,
     MIP6MH_BA,
     MIP6MH_BE,
     MIP6MH_BRR,
     MIP6MH_BU,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrRouting,
     MIP6MH_CoT,
     MIP6MH_CoTI,
     MIP6MH_HoT,

@@ -16,12 +16,12 @@ import struct
 import pytest
 from scapy.layers.inet6 import (
     HAO,
+    MIP6MH_BA,
+    MIP6MH_BU,
     ICMPv6EchoRequest,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrRouting,
-    MIP6MH_BA,
-    MIP6MH_BU,
     MIP6MH_HoT,
     MIP6MH_HoTI,
     MIP6OptAltCoA,
@@ -291,6 +291,20 @@ def test_frame_truncated_by_snaplen_is_malformed_with_the_reason(tmp_path, pair,
     assert f"96 of {len(frame)} octets" in rows[0]["reason"]
 
 
+def test_capture_cut_off_in_the_last_record(tmp_path, pair, capsys):
+    # tcpdump killed while writing: the last record's header promises more octets than the file has.
+    frame = bytes(ETHER / from_coa() / signed(bu(), kbm(pair, COA, False), COA, CN))
+    path = tmp_path / "cut.pcap"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        f.write(struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame)
+        f.write(struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame[:70])
+    code, rows = run_json(capsys, path, pair.source)
+    assert [(r["frame"], r["auth"]) for r in rows] == [(1, "valid"), (2, "malformed")]
+    assert f"frame truncated by the capture: 70 of {len(frame)} octets" in rows[1]["reason"]
+    assert code == 1
+
+
 def test_capture_without_mobility_headers(tmp_path, capsys):
     path = tmp_path / "ping.pcap"
     wrpcap(str(path), [ETHER / IPv6(src=HOME, dst=CN) / ICMPv6EchoRequest()])
@@ -360,7 +374,9 @@ def _engine_capture(path, *worlds) -> None:
 def test_engine_signalling_verifies(tmp_path, capsys):
     """The MN/CN/HA engines' packets (RR, RFC 4449, RFC 4285 home registration, a BA 135 after the MN
     lost its sequence numbers, de-registration) are judged as the protocol intends."""
-    from engine_fixtures import CN_PC, CN_RR, COA1, COA2, HA as ENGINE_HA, HOME as ENGINE_HOME, MS, make_world
+    from engine_fixtures import CN_PC, CN_RR, COA1, COA2, MS, make_world
+    from engine_fixtures import HA as ENGINE_HA
+    from engine_fixtures import HOME as ENGINE_HOME
 
     home, cn_pc = ipaddress.IPv6Address(ENGINE_HOME), ipaddress.IPv6Address(CN_PC)
     data = keys.write_new(tmp_path / "engine.yaml", keys.generate(home, cn_pc))
