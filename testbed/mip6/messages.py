@@ -147,8 +147,13 @@ def _check_len(name: str, value: bytes, want: int) -> None:
 
 
 def _u16(name: str, value: int) -> None:
-    if not 0 <= value <= 0xFFFF:
-        raise CodecError(f"{name} {value} does not fit 16 bits")
+    if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+        raise CodecError(f"{name} {value!r} does not fit 16 bits")
+
+
+def _u8(name: str, value: int) -> None:
+    if not isinstance(value, int) or not 0 <= value <= 0xFF:
+        raise CodecError(f"{name} {value!r} does not fit 8 bits")
 
 
 def _fixed_part(msg: Message) -> tuple[int, bytes]:
@@ -166,8 +171,7 @@ def _fixed_part(msg: Message) -> tuple[int, bytes]:
     if cls is BindingAck:
         _u16("sequence number", msg.seq)
         _u16("lifetime", msg.lifetime)
-        if not 0 <= msg.status <= 255:
-            raise CodecError(f"status {msg.status} does not fit 8 bits")
+        _u8("status", msg.status)
         return MHType.BA, _BA.pack(msg.status, BA_FLAG_K if msg.key_mgmt else 0, msg.seq, msg.lifetime)
     if cls is HomeTestInit or cls is CareofTestInit:
         _check_len("cookie", msg.cookie, COOKIE_LEN)
@@ -179,16 +183,21 @@ def _fixed_part(msg: Message) -> tuple[int, bytes]:
         return msg.MH_TYPE, _HOT.pack(msg.nonce_index, msg.cookie, msg.token)
     if cls is BindingError:
         _check_len("home address", msg.home_address, ADDRESS_LEN)
+        _u8("status", msg.status)
         return MHType.BE, _BE.pack(msg.status, 0, msg.home_address)
     if cls is BindingRefreshRequest:
         return MHType.BRR, b"\x00\x00"
     if cls is UnknownMessage:
+        _u8("MH type", msg.mh_type)
+        if msg.mh_type in _MIN_DATA:
+            raise CodecError(f"MH type {msg.mh_type} is a known type, not an unknown message")
         return msg.mh_type, msg.body
     raise CodecError(f"not a Mobility Header message: {msg!r}")
 
 
 def encode(msg: Message, payload_proto: int = IPPROTO_NONE) -> bytes:
     """Encode ``msg`` as a Mobility Header with a zero checksum."""
+    _u8("payload proto", payload_proto)
     mh_type, fixed = _fixed_part(msg)
     offset = 6 + len(fixed)
     opts = encode_options(msg.options, offset)

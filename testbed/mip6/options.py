@@ -83,12 +83,21 @@ MobilityOption = (
 )
 
 
+_KNOWN = frozenset(int(t) for t in OptType)
+
+
 def _padding(n: int) -> bytes:
     if n == 0:
         return b""
     if n == 1:
         return b"\x00"
     return bytes((OptType.PADN, n - 2)) + bytes(n - 2)
+
+
+def _check(name: str, value: int, bits: int) -> int:
+    if not isinstance(value, int) or not 0 <= value < (1 << bits):
+        raise CodecError(f"{name} {value!r} does not fit {bits} bits")
+    return value
 
 
 def _option_bytes(opt: MobilityOption) -> bytes:
@@ -98,21 +107,25 @@ def _option_bytes(opt: MobilityOption) -> bytes:
             raise CodecError("Binding Authorization Data authenticator must be 12 octets")
         return b"\x05\x0c" + opt.authenticator
     if cls is NonceIndices:
-        return b"\x04\x04" + _U16x2.pack(opt.home_nonce_index, opt.careof_nonce_index)
+        return b"\x04\x04" + _U16x2.pack(
+            _check("home nonce index", opt.home_nonce_index, 16), _check("care-of nonce index", opt.careof_nonce_index, 16)
+        )
     if cls is AlternateCoA:
         if len(opt.address) != ADDRESS_LEN:
             raise CodecError("Alternate Care-of Address must be 16 octets")
         return b"\x03\x10" + opt.address
     if cls is BindingRefreshAdvice:
-        return b"\x02\x02" + _U16.pack(opt.interval)
+        return b"\x02\x02" + _U16.pack(_check("refresh interval", opt.interval, 16))
     if cls is ReplayProtection:
-        return b"\x0a\x08" + _U64.pack(opt.timestamp)
+        return b"\x0a\x08" + _U64.pack(_check("timestamp", opt.timestamp, 64))
     if cls is MobilityMessageAuth:
-        body = _SPI.pack(opt.subtype, opt.spi) + opt.authenticator
+        body = _SPI.pack(_check("subtype", opt.subtype, 8), _check("SPI", opt.spi, 32)) + opt.authenticator
+        if len(body) > 255:
+            raise CodecError("Mobility Message Authentication option longer than 255 octets")
         return bytes((OptType.MOBILITY_MESSAGE_AUTH, len(body))) + body
     if cls is UnknownOption:
-        if not 0 <= opt.type <= 255 or opt.type in (OptType.PAD1, OptType.PADN) or len(opt.data) > 255:
-            raise CodecError(f"cannot encode unknown option type {opt.type}")
+        if type(opt.type) is not int or not 0 <= opt.type <= 255 or opt.type in _KNOWN or len(opt.data) > 255:
+            raise CodecError(f"cannot encode option type {opt.type!r} as an unknown option")
         return bytes((opt.type, len(opt.data))) + opt.data
     raise CodecError(f"not a mobility option: {opt!r}")
 

@@ -110,6 +110,8 @@ def build_packet(
     """Build a whole IPv6 packet. Mobility Header payloads get their checksum filled."""
     if len(src) != ADDRESS_LEN or len(dst) != ADDRESS_LEN:
         raise CodecError("IPv6 addresses must be 16 octets")
+    if not isinstance(hop_limit, int) or not 0 <= hop_limit <= 255 or not 0 <= next_header <= 255:
+        raise CodecError(f"hop limit {hop_limit!r} or next header {next_header!r} does not fit 8 bits")
     if next_header == IPPROTO_MH:
         payload = with_mh_checksum(
             home_address if home_address is not None else src,
