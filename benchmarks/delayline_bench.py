@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shlex
 import signal
+import statistics
 import sys
 import time
 import uuid
@@ -29,10 +32,13 @@ from test_delayline import (
     StallMonitor,
     Triple,
     cpu_ns,
+    finish,
     parse_ping,
     ping_interval,
     rtt_goal_holds,
 )
+
+from testbed.lab.delayline import realtime_offset_ns
 
 
 def load() -> str:
@@ -48,11 +54,33 @@ def bench(args) -> dict:
     return results
 
 
+PING_LINE = re.compile(r"^\[([\d.]+)\] .*time=([\d.]+) ms", re.MULTILINE)
+
+
+def clean_figures(output: str, delay: float, stall_windows: list[tuple[int, int]]) -> dict:
+    """Median and mdev of the pings whose round trip overlapped no recorded stall."""
+    offset = realtime_offset_ns() or (time.time_ns() - time.monotonic_ns())
+    clean = []
+    for stamp, rtt in PING_LINE.findall(output):
+        end = int(float(stamp) * 1e9) - offset  # reply time, monotonic
+        start = end - int(float(rtt) * 1e6)
+        if not any(s < end and start < e for s, e in stall_windows):
+            clean.append(float(rtt))
+    if not clean:
+        return {"clean": 0}
+    mean = statistics.fmean(clean)
+    mdev = math.sqrt(max(0.0, statistics.fmean(x * x for x in clean) - mean * mean))
+    return {"clean": len(clean), "clean_median": statistics.median(clean),
+            "clean_mdev": round(mdev, 3), "clean_max": max(clean),
+            "clean_goal": abs(statistics.median(clean) - 2 * delay) <= 0.3 + 0.04 * delay
+            and mdev <= 0.3}
+
+
 def bench_delay(args, delay: float, monitor: StallMonitor) -> dict:
     t = Triple("dlb" + uuid.uuid4().hex[:8])
     try:
         t.build()
-        line = t.start_line(delay, launcher=args.launcher)
+        line = t.start_line(delay, launcher=args.launcher, stats=True)
         t.warm_up()
         c0, w0 = cpu_ns(line.pid), time.monotonic_ns()
         time.sleep(args.idle_s)  # a measurement window, not a wait for an event
@@ -61,19 +89,24 @@ def bench_delay(args, delay: float, monitor: StallMonitor) -> dict:
         c0, w0 = cpu_ns(line.pid), time.monotonic_ns()
         for _ in range(args.rounds):
             t0 = time.monotonic_ns()
-            done = t.ping(args.count, args.interval or ping_interval(delay))
-            stalls = monitor.between(t0, time.monotonic_ns())
+            done = t.ping(args.count, args.interval or ping_interval(delay), extra=("-D",))
+            t1 = time.monotonic_ns()
+            stalls = monitor.between(t0, t1)
+            windows = [(s, s + 1_000_000 + late) for s, late in monitor.stalls if t0 <= s <= t1]
             fig = parse_ping(done.stdout)
             excess = sorted(r - 2 * delay for r in fig.pop("rtts"))
             fig["excess_p90"] = excess[int(0.9 * (len(excess) - 1))]
             fig["goal"] = rtt_goal_holds(fig, delay)
             fig["stalls"] = len(stalls)
             fig["stall_max_ms"] = max(stalls, default=0.0)
+            fig.update(clean_figures(done.stdout, delay, windows))
             runs.append(fig)
         busy = (cpu_ns(line.pid) - c0) / (time.monotonic_ns() - w0)
         line.send_signal(signal.SIGTERM)
-        line.wait(5)
-        return {"runs": runs, "cpu_idle": round(idle, 4), "cpu_ping": round(busy, 4)}
+        out, _ = finish(line, 5)
+        stats = json.loads(out.strip().splitlines()[-1])
+        return {"runs": runs, "cpu_idle": round(idle, 4), "cpu_ping": round(busy, 4),
+                "line": stats}
     finally:
         t.destroy()
 
@@ -81,14 +114,22 @@ def bench_delay(args, delay: float, monitor: StallMonitor) -> dict:
 def print_table(results: dict) -> None:
     print(f"load average before {results['load_before']}, after {results['load_after']}")
     print(f"{'delay':>6} {'min':>8} {'median':>8} {'avg':>8} {'max':>8} {'mdev':>7} "
-          f"{'p90-2D':>7} {'goal':>5} {'stalls':>7} {'stall max':>9}")
+          f"{'p90-2D':>7} {'goal':>4} {'stalls':>6} {'worst':>7} | {'clean':>5} "
+          f"{'median':>8} {'mdev':>6} {'goal':>4}")
     for delay, r in results["delays"].items():
         for f in r["runs"]:
             print(f"{delay:>6g} {f['min']:>8.3f} {f['median']:>8.3f} {f['avg']:>8.3f} "
-                  f"{f['max']:>8.3f} {f['mdev']:>7.3f} {f['excess_p90']:>7.3f} {'yes' if f['goal'] else 'NO':>5} "
-                  f"{f['stalls']:>7} {f['stall_max_ms']:>8.1f}ms")
-        print(f"{'':>6} line CPU: idle {100 * r['cpu_idle']:.2f} %, "
-              f"under ping {100 * r['cpu_ping']:.2f} %")
+                  f"{f['max']:>8.3f} {f['mdev']:>7.3f} {f['excess_p90']:>7.3f} "
+                  f"{'yes' if f['goal'] else 'NO':>4} {f['stalls']:>6} "
+                  f"{f['stall_max_ms']:>5.1f}ms | {f['clean']:>5} "
+                  + (f"{f['clean_median']:>8.3f} {f['clean_mdev']:>6.3f} "
+                     f"{'yes' if f['clean_goal'] else 'NO':>4}" if f["clean"] else ""))
+        late = {k: v for k, v in r["line"].items()}
+        hist = [v["late_us_hist"] for v in late.values()]
+        merged = {k: sum(h[k] for h in hist) for k in hist[0]}
+        print(f"{'':>6} line CPU: idle {100 * r['cpu_idle']:.2f} %, under ping "
+              f"{100 * r['cpu_ping']:.2f} %; frames sent this late (us): {merged}")
+    print("clean = pings whose round trip overlapped no stall the monitor saw")
 
 
 def main() -> int:

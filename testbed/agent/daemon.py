@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 from testbed.agent.config import AgentConfig
 from testbed.agent.control import ControlServer
@@ -144,6 +145,7 @@ class Agent:
     async def _start(self) -> None:
         c = self.config
         loop = self._loop
+        loop.set_exception_handler(self._on_loop_error)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -156,6 +158,8 @@ class Agent:
             from pyroute2 import AsyncIPRoute
 
             self._tun = TunDevice(f"m6t{os.getpid() % 100000}")
+            # No link-local address on it: the kernel would send RS and MLD into the tunnel.
+            Path(f"/proc/sys/net/ipv6/conf/{self._tun.name}/addr_gen_mode").write_text("1")
             loop.add_reader(self._tun.fileno(), self._on_tun)
             self._ipr = AsyncIPRoute()
             index = (await self._ipr.link_lookup(ifname=self._tun.name))[0]
@@ -168,6 +172,13 @@ class Agent:
             await self._movement.start()
         self._control = ControlServer(c.control_socket, self._on_control)
         await self._control.start()
+
+    def _on_loop_error(self, loop, context: dict) -> None:
+        """A callback or task failed: log it (the agent keeps serving)."""
+        exc = context.get("exception")
+        self.log.event(time.monotonic_ns(), "internal_error", message=context.get("message"),
+                       error=repr(exc) if exc is not None else None)
+        self.log.flush()
 
     async def _shutdown(self) -> None:
         loop = self._loop
@@ -208,7 +219,7 @@ class Agent:
                 if nh == IPPROTO_ICMPV6:
                     ra = parse_ra(packet)
                     if ra is not None:
-                        self._loop.create_task(self._movement.on_router_advertisement(ra, t_ns))
+                        self._movement.on_router_advertisement(ra, t_ns)
                     continue
                 if nh != IPPROTO_MH and self._probe(packet, t_ns):
                     continue

@@ -57,7 +57,8 @@ class MovementDetector:
         self._ifindex = socket.if_nametoindex(interface)
         self._monitor: AsyncIPRoute | None = None
         self._ipr: AsyncIPRoute | None = None
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._ras: asyncio.Queue = asyncio.Queue()
         self._solicitor = RouterSolicitor(interface)
         self._route_installed = False
 
@@ -65,14 +66,16 @@ class MovementDetector:
         self._ipr = AsyncIPRoute()
         self._monitor = AsyncIPRoute()
         await self._monitor.bind(groups=RTMGRP_IPV6_IFADDR | RTMGRP_LINK)
-        self._task = asyncio.create_task(self._watch())
+        # The first requests of a pyroute2 socket are slow: make them now, not during a move.
+        await self._ipr.link_lookup(ifname=self.interface)
+        self._tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._handle_ras())]
         self._solicitor.solicit()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
         if self._route_installed and self._ipr is not None and self.router is not None:
@@ -88,20 +91,26 @@ class MovementDetector:
 
     # ------------------------------------------------------------------ inputs
 
-    async def on_router_advertisement(self, ra: RouterAdvertisement, t_ns: int) -> None:
-        if not ra.prefixes or ra.router_lifetime == 0:
-            return
-        prefix = ra.prefixes[0]
-        if prefix == self.prefix and ra.router == self.router:
-            return
-        if self._pending is not None and self._pending[0] == prefix:
-            return
-        self._pending = (prefix, ra.router, t_ns)
-        self._log(t_ns, "ra_new_prefix", prefix=str(prefix), router=str(ra.router), home=prefix == self.home_prefix)
-        if prefix == self.home_prefix:
-            await self._commit(self.home_address)  # back home: the home address is the address in use
-        else:
-            await self._check_addresses()
+    def on_router_advertisement(self, ra: RouterAdvertisement, t_ns: int) -> None:
+        """Queue an RA; one task handles them in order, so a move is acted on once."""
+        if ra.prefixes:
+            self._ras.put_nowait((ra, t_ns))
+
+    async def _handle_ras(self) -> None:
+        while True:
+            ra, t_ns = await self._ras.get()
+            prefix = ra.prefixes[0]
+            if prefix == self.prefix and ra.router == self.router:
+                continue
+            if self._pending is not None and self._pending[0] == prefix:
+                continue
+            self._pending = (prefix, ra.router, t_ns)
+            self._log(t_ns, "ra_new_prefix", prefix=str(prefix), router=str(ra.router),
+                      home=prefix == self.home_prefix, router_lifetime=ra.router_lifetime)
+            if prefix == self.home_prefix:
+                await self._commit(self.home_address)  # back home: the home address is the address in use
+            else:
+                await self._check_addresses()
 
     async def _watch(self) -> None:
         async for msg in self._monitor.get():
@@ -131,14 +140,15 @@ class MovementDetector:
         prefix, router, ra_t = self._pending
         self._pending = None
         now = time.monotonic_ns()
-        await self._use_router(router)
+        old_router = self.router
         self.prefix, self.router = prefix, router
+        await self._use_router(old_router, router)
         self._on_move(Movement(prefix, router, careof, ra_t, now))
 
-    async def _use_router(self, router: ipaddress.IPv6Address) -> None:
-        if self._route_installed and self.router is not None and self.router != router:
+    async def _use_router(self, old: ipaddress.IPv6Address | None, router: ipaddress.IPv6Address) -> None:
+        if self._route_installed and old is not None and old != router:
             try:
-                await self._ipr.route("del", dst="::/0", gateway=str(self.router), oif=self._ifindex,
+                await self._ipr.route("del", dst="::/0", gateway=str(old), oif=self._ifindex,
                                       priority=ROUTE_PRIORITY, family=socket.AF_INET6)
             except Exception:
                 pass

@@ -1,6 +1,6 @@
 """Raw packet I/O on a kernel without Mobile IPv6 (platform.md).
 
-Receiving: one AF_PACKET socket (ETH_P_ALL, PACKET_HOST frames only) with a BPF filter,
+Receiving: one AF_PACKET socket (ETH_P_ALL, frames for this host and multicast) with a BPF filter,
 so the agent sees whole IPv6 packets, headers included, even those the kernel itself drops
 (Home Address option, type 2 routing header, IPv6-in-IPv6). Each packet comes with the
 time it was received (kernel timestamp, converted to time.monotonic_ns).
@@ -22,6 +22,7 @@ ETH_P_ALL = 0x0003
 ETH_HLEN = 14
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("qq")
+_INCOMING = (socket.PACKET_HOST, socket.PACKET_MULTICAST)  # RAs are multicast
 
 
 class PacketReceiver:
@@ -48,7 +49,7 @@ class PacketReceiver:
                 return
             except OSError:  # ENETDOWN after an interface went away: nothing to read now
                 return
-            if addr[2] != socket.PACKET_HOST:
+            if addr[2] not in _INCOMING:  # skip our own and other hosts' frames
                 continue
             if self._interfaces is not None and addr[0] not in self._interfaces:
                 continue

@@ -135,10 +135,11 @@ class Triple:
         return self._stderr.read()
 
     def ping(self, count: int, interval: float, src_ns: str | None = None,
-             dst: str = ADDR_B, timeout: float = 30) -> subprocess.CompletedProcess:
+             dst: str = ADDR_B, timeout: float = 30, extra: tuple[str, ...] = ()
+             ) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["ip", "netns", "exec", src_ns or self.ns_a, "ping", "-6", "-n", "-c", str(count),
-             "-i", str(interval), "-W", "2", dst],
+             "-i", str(interval), "-W", "2", *extra, dst],
             check=False, capture_output=True, text=True, timeout=timeout)
 
     def warm_up(self, deadline_s: float = 10.0) -> None:

@@ -1,0 +1,202 @@
+"""Running the MN, CN and HA agents in a lab's nodes.
+
+``LabAgents(lab, mechanism)`` writes each agent's configuration and key files, starts the
+agents with ``lab.popen`` (so the lab stops them whatever happens) and talks to them through
+their control sockets. Key files (RFC 4449 preconfigured data, RFC 4285 MN-HA keys) live in a
+0700 directory on tmpfs that is removed when the agents stop: they never land in the run
+directory with the results. Event logs go to ``<run_dir>/events/<node>.jsonl``.
+
+``mechanism``: ``"rr"`` (return routability, the default of RFC 4449 section 5) or
+``"precomputed"`` (RFC 4449 preconfigured data for every MN-CN pair).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.agent.control import request
+from testbed.agent.eventlog import read_events
+from testbed.errors import ConfigError
+from testbed.lab.errors import LabTimeout
+from testbed.mip6.keys import PreconfiguredData, generate, write_new
+from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha
+from testbed.mip6.secretfile import write_secret_text
+
+MECHANISMS = ("rr", "precomputed")
+START_TIMEOUT_S = 15.0
+KEY_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+
+
+@dataclass
+class AgentHandle:
+    node: str
+    role: str
+    config: Path
+    control: Path
+    event_log: Path
+    process: object  # testbed.lab.processes.LabProcess
+
+    def ctl(self, cmd: str, timeout: float = 5.0, **args) -> dict:
+        return request(self.control, {"cmd": cmd, **args}, timeout=timeout)
+
+    def events(self) -> list[dict]:
+        try:
+            self.ctl("flush", timeout=2.0)
+        except OSError:
+            pass  # stopped already: the log was flushed on the way out
+        return read_events(self.event_log) if self.event_log.exists() else []
+
+
+class LabAgents:
+    def __init__(self, lab, mechanism: str = "rr", *, mobiles: list[str] | None = None,
+                 correspondents: list[str] | None = None, label: str | None = None) -> None:
+        if mechanism not in MECHANISMS:
+            raise ConfigError(f"mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
+        self.lab = lab
+        self.mechanism = mechanism
+        plan = lab.addresses
+        self.mobiles = mobiles if mobiles is not None else list(plan.mobiles)
+        self.correspondents = correspondents if correspondents is not None else list(plan.correspondents)
+        self.label = label or mechanism
+        self.events_dir = lab.run_dir / "events" / self.label
+        self.volatile = lab.run_dir / ".lab" / "agents" / self.label
+        self.agents: dict[str, AgentHandle] = {}
+        self.preconfigured: list[PreconfiguredData] = []
+        self._keys = Path(tempfile.mkdtemp(prefix=f"mip6-keys-{lab.run_id}-", dir=KEY_ROOT))
+
+    # ------------------------------------------------------------------ life cycle
+
+    def __enter__(self) -> "LabAgents":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        plan = self.lab.addresses
+        self.events_dir.mkdir(parents=True, exist_ok=True)
+        self.volatile.mkdir(parents=True, exist_ok=True)
+        ha_files = []
+        mn_configs = {}
+        cn_files: dict[str, list[str]] = {cn: [] for cn in self.correspondents}
+        for mn in self.mobiles:
+            m = plan.mobile(mn)
+            sa = generate_mn_ha(m.home_address, m.home_agent)
+            path = self._keys / f"{mn}-mnha.yaml"
+            write_secret_text(path, dump_mn_ha(sa))
+            ha_files.append(str(path))
+            pre = []
+            if self.mechanism == "precomputed":
+                for cn in self.correspondents:
+                    data = write_new(self._keys / f"{mn}-{cn}.yaml", generate(m.home_address, plan.correspondents[cn]))
+                    self.preconfigured.append(data)
+                    pre.append(data.source)
+                    cn_files[cn].append(data.source)
+            mn_configs[mn] = {
+                "role": "mn", "interfaces": [m.intf], "home_address": m.home_address,
+                "home_agent": m.home_agent, "home_prefix": m.home_prefix,
+                "correspondents": [plan.correspondents[c] for c in self.correspondents],
+                "preconfigured": pre, "mn_ha_keys": [str(path)],
+            }
+        self._start(plan.home_agent_node, {
+            "role": "ha", "address": plan.home_agent, "home_prefix": plan.home_prefix, "mn_ha_keys": ha_files,
+        })
+        for cn in self.correspondents:
+            self._start(cn, {"role": "cn", "address": plan.correspondents[cn], "preconfigured": cn_files[cn]})
+        for mn, config in mn_configs.items():
+            self._start(mn, config)
+        for handle in self.agents.values():
+            self._wait_up(handle)
+
+    def _start(self, node: str, config: dict) -> AgentHandle:
+        config = {
+            **config, "node": node,
+            "state_dir": str(self.volatile / f"{node}-state"),
+            "event_log": str(self.events_dir / f"{node}.jsonl"),
+            "control_socket": str(self.volatile / f"{node}.sock"),
+        }
+        path = self.volatile / f"{node}.yaml"
+        path.write_text(json.dumps(config, indent=1))
+        process = self.lab.popen(node, [sys.executable, "-m", "testbed.cli", "agent", "--config", str(path)],
+                                 tag=f"agent-{self.label}")
+        handle = AgentHandle(node, config["role"], path, Path(config["control_socket"]),
+                             Path(config["event_log"]), process)
+        self.agents[node] = handle
+        return handle
+
+    def restart(self, node: str, *, kill: bool = True) -> AgentHandle:
+        """Stop an agent (SIGKILL by default: a crash) and start it again with its state."""
+        old = self.agents[node]
+        if kill and old.process.running():
+            os.killpg(old.process.pid, signal.SIGKILL)
+        old.process.stop()
+        config = json.loads(old.config.read_text())
+        process = self.lab.popen(node, [sys.executable, "-m", "testbed.cli", "agent", "--config", str(old.config)],
+                                 tag=f"agent-{self.label}-r")
+        handle = AgentHandle(node, config["role"], old.config, old.control, old.event_log, process)
+        self.agents[node] = handle
+        self._wait_up(handle)
+        return handle
+
+    def _wait_up(self, handle: AgentHandle) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if not handle.process.running():
+                raise LabTimeout(f"agent on {handle.node} exited with {handle.process.returncode}; "
+                                 f"see {handle.process.log_path}")
+            try:
+                if handle.ctl("status", timeout=1.0).get("ok"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise LabTimeout(f"agent on {handle.node} did not answer on {handle.control} within {START_TIMEOUT_S:g} s")
+
+    def stop(self) -> None:
+        for handle in reversed(list(self.agents.values())):
+            handle.process.stop()
+        shutil.rmtree(self._keys, ignore_errors=True)
+
+    # ------------------------------------------------------------------ queries
+
+    def __getitem__(self, node: str) -> AgentHandle:
+        return self.agents[node]
+
+    def wait(self, condition, timeout: float, what: str):
+        """Poll ``condition()`` until it returns something true, or LabTimeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise LabTimeout(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(0.01)
+
+    def cn_binding(self, cn: str, mn: str = "mn") -> dict | None:
+        home = self.lab.addresses.home_address(mn)
+        for b in self.agents[cn].ctl("bindings")["bindings"]:
+            if b["home"] == home:
+                return b
+        return None
+
+    def mn_bound(self, mn: str = "mn") -> str | None:
+        """The CoA every BUL entry of ``mn`` is bound with, or None while any is not."""
+        entries = self.agents[mn].ctl("bul")["entries"]
+        coas = {e["careof"] for e in entries}
+        if all(e["state"] == "bound" for e in entries) and len(coas) == 1:
+            return coas.pop()
+        return None
