@@ -3,12 +3,15 @@
     .venv/bin/python benchmarks/delayline_bench.py [--delays 1,10,50] [--rounds 3] [--json]
 
 Builds three tagged namespaces a -- w -- b (as tests/lab/test_delayline.py does), runs the
-line in w and, per configured one-way delay, ``rounds`` runs of ``ping -6 -c 50 -i 0.02``
+line in w and, per configured one-way delay, ``rounds`` runs of ``ping -6 -c 50 -i 0.005..0.02``
 from a to b. Prints min/median/avg/max/mdev per run, whether the issue-3 goal holds (median
 within 0.3 ms + 2 % of 2 x delay, mdev <= 0.3 ms), the line's CPU use idle and under ping,
 and how often the machine itself stalled during each run: a thread sleeping 1 ms at a time
 records every wake-up more than ``--stall-ms`` late, which on a throttled VM explains outliers
-the line cannot avoid. ``--launcher`` runs another implementation for comparison.
+the line cannot avoid. The "clean" columns repeat median and mdev over the pings whose round
+trip overlapped none of those stalls (``ping -D`` stamps, converted to monotonic time). The
+line's own counters add how late it sent each frame. ``--launcher`` runs another
+implementation for comparison (e.g. a thread-per-direction variant).
 """
 
 from __future__ import annotations

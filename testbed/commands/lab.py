@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
                                description="Remove interfaces, processes and files of lab runs "
                                            "whose process is gone (and nothing else).")
     clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    clean.add_argument("--orphans", action="store_true",
+                       help="also remove tagged interfaces (m6<run id>...) that no state file "
+                            "claims (only when no lab runs with another state directory)")
     clean.set_defaults(func=run_clean)
     p.set_defaults(func=run)
 
@@ -55,7 +58,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _sigterm_as_interrupt() -> None:
+    """SIGTERM ends the run like Ctrl-C (the lab cleans up). Only in this process: a forked
+    child (a library's helper) that gets SIGTERM must just exit."""
+    import os
+
+    owner = os.getpid()
+
     def handler(signum, frame):
+        if os.getpid() != owner:
+            os._exit(128 + signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
@@ -147,8 +158,6 @@ def _print_result(data: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    for feature in data["features"]:
-        console.print(f"[dim]{feature}[/dim]", highlight=False)
     test = data["test"]
     if test == "pingall":
         failed = [p for p in data["pairs"] if not p["ok"]]
@@ -163,12 +172,11 @@ def _print_result(data: dict[str, Any]) -> None:
         else:
             console.print(title)
     elif test == "delay":
-        table = Table(title=f"link delay on {data['topology']} (backend {data['backend']})")
-        for column in ("link", "from", "to", "RTT set", "median", "min", "max", "mdev", "tol.", "rcvd", ""):
-            table.add_column(column, justify="right")
+        table = Table(title=f"link RTT in ms on {data['topology']} (delay backend {data['backend']})")
+        for column in ("link", "RTT set", "median", "min", "max", "mdev", "tol.", "rcvd", ""):
+            table.add_column(column, justify="right", no_wrap=True)
         for link in data["links"]:
-            table.add_row(link["link"], link["src"], link["target"],
-                          _fmt(link["configured_rtt_ms"], 1), _fmt(link["median_ms"]),
+            table.add_row(link["link"], _fmt(link["configured_rtt_ms"], 1), _fmt(link["median_ms"]),
                           _fmt(link["min_ms"]), _fmt(link["max_ms"]), _fmt(link["mdev_ms"]),
                           _fmt(link["tolerance_ms"], 2), f"{link['received']}/{link['sent']}",
                           "ok" if link["ok"] else "FAIL")
@@ -193,7 +201,7 @@ def _print_result(data: dict[str, Any]) -> None:
 def run_clean(args) -> int:
     from testbed.lab.cleanup import clean_stale_runs
 
-    report = clean_stale_runs(dry_run=args.dry_run)
+    report = clean_stale_runs(dry_run=args.dry_run, orphans=args.orphans)
     verb = "would remove" if args.dry_run else "removed"
     for run_id in report.runs:
         print(f"run {run_id}: {verb} its leftovers")
@@ -203,8 +211,11 @@ def run_clean(args) -> int:
             print(f"  {verb} {what[:-1] if what != 'processes' else 'process'}: {item}")
     for run_id in report.in_use:
         print(f"run {run_id}: still running, left alone")
+    if report.unclaimed:
+        print("tagged interfaces no state file claims (left alone; --orphans removes them): "
+              + ", ".join(report.unclaimed))
     for failure in report.failures:
         print(f"testbed: error: {failure}", file=sys.stderr)
-    if not (report.runs or report.interfaces or report.in_use):
+    if not (report.runs or report.interfaces or report.in_use or report.unclaimed):
         print("nothing to clean")
     return 1 if report.failures else 0

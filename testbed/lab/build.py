@@ -21,12 +21,15 @@ from pathlib import Path
 from mininet.link import Intf
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
+from pyroute2 import IPRoute
 
 from testbed.lab.addressing import AddressPlan, Link, mac_address
 from testbed.lab.errors import LabError
 from testbed.lab.naming import bridge_name
 
 log = logging.getLogger("testbed.lab")
+
+MCAST_SOLICIT = 10  # neighbour solicitations before giving up (default 3)
 
 
 class LabIntf(Intf):
@@ -63,7 +66,10 @@ class LabBridge(LinuxBridge):
             raise LabError(f"bridge {self.name} could not be set up: {out.strip()}")
 
     def stop(self, deleteIntfs: bool = True) -> None:
-        self.cmd(f"ip link del dev {self.name} 2>/dev/null")
+        # Netlink, not the node's shell: clean-up must not block on a shell that is gone.
+        with IPRoute() as ipr:
+            for index in ipr.link_lookup(ifname=self.name):
+                ipr.link("del", index=index)
         super(LinuxBridge, self).stop(deleteIntfs)  # Switch.stop (LabIntf.delete: no-op)
 
 
@@ -209,12 +215,14 @@ def ip_batch(plan: AddressPlan, built: Built, node_name: str) -> list[str]:
 def configure_command(host, lines: list[str], volatile_dir: Path, retrans_ms: int | None) -> str:
     """The shell command that runs the node's ``ip -6 -batch`` lines and sets the ND
     retransmit timer of its interfaces (the first Neighbor Solicitation after link-up is
-    often lost: retry soon, not after 1 s)."""
+    often lost: retry soon, not after 1 s), with more solicitations (a resolution that
+    fails drops the packets queued for it)."""
     path = volatile_dir / f"ip-{host.name}.batch"
     path.write_text("\n".join(lines) + "\n")
     cmd = f"ip -6 -batch {path}"
     intfs = [i for i in host.intfNames() if i != "lo"]
     if retrans_ms is not None and intfs:
         cmd += " && sysctl -q -w " + " ".join(
-            f"net.ipv6.neigh.{i}.retrans_time_ms={retrans_ms}" for i in intfs)
+            f"net.ipv6.neigh.{i}.retrans_time_ms={retrans_ms} "
+            f"net.ipv6.neigh.{i}.mcast_solicit={MCAST_SOLICIT}" for i in intfs)
     return cmd

@@ -3,10 +3,13 @@ files. Used by ``Lab`` on exit and by ``testbed lab clean`` for runs that crashe
 
 ``testbed lab clean`` only acts on a run whose state file names an owner process that is
 gone (pid and start time), and only on what is tagged with that run's id or recorded in its
-state file: processes (matched by pid *and* start time), node shells, bridges and other
-root-namespace interfaces named ``m6<run id>...``, the run's volatile directory and, if the
-run directory was temporary, that directory. Tagged interfaces of a run id that has no
-state file at all ("orphans") are removed too; nothing else is touched.
+state file: processes (matched by pid *and* start time), processes inside the namespaces
+of its still-running node shells, the shells, bridges and other root-namespace interfaces
+named ``m6<run id>...``, the run's volatile directory and, if the run directory was
+temporary, that directory. With ``orphans=True`` (``--orphans``) it also removes tagged
+interfaces of run ids that have no state file at all (a run whose state file was deleted);
+that is off by default because a lab using another state directory
+(``$MIP6_TESTBED_STATE_DIR``) would look the same. Nothing else is touched.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class CleanReport:
     processes: list[str] = field(default_factory=list)
     interfaces: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    unclaimed: list[str] = field(default_factory=list)  # tagged, no state file, left alone
     failures: list[str] = field(default_factory=list)
 
 
@@ -124,7 +128,7 @@ def clean_run(state: RunState, report: CleanReport, dry_run: bool = False) -> No
     report.runs.append(state.run_id)
 
 
-def clean_stale_runs(dry_run: bool = False) -> CleanReport:
+def clean_stale_runs(dry_run: bool = False, orphans: bool = False) -> CleanReport:
     """Clean every run whose owner process is gone (see the module docstring)."""
     report = CleanReport()
     known: set[str] = set()
@@ -139,10 +143,13 @@ def clean_stale_runs(dry_run: bool = False) -> CleanReport:
             report.in_use.append(state.run_id)
             continue
         clean_run(state, report, dry_run)
-    orphans = [link for link in tagged_root_links() if run_id_of_ifname(link[1]) not in known]
-    report.interfaces += [name for _, name in orphans]
-    if orphans and not dry_run:
-        report.failures += delete_root_links(orphans)
+    stray = [link for link in tagged_root_links() if run_id_of_ifname(link[1]) not in known]
+    if orphans:
+        report.interfaces += [name for _, name in stray]
+        if stray and not dry_run:
+            report.failures += delete_root_links(stray)
+    else:
+        report.unclaimed += [name for _, name in stray]
     return report
 
 

@@ -48,7 +48,7 @@ def choose_delay_backend(requested: str) -> Feature:
     if requested == "netem":
         raise ConfigError("delay_backend=netem: the kernel has no netem qdisc"
                           + (f" (tc: {detail})" if detail else ""))
-    return Feature("link delay", "delayline (user-space delay line)",
+    return Feature("link delay", "delayline",
                    netem.NETEM_MISSING_MESSAGE)
 
 

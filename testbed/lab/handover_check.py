@@ -50,6 +50,7 @@ class MechanismResult:
     run_dir: str = ""
     events: dict[str, list[dict]] = field(default_factory=dict, repr=False)
     pcaps: dict[str, str] = field(default_factory=dict)
+    preconfigured: list = field(default_factory=list, repr=False)  # in memory only, never written out
 
     @property
     def ok(self) -> bool:
@@ -113,6 +114,7 @@ def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | N
             finally:
                 result.events = {node: handle.events() for node, handle in agents.agents.items()}
                 keys = KeyRing(agents.preconfigured)
+                result.preconfigured = list(agents.preconfigured)
         for cap in captures.values():
             cap.stop()
         result.pcaps = {node: str(cap.path) for node, cap in captures.items()}

@@ -23,9 +23,10 @@ from collections.abc import Callable, Sequence
 from testbed.errors import ConfigError, TestbedError
 
 NETEM_MISSING_MESSAGE = (
-    "the kernel has no netem qdisc (sch_netem: `tc qdisc add ... netem` fails with "
-    "\"Specified qdisc kind is unknown\"); link delay uses the user-space delay line "
-    "(testbed.lab.delayline: a middle node copying frames between two veths after the delay)"
+    "netem is not usable here (`tc qdisc add ... netem delay 1ms` failed in a throwaway "
+    "namespace; a kernel without sch_netem says \"Specified qdisc kind is unknown\"); "
+    "link delay uses the user-space delay line instead (testbed.lab.delayline: a middle "
+    "node copying frames between two veths after the delay)"
 )
 
 PROBE_TIMEOUT_S = 10

@@ -1,10 +1,10 @@
 """Watching mobile nodes: router advertisements heard and addresses usable, with times.
 
-For each watched node two sockets are opened inside its network namespace (pyroute2's
-``netns.create_socket`` on ``/proc/<node pid>/ns/net``; a socket stays in the namespace it
-was created in): a raw ICMPv6 socket that only passes Router Advertisements (kernel receive
+For each watched node two sockets are opened inside its network namespace
+(:func:`testbed.lab.netns.socket_in_netns`; a socket stays in the namespace it was created
+in): a raw ICMPv6 socket that only passes Router Advertisements (kernel receive
 time stamps, ``SO_TIMESTAMPNS``), and a netlink socket subscribed to IPv6 address events
-(after a dump of the current addresses). One background thread reads all of them and
+(after a dump of the current addresses; messages parsed with pyroute2). One background thread reads all of them and
 records each event with its ``time.monotonic_ns()``; waiting is a condition wait with a
 deadline.
 
@@ -24,12 +24,12 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from pyroute2 import netns as pr_netns
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
 from testbed.lab.errors import LabTimeout
+from testbed.lab.netns import socket_in_netns
 
 log = logging.getLogger("testbed.lab")
 
@@ -104,20 +104,18 @@ class NodeWatch:
 
     def __init__(self, node: str, pid: int) -> None:
         self.node = node
-        self.netns = f"/proc/{pid}/ns/net"
         self.ras: deque[RouterAdvert] = deque(maxlen=MAX_RAS)
         self.addrs: dict[tuple[int, str], _Addr] = {}
         self.cond = threading.Condition()
-        self.ra_sock = pr_netns.create_socket(self.netns, socket.AF_INET6, socket.SOCK_RAW,
-                                              socket.IPPROTO_ICMPV6, flags=0)
+        self.ra_sock = socket_in_netns(pid, socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         try:
             blocked = [0xFFFFFFFF] * 8
             blocked[ND_ROUTER_ADVERT >> 5] &= ~(1 << (ND_ROUTER_ADVERT & 31))
             self.ra_sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("@8I", *blocked))
             self.ra_sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self.ra_sock.setblocking(False)
-            self.nl_sock = pr_netns.create_socket(self.netns, socket.AF_NETLINK, socket.SOCK_RAW,
-                                                  socket.NETLINK_ROUTE, flags=0)
+            self.nl_sock = socket_in_netns(pid, socket.AF_NETLINK, socket.SOCK_RAW,
+                                           socket.NETLINK_ROUTE)
         except BaseException:
             self.ra_sock.close()
             raise
@@ -289,8 +287,6 @@ class Watcher:
 
     def _run(self) -> None:
         while not self._stopping:
-            with self._lock:
-                pass  # let watch() finish registering
             for key, _ in self._selector.select():
                 if key.data is None:
                     try:

@@ -240,30 +240,25 @@ def measure_rtt(t: Triple, delay_ms: float, count: int = 50, interval: float | N
     return figures
 
 
-def judged_rtt(t: Triple, delay_ms: float, budget_s: float = 12.0, max_runs: int = 6) -> dict:
-    """Figures of 50 pings that meet the goal, or of a run the machine did not disturb.
+def judged_rtt(t: Triple, delay_ms: float, budget_s: float = 12.0, max_runs: int = 6
+               ) -> tuple[dict | None, list[dict]]:
+    """Runs of 50 pings until one can judge the goal: (that run's figures or None, all runs).
 
     A run that misses the goal while the machine stalled (StallMonitor) says nothing about
-    the line and is repeated, within ``budget_s``; if every run was disturbed the test is
-    skipped with the stalls as the reason. A run that misses the goal undisturbed is returned
-    (and fails the caller's asserts).
+    the line and is repeated, within ``budget_s``. The judged run is the first that meets the
+    goal or that misses it undisturbed; None when every run was disturbed.
     """
     runs = []
     end = time.monotonic() + budget_s
     with StallMonitor() as monitor:
-        while True:
+        while len(runs) < max_runs and (not runs or time.monotonic() < end):
             t0 = time.monotonic_ns()
             figures = measure_rtt(t, delay_ms)
             figures["stalls_ms"] = monitor.between(t0, time.monotonic_ns())
             runs.append(figures)
             if rtt_goal_holds(figures, delay_ms) or not figures["stalls_ms"]:
-                figures["runs"] = len(runs)
-                return figures
-            if len(runs) >= max_runs or time.monotonic() > end:
-                break
-    pytest.skip(f"the machine stalled during all {len(runs)} ping runs (late wake-ups, ms: "
-                + "; ".join(str(r["stalls_ms"][:5]) for r in runs)
-                + f"; load {os.getloadavg()[0]:.2f}), so the {delay_ms} ms goal cannot be judged")
+                return figures, runs
+    return None, runs
 
 
 # ----------------------------------------------------------------------------- acceptance
@@ -273,11 +268,20 @@ def judged_rtt(t: Triple, delay_ms: float, budget_s: float = 12.0, max_runs: int
 def test_rtt_matches_configured_delay(triple, delay_ms):
     triple.start_line(delay_ms)
     triple.warm_up()
-    figures = judged_rtt(triple, delay_ms)
-    rtt = 2 * delay_ms
-    assert abs(figures["median"] - rtt) <= 0.3 + 0.02 * rtt, figures
+    figures, runs = judged_rtt(triple, delay_ms)
+    rtt, tolerance = 2 * delay_ms, 0.3 + 0.02 * 2 * delay_ms
+    # Stalls only ever lengthen round trips, so these hold in every run, disturbed or not:
+    # no frame leaves early, and the fastest round trip is within the goal's tolerance.
+    assert all(r["min"] >= rtt for r in runs), f"a frame left the line early: {runs}"
+    assert min(r["min"] for r in runs) <= rtt + tolerance, runs
+    if figures is None:
+        pytest.skip(f"the machine stalled during all {len(runs)} runs of 50 pings (late "
+                    "wake-ups, ms: " + "; ".join(str(r["stalls_ms"][:4]) for r in runs)
+                    + f"; load {os.getloadavg()[0]:.2f}): the {delay_ms} ms goal (median, "
+                    "mdev) cannot be judged here; the fastest round trips were on target")
+    # Issue 3: median within 0.3 ms + 2 % of the configured RTT, mdev at most 0.3 ms.
+    assert abs(figures["median"] - rtt) <= tolerance, figures
     assert figures["mdev"] <= 0.3, figures
-    assert figures["min"] >= rtt, f"a frame left the line early: {figures}"
 
 
 # ------------------------------------------------------------------------- behaviour
@@ -423,7 +427,8 @@ def test_frames_with_offload_metadata_pass_intact(triple_with_offloads):
 
 @pytest.mark.lab
 def test_sigterm_exits_zero_promptly_with_frames_in_flight(triple):
-    line = triple.start_line(50)
+    """SIGTERM ends the line at once (exit 0): it does not wait for frames due in 5 s."""
+    line = triple.start_line(5000)
     pinger = subprocess.Popen(["ip", "netns", "exec", triple.ns_a, "ping", "-6", "-n",
                                "-i", "0.01", "-c", "200", ADDR_B],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -431,8 +436,9 @@ def test_sigterm_exits_zero_promptly_with_frames_in_flight(triple):
         wait_for(lambda: _queued(triple, line) > 0, 10, "frames queued in the line")
         t0 = time.monotonic()
         line.send_signal(signal.SIGTERM)
-        assert line.wait(timeout=5) == 0, triple.stderr()
-        assert time.monotonic() - t0 < 1.0
+        assert line.wait(timeout=10) == 0, triple.stderr()
+        # well before the queued frames were due (3 s: room for a stalled VM)
+        assert time.monotonic() - t0 < 3.0
     finally:
         pinger.kill()
         pinger.wait(5)

@@ -1,0 +1,193 @@
+"""Issue 4's acceptance in the real ``handover`` lab: MN, CN and HA agents in Mininet nodes,
+real radvd, real delay lines, real captures; 10 moves per mechanism."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from testbed.diag.capture import read_frames
+from testbed.diag.verify import KeyRing, verify_frames
+from testbed.lab.agents import LabAgents
+from testbed.lab.handover_check import run_mechanism
+from testbed.lab.lab import Lab
+from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, MHType
+from testbed.mip6.errors import CodecError
+from testbed.mip6.keys import write_new
+from testbed.mip6.messages import BindingUpdate, decode
+from testbed.mip6.options import NonceIndices
+from testbed.mip6.packet import parse_packet
+
+pytestmark = pytest.mark.lab
+
+MOVES = 10
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("handover")
+    return {m: run_mechanism(m, moves=MOVES, run_dir=root / m) for m in ("rr", "precomputed")}
+
+
+def _ipv6(frame):
+    try:
+        return parse_packet(frame.ipv6)
+    except CodecError:
+        return None
+
+
+def _packets(pcap: str):
+    """(frame number, parsed IPv6 packet) for every well-formed IPv6 frame of a capture."""
+    for frame in read_frames(pcap):
+        packet = _ipv6(frame)
+        if packet is not None:
+            yield frame.number, packet
+
+
+def _mh(packet):
+    if packet.next_header == 41:
+        packet = parse_packet(packet.payload)
+    return packet if packet.next_header == IPPROTO_MH else None
+
+
+def test_both_mechanisms_bind_and_survive_ten_moves(runs):
+    for result in runs.values():
+        assert result.ok, result.summary()
+        assert len(result.moves) == MOVES
+        assert all(m.cn_binding_ok for m in result.moves)
+
+
+def test_return_routability_hoti_through_the_ha_coti_direct_then_route_optimised_probes(runs):
+    r = runs["rr"]
+    records = list(verify_frames(read_frames(r.pcaps["mn"]), KeyRing()))
+    hoti = [x for x in records if x.mh_type == "HoTI"]
+    coti = [x for x in records if x.mh_type == "CoTI"]
+    assert hoti and all(x.tunnelled and x.tunnel_dst == "2001:db8:1::1" for x in hoti)
+    assert coti and not any(x.tunnelled for x in coti)
+    assert any(e["event"] == "hoti_forwarded" for e in r.events["ha"])
+    # Probes with a type 2 routing header (route-optimised) on the MN's link.
+    ro = [p for _, p in _packets(r.pcaps["mn"]) if p.next_header == IPPROTO_UDP and p.rh2_address is not None]
+    assert ro, "no route-optimised probe captured"
+
+
+def test_precomputed_sends_no_rr_messages_and_authenticates_bu_and_ba(runs, tmp_path):
+    r = runs["precomputed"]
+    assert set(r.mh_types) == {"BU", "BA"}
+    cn = "2001:db8:e:1::2"
+    for pcap in r.pcaps.values():
+        for _, p in _packets(pcap):
+            mh = _mh(p)
+            if mh is None:
+                continue
+            assert mh.payload[2] not in (MHType.HOTI, MHType.HOT, MHType.COTI, MHType.COT)
+            msg = decode(mh.payload)
+            if type(msg) is BindingUpdate and str(ipaddress.IPv6Address(mh.dst)) == cn:
+                assert not any(type(o) is NonceIndices for o in msg.options)
+    # testbed verify-pcap, with the pair's preconfigured data, finds every CN BU and BA valid.
+    keys = [write_new(tmp_path / f"k{i}.yaml", d).source for i, d in enumerate(r.preconfigured)]
+    argv = [sys.executable, "-m", "testbed.cli", "verify-pcap", r.pcaps["cn"], "--json"]
+    for k in keys:
+        argv += ["--keys", k]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    cn_rows = [x for x in rows if x["mh_type"] in ("BU", "BA") and cn in (x["src"], x["dst"])]
+    assert cn_rows and {x["auth"] for x in cn_rows} == {"valid"}
+    assert any(x["mh_type"] == "BA" for x in cn_rows)
+
+
+def test_probes_follow_each_move_and_never_reach_an_old_coa_after_a_newer_bu(runs):
+    for mechanism, r in runs.items():
+        probes = [e for e in r.events["mn"] if e["event"] == "probe_received"]
+        assert probes, mechanism
+        bindings = sorted(
+            (e["t_ns"], e["careof"]) for e in r.events["cn"] if e["event"] in ("binding_created", "binding_updated")
+        )
+        # Every route-optimised probe went to the CoA of the newest binding the CN had accepted.
+        for p in probes:
+            if p["path"] != "direct":
+                continue
+            current = [coa for t, coa in bindings if t <= p["sent_t_ns"]]
+            assert current and current[-1] == p["to"], (mechanism, p)
+        # After each move, probes arrive directly at the new CoA.
+        moves = [e for e in r.events["mn"] if e["event"] == "movement"][1:]
+        assert len(moves) == MOVES
+        for m in moves:
+            assert any(p["path"] == "direct" and p["to"] == m["careof"] and p["t_ns"] > m["t_ns"] for p in probes), m
+
+
+def test_tshark_dissects_every_mh_packet_and_agrees_with_the_event_log(runs):
+    tshark = shutil.which("tshark")
+    assert tshark, "tshark is installed by scripts/install"
+    for mechanism, r in runs.items():
+        out = subprocess.run(
+            [tshark, "-r", r.pcaps["mn"], "-Y", "mipv6", "-T", "fields", "-E", "separator=|",
+             "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "mip6.mhtype", "-e", "mip6.bu.seqnr",
+             "-e", "mip6.ba.status", "-e", "mip6.ba.seqnr", "-e", "_ws.malformed"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        rows = [line.split("|") for line in out.splitlines()]
+        assert rows and not any(row[6] for row in rows), f"{mechanism}: tshark found malformed packets"
+        # BU sequence numbers on the wire = the MN's bu_sent events; BA statuses = ba_received.
+        wire_bu = sorted(int(row[3]) for row in rows if row[2] == "5")
+        log_bu = sorted(e["seq"] for e in r.events["mn"] if e["event"] == "bu_sent")
+        assert wire_bu == log_bu, mechanism
+        wire_ba = sorted((int(row[5]), int(row[4])) for row in rows if row[2] == "6")
+        log_ba = sorted((e["seq"], e["status"]) for e in r.events["mn"] if e["event"] == "ba_received")
+        assert wire_ba == log_ba, mechanism
+
+
+def test_event_log_gives_receive_to_send_times_for_bus(runs):
+    for mechanism, r in runs.items():
+        for node in ("cn", "ha"):
+            sent = {e["trigger_t_ns"]: e["t_ns"] for e in r.events[node] if e["event"] == "packet_sent" and e["what"].startswith("BA")}
+            received = [e["t_ns"] for e in r.events[node] if e["event"] == "bu_received"]
+            deltas = [sent[t] - t for t in received if t in sent]
+            assert len(deltas) >= MOVES and all(d > 0 for d in deltas), (mechanism, node)
+
+
+def test_cn_killed_restarted_then_replayed_bu_is_refused(tmp_path):
+    with Lab("handover", run_dir=tmp_path / "run") as lab:
+        mn_intf = lab.addresses.mobile("mn").intf
+        cap = lab.capture("mn", mn_intf)
+        with LabAgents(lab, "precomputed") as agents:
+            first = agents.wait(lambda: agents.mn_bound("mn"), 15, "the first binding")
+            lab.move("mn", "ar2")
+            second = agents.wait(lambda: (c := agents.mn_bound("mn")) and c != first and c, 10, "the second binding")
+            cap.stop()
+            cn = lab.addresses.correspondents["cn"]
+            replay = None  # the first BU the MN sent the CN, as captured (IPv6 octets)
+            for frame in read_frames(str(cap.path)):
+                packet = _ipv6(frame)
+                if packet is not None and packet.home_address is not None and str(ipaddress.IPv6Address(packet.dst)) == cn:
+                    if type(decode(packet.payload)) is BindingUpdate:
+                        replay = frame
+                        break
+            assert replay is not None, "no BU to the CN captured"
+            raw = replay.ipv6
+            t_restart = time.monotonic_ns()
+            handle = agents.restart("cn", kill=True)
+            done = lab.run("att", [sys.executable, "-m", "testbed.lab.inject", raw.hex()], tag="replay")
+            assert done.returncode == 0, done.stderr
+
+            def verdict():
+                events = [e for e in handle.events() if e["t_ns"] > t_restart]
+                if any(e["event"] == "bu_received" for e in events) and any(
+                    e["event"] in ("bu_rejected", "drop") for e in events
+                ):
+                    return events
+                return None
+
+            events = agents.wait(verdict, 5, "the restarted CN's verdict on the replayed BU")
+            rejected = [e for e in events if e["event"] == "bu_rejected"]
+            assert rejected and rejected[0]["last_seq"] >= 2 and rejected[0]["seq"] == 1
+            assert not [e for e in events if e["event"] in ("binding_created", "binding_updated")]
+            assert [e["status"] for e in events if e["event"] == "ba_sent"] in ([135], [])
+            assert agents.cn_binding("cn") is None  # the restarted CN had no binding, and got none
+            assert second != first

@@ -1,0 +1,199 @@
+"""Life cycle of real labs: removal after exceptions and Ctrl-C, results kept, captures,
+two labs in one process, and ``testbed lab clean`` after a crashed run.
+
+What a run leaves behind is asserted, not assumed: root-namespace interfaces with the run's
+tag, processes recorded in its state file (pid + start time), node shells, any process in
+the run's node namespaces, its state file, its volatile directory and (when temporary) its
+run directory. A run directory given by the caller is a result: it stays, with lab.json,
+configs, logs and pcaps, and only its ``.lab`` volatile directory goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from testbed.errors import ConfigError
+from testbed.lab import Lab
+from testbed.lab.cleanup import processes_in_netns, tagged_root_links
+from testbed.lab.state import ProcessRecord, RunState
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RunTrace:
+    run_id: str
+    state_path: Path
+    run_dir: Path
+    temporary: bool
+    records: list[ProcessRecord]
+    netns_inodes: set[int]
+
+
+def trace(lab: Lab) -> RunTrace:
+    state = RunState.load(lab.state.path)
+    return RunTrace(lab.run_id, lab.state.path, lab.run_dir, state.run_dir_is_temporary,
+                    state.processes + state.shells, set(lab._netns_inodes))
+
+
+def assert_gone(t: RunTrace) -> None:
+    assert tagged_root_links({t.run_id}) == [], "tagged interfaces left"
+    alive = [r for r in t.records if r.alive()]
+    assert alive == [], f"processes left: {alive}"
+    assert processes_in_netns(t.netns_inodes) == [], "processes left in node namespaces"
+    assert not t.state_path.exists(), "state file left"
+    assert not (t.run_dir / ".lab").exists(), "volatile directory left"
+    if t.temporary:
+        assert not t.run_dir.exists(), "temporary run directory left"
+
+
+def _busy_lab(lab: Lab) -> None:
+    """Give the lab something of everything: an extra process, a capture, a move."""
+    lab.popen("cn", ["sleep", "600"], tag="sleeper")
+    lab.capture("mn", "mn-eth0")
+    lab.move("mn", to="ar2")
+
+
+def test_exception_mid_run_leaves_nothing():
+    with pytest.raises(RuntimeError, match="boom"):
+        with Lab("handover") as lab:
+            _busy_lab(lab)
+            t = trace(lab)
+            assert len(t.records) > 20 and tagged_root_links({t.run_id})
+            raise RuntimeError("boom")
+    assert_gone(t)
+
+
+def test_ctrl_c_mid_run_leaves_nothing():
+    with pytest.raises(KeyboardInterrupt):
+        with Lab("handover") as lab:
+            _busy_lab(lab)
+            t = trace(lab)
+            raise KeyboardInterrupt
+    assert_gone(t)
+
+
+def test_failure_during_bring_up_leaves_nothing(monkeypatch):
+    seen: list[RunTrace] = []
+
+    def failing_radvd(self):
+        seen.append(trace(self))
+        raise RuntimeError("radvd exploded")
+
+    monkeypatch.setattr(Lab, "_start_radvd", failing_radvd)
+    with pytest.raises(RuntimeError, match="radvd exploded"):
+        with Lab("handover"):
+            pytest.fail("the with body must not run")
+    assert seen and tagged_root_links({seen[0].run_id}) == []
+    assert_gone(seen[0])
+
+
+def test_results_stay_in_a_given_run_dir_and_are_not_overwritten(tmp_path):
+    from scapy.all import ICMPv6EchoRequest, ICMPv6ND_RA, rdpcap
+
+    run_dir = tmp_path / "run"
+    with Lab("handover", run_dir=run_dir) as lab:
+        cap = lab.capture("mn", "mn-eth0")
+        done = lab.run("mn", ["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-w", "5",
+                              lab.addresses.cn_address])
+        assert done.returncode == 0, done.stdout + done.stderr
+        path = cap.stop()
+        t = trace(lab)
+    assert_gone(t)
+    packets = rdpcap(str(path))
+    assert any(p.haslayer(ICMPv6EchoRequest) for p in packets)
+    assert any(p.haslayer(ICMPv6ND_RA) for p in packets)
+    assert path == run_dir / "mn-mn-eth0.pcap"
+    data = json.loads((run_dir / "lab.json").read_text())
+    assert data["addresses"]["mobiles"]["mn"]["home_address"] == "2001:db8:1::100"
+    assert data["delay_backend"] in ("netem", "delayline")
+    assert "AdvHomeAgentFlag on;" in (run_dir / "conf" / "radvd-ha.conf").read_text()
+    with pytest.raises(ConfigError, match="already holds a lab run"):
+        with Lab("handover", run_dir=run_dir):
+            pass
+    assert (run_dir / "lab.json").read_text() == json.dumps(data, indent=1, default=str)
+
+
+def test_two_labs_one_after_another_in_one_process():
+    run_ids = []
+    for topology, params in (("handover", {}), ("handover", {"core_ha_delay": "5ms"})):
+        with Lab(topology, **params) as lab:
+            run_ids.append(lab.run_id)
+            done = lab.run("cn", ["ping", "-6", "-n", "-c", "1", "-i", "0.2", "-w", "5",
+                                  lab.addresses.home_agent])
+            assert done.returncode == 0, done.stdout + done.stderr
+            t = trace(lab)
+        assert_gone(t)
+    assert run_ids[0] != run_ids[1]
+
+
+CRASHING_RUN = """
+import sys
+from testbed.lab import Lab
+lab = Lab("handover", run_dir=sys.argv[1])
+lab.start()
+lab.popen("cn", ["sleep", "600"], tag="sleeper")
+lab.capture("ha", "ha-eth0")
+print(lab.run_id, lab.state.path, flush=True)
+sys.stdin.read()  # until the test kills us
+"""
+
+
+def test_clean_removes_a_crashed_run_and_nothing_else(tmp_path):
+    subprocess.run(["ip", "link", "add", "x6c0de", "type", "bridge"], check=True)
+    unclaimed = "m6fffftst"  # looks like ours, but no state file claims run ffff
+    subprocess.run(["ip", "link", "add", unclaimed, "type", "bridge"], check=True)
+    try:
+        with Lab("handover") as live:  # a live run: clean must leave it alone
+            child = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, str(tmp_path / "crashed")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=REPO)
+            try:
+                line = child.stdout.readline().split()
+                assert len(line) == 2, "the crashing run did not come up"
+                run_id, state_path = line[0], Path(line[1])
+                state = RunState.load(state_path)
+                netns = {os.stat(f"/proc/{s.pid}/ns/net").st_ino for s in state.shells
+                         if s.alive() and os.stat(f"/proc/{s.pid}/ns/net").st_ino
+                         != os.stat("/proc/self/ns/net").st_ino}
+            finally:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+                child.stdout.close()
+                child.stdin.close()
+            assert tagged_root_links({run_id}), "the crashed run left nothing to clean?"
+            assert any(r.alive() for r in state.processes)
+            done = subprocess.run([sys.executable, "-m", "testbed.cli", "lab", "clean"],
+                                  capture_output=True, text=True, cwd=REPO, timeout=120)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert f"run {run_id}:" in done.stdout
+            assert f"run {live.run_id}: still running" in done.stdout
+            assert unclaimed in done.stdout  # reported, left alone
+            # the crashed run is gone ...
+            assert_gone(RunTrace(run_id, state_path, tmp_path / "crashed", False,
+                                 state.processes + state.shells, netns))
+            assert (tmp_path / "crashed" / "ha-ha-eth0.pcap").exists()  # a result: kept
+            # ... the live run, the foreign bridge and the unclaimed one are untouched
+            assert tagged_root_links({live.run_id}) and live.state.path.exists()
+            ok = live.run("mn", ["ping", "-6", "-n", "-c", "1", "-i", "0.2", "-w", "5",
+                                 live.addresses.cn_address])
+            assert ok.returncode == 0
+            links = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+            names = {link["ifname"] for link in json.loads(links)}
+            assert {"x6c0de", unclaimed} <= names
+            t = trace(live)
+        assert_gone(t)
+    finally:
+        subprocess.run(["ip", "link", "del", "x6c0de"], check=False)
+        subprocess.run(["ip", "link", "del", unclaimed], check=False)
