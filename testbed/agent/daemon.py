@@ -248,19 +248,27 @@ class Agent:
         return True
 
     def _apply(self, actions: list, trigger_ns: int) -> None:
+        """Send the engine's packets first, then log: logging is not on the send path."""
         log = self.log
+        sent = []
         for action in actions:
             if type(action) is Send:
                 try:
                     self._sender.send(action.packet)
                 except OSError as exc:
-                    log.event(time.monotonic_ns(), "send_failed", what=action.what, error=exc.strerror or str(exc))
+                    sent.append((time.monotonic_ns(), action.what, exc.strerror or str(exc)))
                     continue
-                log.event(time.monotonic_ns(), "packet_sent", what=action.what, trigger_t_ns=trigger_ns)
-            elif type(action) is Event:
+                sent.append((time.monotonic_ns(), action.what, None))
+        for action in actions:
+            if type(action) is Event:
                 log.write(action.as_dict())
                 if self.role == "ha" and action.event in TUN_EVENTS_ADD + TUN_EVENTS_DEL:
                     self._loop.create_task(self._route_home(action))
+        for t_ns, what, error in sent:
+            if error is None:
+                log.event(t_ns, "packet_sent", what=what, trigger_t_ns=trigger_ns)
+            else:
+                log.event(t_ns, "send_failed", what=what, error=error)
         self._rearm()
 
     async def _route_home(self, event: Event) -> None:

@@ -173,13 +173,13 @@ def _print_result(data: dict[str, Any]) -> None:
             console.print(title)
     elif test == "delay":
         table = Table(title=f"link RTT in ms on {data['topology']} (delay backend {data['backend']})")
-        for column in ("link", "RTT set", "median", "min", "max", "mdev", "tol.", "rcvd", ""):
+        for column in ("link", "set", "median", "+/-", "mdev", "min", "max", "rcvd", ""):
             table.add_column(column, justify="right", no_wrap=True)
         for link in data["links"]:
-            table.add_row(link["link"], _fmt(link["configured_rtt_ms"], 1), _fmt(link["median_ms"]),
-                          _fmt(link["min_ms"]), _fmt(link["max_ms"]), _fmt(link["mdev_ms"]),
-                          _fmt(link["tolerance_ms"], 2), f"{link['received']}/{link['sent']}",
-                          "ok" if link["ok"] else "FAIL")
+            table.add_row(link["link"], _fmt(link["configured_rtt_ms"], 1), _fmt(link["median_ms"], 2),
+                          _fmt(link["tolerance_ms"], 2), _fmt(link["mdev_ms"], 3),
+                          _fmt(link["min_ms"], 2), _fmt(link["max_ms"], 1),
+                          f"{link['received']}/{link['sent']}", "ok" if link["ok"] else "FAIL")
         console.print(table)
     else:
         table = Table(title=f"{data['count']} moves of {data['mn']} on {data['topology']}")

@@ -121,8 +121,8 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *,
                   optimistic: bool, on_shell, on_bridge) -> Built:
     """Add nodes, bridges and links of ``plan`` to the (empty, unstarted) Mininet ``net``.
 
-    ``on_shell(name, pid)`` and ``on_bridge(name)`` record resources as they are made
-    (``on_bridge`` before the bridge exists). Returns what was built.
+    ``on_shell(name, pid, in_namespace=True)`` and ``on_bridge(name)`` record resources as
+    they are made (``on_bridge`` before the bridge exists). Returns what was built.
     """
     built = Built()
     wired = [link for link in plan.links if link.delay_ms > 0 and backend == "delayline"]
@@ -138,7 +138,8 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *,
     for seg in plan.segments.values():
         name = bridge_name(run_id, seg.name)
         on_bridge(name)
-        net.addSwitch(name, cls=LabBridge)
+        switch = net.addSwitch(name, cls=LabBridge)
+        on_shell(name, switch.pid, False)  # its shell is in the root namespace
         built.node_names[seg.name] = name
 
     wire_count = 0

@@ -70,6 +70,12 @@ class MechanismResult:
         }
 
 
+def bu_turnaround_ns(events: list[dict]) -> list[int]:
+    """Per BU an agent answered: from the BU's arrival (kernel timestamp) to the BA leaving."""
+    sent = {e["trigger_t_ns"]: e["t_ns"] for e in events if e["event"] == "packet_sent" and e["what"].startswith("BA")}
+    return [sent[e["t_ns"]] - e["t_ns"] for e in events if e["event"] == "bu_received" and e["t_ns"] in sent]
+
+
 def _first(events: list[dict], name: str, since: int, **match) -> dict | None:
     for e in events:
         if e["event"] == name and e["t_ns"] >= since and all(e.get(k) == v for k, v in match.items()):

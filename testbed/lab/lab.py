@@ -171,10 +171,9 @@ class Lab:
         Mininet.inited = True  # skip Mininet.init(): its fixLimits() changes host sysctls
         self.net = Mininet(topo=None, build=False, controller=None, switch=LabBridge, host=Host,
                            intf=LabIntf, autoSetMacs=False, waitConnected=False)
-        self._built = build_network(
-            self.net, self.addresses, self.run_id, self.delay_backend, optimistic=self._optimistic, on_shell=self._record_shell, on_bridge=self._record_bridge)
-        for switch in self.net.switches:
-            self._record_shell(switch.name, switch.pid, in_namespace=False)
+        self._built = build_network(self.net, self.addresses, self.run_id, self.delay_backend,
+                                    optimistic=self._optimistic, on_shell=self._record_shell,
+                                    on_bridge=self._record_bridge)
         self.net.built = True
         self.net.start()
         self._ipr = IPRoute()

@@ -15,7 +15,7 @@ import pytest
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import KeyRing, verify_frames
 from testbed.lab.agents import LabAgents
-from testbed.lab.handover_check import run_mechanism
+from testbed.lab.handover_check import bu_turnaround_ns, run_mechanism
 from testbed.lab.lab import Lab
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, MHType
 from testbed.mip6.errors import CodecError
@@ -146,9 +146,7 @@ def test_tshark_dissects_every_mh_packet_and_agrees_with_the_event_log(runs):
 def test_event_log_gives_receive_to_send_times_for_bus(runs):
     for mechanism, r in runs.items():
         for node in ("cn", "ha"):
-            sent = {e["trigger_t_ns"]: e["t_ns"] for e in r.events[node] if e["event"] == "packet_sent" and e["what"].startswith("BA")}
-            received = [e["t_ns"] for e in r.events[node] if e["event"] == "bu_received"]
-            deltas = [sent[t] - t for t in received if t in sent]
+            deltas = bu_turnaround_ns(r.events[node])
             assert len(deltas) >= MOVES and all(d > 0 for d in deltas), (mechanism, node)
 
 

@@ -197,3 +197,22 @@ def test_clean_removes_a_crashed_run_and_nothing_else(tmp_path):
     finally:
         subprocess.run(["ip", "link", "del", "x6c0de"], check=False)
         subprocess.run(["ip", "link", "del", unclaimed], check=False)
+
+
+def test_rejected_radvd_intervals_are_a_config_error_and_leave_nothing():
+    lab = Lab("handover", ra_min_interval="0.01", ra_max_interval="0.02")
+    with pytest.raises(ConfigError, match=r"radvd .* rejects MinRtrAdvInterval 0.01 s"):
+        lab.start()
+    assert not lab.state.path.exists() and not lab.run_dir.exists()
+    assert tagged_root_links({lab.run_id}) == []
+
+
+def test_forcing_a_missing_delay_backend_is_a_config_error():
+    from testbed.lab.netem import netem_available
+
+    if netem_available():
+        pytest.skip("this kernel has netem")
+    lab = Lab("handover", delay_backend="netem")
+    with pytest.raises(ConfigError, match="delay_backend=netem: the kernel has no netem"):
+        lab.start()
+    assert not lab.state.path.exists() and not lab.run_dir.exists()

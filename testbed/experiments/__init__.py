@@ -1,0 +1,1 @@
+"""Scenarios (handover latency, security), metrics from event logs, results, plots, reports."""
