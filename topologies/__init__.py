@@ -14,4 +14,4 @@ TOPOLOGIES: dict[str, type[LabTopo]] = {
     CorporateTopo.NAME: CorporateTopo,
 }
 
-__all__ = ["TOPOLOGIES", "LabTopo", "HandoverTopo", "CorporateTopo"]
+__all__ = ["TOPOLOGIES", "CorporateTopo", "HandoverTopo", "LabTopo"]

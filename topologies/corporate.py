@@ -8,17 +8,17 @@ correspondents ``cn1``..``cnM`` on their own core links 2001:db8:e:J::/64 (CN J 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from topologies.handover import DELAY_PARAMS, HandoverTopo
 from testbed.lab.params import Param
+from topologies.handover import DELAY_PARAMS, HandoverTopo
 
 
 class CorporateTopo(HandoverTopo):
     """N MNs on AR1's and AR2's segments, M CNs, one HA, one attacker."""
 
-    NAME = "corporate"
-    PARAMS = {
+    NAME: ClassVar[str] = "corporate"
+    PARAMS: ClassVar[dict[str, Param]] = {
         **DELAY_PARAMS,
         "n_mns": Param("int", 10, "number of mobile nodes", minimum=1, maximum=40),
         "n_cns": Param("int", 1, "number of correspondent nodes", minimum=1, maximum=9),

@@ -32,10 +32,10 @@ Load with Mininet alone: ``mn --custom topologies/handover.py --topo handover --
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from topologies.base import LabTopo
 from testbed.lab.params import Param
+from topologies.base import LabTopo
 
 HOME_PREFIX = "2001:db8:1::/64"
 ATTACKER_IID = 0xBAD
@@ -53,8 +53,8 @@ DELAY_PARAMS: dict[str, Param] = {
 class HandoverTopo(LabTopo):
     """The MN on AR1's or AR2's segment; AR1, AR2, HA, CN and attacker around a core router."""
 
-    NAME = "handover"
-    PARAMS = {
+    NAME: ClassVar[str] = "handover"
+    PARAMS: ClassVar[dict[str, Param]] = {
         **DELAY_PARAMS,
         "start": Param("choice", "ar1", "segment the MN starts on", choices=tuple(SEGMENT_OF)),
         "attacker_at": Param("choice", "core", "where the attacker is attached",

@@ -27,7 +27,7 @@ from testbed.agent.packetio import PacketReceiver, PacketSender
 from testbed.agent.probes import probe_in, probe_packet
 from testbed.agent.ra import parse_ra
 from testbed.agent.tun import TunDevice
-from testbed.errors import ConfigError
+from testbed.errors import ConfigError, TestbedError
 from testbed.mip6.cn import CorrespondentNode
 from testbed.mip6.constants import IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_IPV6, IPPROTO_MH, IPPROTO_ROUTING
 from testbed.mip6.errors import CodecError
@@ -375,5 +375,8 @@ class Agent:
 
 def run_agent(config: AgentConfig) -> int:
     agent = Agent(config)  # loads and checks the key files before touching the node
-    return asyncio.run(agent.run())
+    try:
+        return asyncio.run(agent.run())
+    except OSError as exc:  # a socket, device or file the node would not give us
+        raise TestbedError(f"{config.source}: the {config.role} agent could not run: {exc}") from None
 

@@ -18,9 +18,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from topologies.base import ROUTER_ROLES, LabTopo
-
 from testbed.errors import ConfigError
+from topologies.base import ROUTER_ROLES, LabTopo
 
 
 def intf_name(node: str, port: int) -> str:
@@ -28,7 +27,7 @@ def intf_name(node: str, port: int) -> str:
 
 
 def mac_address(node_index: int, port: int) -> str:
-    return "02:00:00:%02x:%02x:%02x" % ((node_index >> 8) & 0xFF, node_index & 0xFF, port & 0xFF)
+    return f"02:00:00:{(node_index >> 8) & 0xFF:02x}:{node_index & 0xFF:02x}:{port & 0xFF:02x}"
 
 
 def eui64_address(prefix: str, mac: str) -> str:
@@ -133,6 +132,12 @@ class AddressPlan:
     @property
     def ha_address(self) -> str:
         return self.home_agent
+
+    @property
+    def home_agent_intf(self) -> str:
+        """The HA's interface on the home link (where its radvd sets AdvHomeAgentFlag)."""
+        node = self.nodes[self.home_agent_node]
+        return next(i.name for i in node.interfaces.values() if i.home)
 
     @property
     def cn_address(self) -> str:

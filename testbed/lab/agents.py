@@ -71,6 +71,8 @@ class LabAgents:
         self.agents: dict[str, AgentHandle] = {}
         self.preconfigured: list[PreconfiguredData] = []
         self._keys = Path(tempfile.mkdtemp(prefix=f"mip6-keys-{lab.run_id}-", dir=KEY_ROOT))
+        # Unix socket paths are limited to 108 octets: control sockets get a short directory.
+        self._sockets = Path(tempfile.mkdtemp(prefix=f"m6-{lab.run_id}-"))
 
     # ------------------------------------------------------------------ life cycle
 
@@ -126,7 +128,7 @@ class LabAgents:
             **config, "node": node,
             "state_dir": str(self.volatile / f"{node}-state"),
             "event_log": str(self.events_dir / f"{node}.jsonl"),
-            "control_socket": str(self.volatile / f"{node}.sock"),
+            "control_socket": str(self._sockets / f"{node}.sock"),
         }
         path = self.volatile / f"{node}.yaml"
         path.write_text(json.dumps(config, indent=1))
@@ -169,6 +171,7 @@ class LabAgents:
         for handle in reversed(list(self.agents.values())):
             handle.process.stop()
         shutil.rmtree(self._keys, ignore_errors=True)
+        shutil.rmtree(self._sockets, ignore_errors=True)
 
     # ------------------------------------------------------------------ queries
 

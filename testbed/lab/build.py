@@ -54,8 +54,8 @@ class LabBridge(LinuxBridge):
 
     def start(self, _controllers) -> None:
         ports = [i.name for i in self.intfList() if i.name != "lo"]
-        script = [f"ip link add name {self.name} type bridge stp_state 0 forward_delay 0 "
-                  f"mcast_snooping 0",
+        script = [(f"ip link add name {self.name} type bridge stp_state 0 forward_delay 0 "
+                   "mcast_snooping 0"),
                   f"sysctl -q -w net.ipv6.conf.{self.name}.disable_ipv6=1"]
         for port in ports:
             script += [f"sysctl -q -w net.ipv6.conf.{port}.disable_ipv6=1",
@@ -98,7 +98,7 @@ class Built:
 def node_sysctls(role: str, optimistic: bool) -> list[str]:
     """sysctl assignments for a node of ``role``, applied before its interfaces exist.
     (A non-initial namespace has no ``neigh/default``: ND timers are set per interface.)"""
-    both = lambda key, value: [f"net.ipv6.conf.all.{key}={value}",  # noqa: E731
+    both = lambda key, value: [f"net.ipv6.conf.all.{key}={value}",
                                f"net.ipv6.conf.default.{key}={value}"]
     if role == "wire":
         return both("disable_ipv6", 1)
@@ -151,8 +151,8 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *,
             port = int(end.intf.rsplit("eth", 1)[1])
             if end.node in plan.segments:
                 intf = f"{mn_name}-eth{port}"
-                mac = "02:00:01:%02x:%02x:%02x" % (seg_index[end.node] >> 8,
-                                                    seg_index[end.node] & 0xFF, port)
+                index = seg_index[end.node]
+                mac = f"02:00:01:{index >> 8:02x}:{index & 0xFF:02x}:{port & 0xFF:02x}"
             else:
                 intf = end.intf
                 mac = plan.nodes[end.node].interfaces[intf].mac
@@ -162,9 +162,9 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *,
             wire_count += 1
             wire = f"w{wire_count}"
             wa, wb = f"{wire}-eth0", f"{wire}-eth1"
-            wmac = lambda port: mac_address(0x1000 + wire_count, port)  # noqa: E731
-            _add_link(net, n1, p1, i1, m1, wire, 0, wa, wmac(0))
-            _add_link(net, wire, 1, wb, wmac(1), n2, p2, i2, m2)
+            wire_index = 0x1000 + wire_count
+            _add_link(net, n1, p1, i1, m1, wire, 0, wa, mac_address(wire_index, 0))
+            _add_link(net, wire, 1, wb, mac_address(wire_index, 1), n2, p2, i2, m2)
             built.wires.append(wire)
             built.delayed.append(DelayedLink(link, ((n1, i1), (n2, i2)), wire, (wa, wb)))
         else:

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,11 +59,12 @@ class Daemon:
 
     def dry_run(self) -> None:
         """Check the written config with the daemon itself; ConfigError naming the file."""
-        done = subprocess.run(self.check_argv(), capture_output=True, text=True, timeout=10)
+        done = subprocess.run(self.check_argv(), capture_output=True, text=True, timeout=10,
+                              check=False)
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()
-            raise ConfigError(f"{self.config_path}: {self.NAME} rejects the config: "
-                              f"{detail[-1] if detail else 'status %d' % done.returncode}")
+            last = detail[-1] if detail else f"status {done.returncode}"
+            raise ConfigError(f"{self.config_path}: {self.NAME} rejects the config: {last}")
 
     def start_argv(self) -> list[str]:
         raise NotImplementedError
@@ -154,7 +155,8 @@ class IntervalProbe:
 
 @functools.cache
 def radvd_version() -> str:
-    done = subprocess.run([radvd_path(), "--version"], capture_output=True, text=True, timeout=10)
+    done = subprocess.run([radvd_path(), "--version"], capture_output=True, text=True, timeout=10,
+                          check=False)
     match = re.search(r"Version:?\s*(\S+)", done.stdout + done.stderr)
     return match.group(1) if match else "unknown"
 

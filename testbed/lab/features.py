@@ -84,7 +84,7 @@ def optimistic_dad_available() -> bool:
     try:
         done = subprocess.run(["unshare", "--net", "sysctl", "-q", "-w",
                                "net.ipv6.conf.default.optimistic_dad=1"],
-                              capture_output=True, timeout=10)
+                              capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0

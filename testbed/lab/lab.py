@@ -36,7 +36,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,18 +49,42 @@ from pyroute2 import IPRoute
 from testbed.errors import ConfigError
 from testbed.lab import delayline, netem
 from testbed.lab.addressing import AddressPlan, build_plan
-from testbed.lab.build import (Built, LabBridge, LabIntf, build_network, configure_command,
-                               ip_batch, run_parallel)
+from testbed.lab.build import (
+    Built,
+    LabBridge,
+    LabIntf,
+    build_network,
+    configure_command,
+    ip_batch,
+    run_parallel,
+)
 from testbed.lab.capture import LISTENING, Capture, safe_name, tcpdump_argv
-from testbed.lab.cleanup import (delete_root_links, ignore_sigint, netns_inode,
-                                 processes_in_netns, remove_tree, tagged_root_links)
+from testbed.lab.cleanup import (
+    delete_root_links,
+    ignore_sigint,
+    netns_inode,
+    processes_in_netns,
+    remove_tree,
+    tagged_root_links,
+)
 from testbed.lab.daemons import Radvd, RaInterface
 from testbed.lab.errors import LabError, LabTimeout
-from testbed.lab.features import (DELAY_BACKENDS, Feature, choose_dad, choose_delay_backend,
-                                  choose_ra_intervals)
+from testbed.lab.features import (
+    DELAY_BACKENDS,
+    Feature,
+    choose_dad,
+    choose_delay_backend,
+    choose_ra_intervals,
+)
 from testbed.lab.naming import new_run_id, tag_of
 from testbed.lab.params import Param, parse_params
-from testbed.lab.processes import LabProcess, mnexec_path, popen_in_node, stop_all, stop_record
+from testbed.lab.processes import (
+    LabProcess,
+    mnexec_path,
+    popen_in_node,
+    stop_all,
+    stop_record,
+)
 from testbed.lab.state import ProcessRecord, RunState, state_dir
 from testbed.lab.watch import CareOfAddress, Watcher
 
@@ -95,7 +118,7 @@ def resolve_topology(topology: str | Topo | type, params: dict[str, Any]) -> tup
         topo = topology(**topo_raw)
     elif isinstance(topology, Topo):
         if topo_raw:
-            raise ConfigError(f"topology instance given: parameter {sorted(topo_raw)[0]!r} must be "
+            raise ConfigError(f"topology instance given: parameter {min(topo_raw)!r} must be "
                               f"passed to the topology itself (lab parameters: {', '.join(LAB_PARAMS)})")
         topo = topology
     else:
@@ -135,7 +158,7 @@ class Lab:
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:  # noqa: PYI034 - subclasses are not expected
         self.start()
         return self
 
@@ -143,7 +166,7 @@ class Lab:
         self.close()
         return False
 
-    def start(self) -> "Lab":
+    def start(self) -> Lab:
         if self._started:
             raise LabError("this Lab was already started (use a new Lab for a new run)")
         self._started = True
@@ -298,7 +321,7 @@ class Lab:
             started.append((daemon, proc))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for daemon, proc in started:
-            _poll_until(lambda: daemon.started(proc.pid) or not proc.running(), deadline,
+            _poll_until(lambda d=daemon, p=proc: d.started(p.pid) or not p.running(), deadline,
                         f"radvd on {daemon.node} did not write its pid file {daemon.pid_path}")
             if not proc.running():
                 raise LabError(f"radvd on {daemon.node} exited with status {proc.returncode} "
@@ -424,7 +447,7 @@ class Lab:
         opened = None
         if stdout is None or stderr is None:
             log_path = self.run_dir / "logs" / f"{node_name}-{tag}.log"
-            opened = open(log_path, "ab")
+            opened = open(log_path, "ab")  # noqa: SIM115 - closed below, once Popen has it
             stdout = opened if stdout is None else stdout
             stderr = (subprocess.STDOUT if stdout is opened else opened) if stderr is None else stderr
         try:

@@ -30,7 +30,7 @@ MAX_DELAY_MS = 60_000.0
 
 def _number_with_unit(value: Any, units: Mapping[str, float], what: str) -> float:
     if isinstance(value, bool):
-        raise ValueError(what)
+        raise ValueError(what)  # noqa: TRY004 - callers turn ValueError into a ConfigError
     if isinstance(value, (int, float)):
         number = float(value)
     else:

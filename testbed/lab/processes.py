@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from testbed.lab.errors import LabError, LabTimeout
-from testbed.lab.state import ProcessRecord, same_process
+from testbed.lab.state import ProcessRecord
 
 log = logging.getLogger("testbed.lab")
 
@@ -74,7 +74,7 @@ class LabProcess:
     """A process running in a lab node."""
 
     def __init__(self, node: str, tag: str, argv: Sequence[str], popen: subprocess.Popen,
-                 log_path: Path | None, on_exit: Callable[["LabProcess"], None] | None = None):
+                 log_path: Path | None, on_exit: Callable[[LabProcess], None] | None = None):
         self.node = node
         self.tag = tag
         self.argv = list(argv)

@@ -51,7 +51,7 @@ class ProcessRecord:
     argv0: str
 
     @classmethod
-    def of(cls, pid: int, node: str, tag: str, argv0: str) -> "ProcessRecord":
+    def of(cls, pid: int, node: str, tag: str, argv0: str) -> ProcessRecord:
         return cls(pid, process_start_time(pid), node, tag, argv0)
 
     def alive(self) -> bool:
@@ -74,7 +74,7 @@ class RunState:
     processes: list[ProcessRecord] = field(default_factory=list)
 
     @classmethod
-    def create(cls, run_id: str, run_dir: Path, temporary: bool, volatile_dir: Path) -> "RunState":
+    def create(cls, run_id: str, run_dir: Path, temporary: bool, volatile_dir: Path) -> RunState:
         directory = state_dir()
         directory.mkdir(mode=0o755, parents=True, exist_ok=True)
         path = directory / f"{run_id}.json"
@@ -92,7 +92,7 @@ class RunState:
         return data
 
     @classmethod
-    def load(cls, path: Path) -> "RunState":
+    def load(cls, path: Path) -> RunState:
         data = json.loads(path.read_text())
         return cls(
             run_id=data["run_id"], path=path, run_dir=data["run_dir"],

@@ -228,9 +228,9 @@ class NodeWatch:
         best = None
         for (_idx, key), a in self.addrs.items():
             addr = ipaddress.IPv6Address(key.split("/")[0])
-            if a.usable_since is not None and addr in net:
-                if best is None or a.usable_since < best[1]:
-                    best = (str(addr), a.usable_since)
+            if a.usable_since is not None and addr in net and (
+                    best is None or a.usable_since < best[1]):
+                best = (str(addr), a.usable_since)
         if best is None:
             return None
         usable_ns = max(best[1], ra.t_ns) if ra else best[1]

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,21 +65,19 @@ def _busy_lab(lab: Lab) -> None:
 
 
 def test_exception_mid_run_leaves_nothing():
-    with pytest.raises(RuntimeError, match="boom"):
-        with Lab("handover") as lab:
-            _busy_lab(lab)
-            t = trace(lab)
-            assert len(t.records) > 20 and tagged_root_links({t.run_id})
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), Lab("handover") as lab:
+        _busy_lab(lab)
+        t = trace(lab)
+        assert len(t.records) > 20 and tagged_root_links({t.run_id})
+        raise RuntimeError("boom")
     assert_gone(t)
 
 
 def test_ctrl_c_mid_run_leaves_nothing():
-    with pytest.raises(KeyboardInterrupt):
-        with Lab("handover") as lab:
-            _busy_lab(lab)
-            t = trace(lab)
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), Lab("handover") as lab:
+        _busy_lab(lab)
+        t = trace(lab)
+        raise KeyboardInterrupt
     assert_gone(t)
 
 
@@ -92,9 +89,8 @@ def test_failure_during_bring_up_leaves_nothing(monkeypatch):
         raise RuntimeError("radvd exploded")
 
     monkeypatch.setattr(Lab, "_start_radvd", failing_radvd)
-    with pytest.raises(RuntimeError, match="radvd exploded"):
-        with Lab("handover"):
-            pytest.fail("the with body must not run")
+    with pytest.raises(RuntimeError, match="radvd exploded"), Lab("handover"):
+        pytest.fail("the with body must not run")
     assert seen and tagged_root_links({seen[0].run_id}) == []
     assert_gone(seen[0])
 
@@ -119,9 +115,8 @@ def test_results_stay_in_a_given_run_dir_and_are_not_overwritten(tmp_path):
     assert data["addresses"]["mobiles"]["mn"]["home_address"] == "2001:db8:1::100"
     assert data["delay_backend"] in ("netem", "delayline")
     assert "AdvHomeAgentFlag on;" in (run_dir / "conf" / "radvd-ha.conf").read_text()
-    with pytest.raises(ConfigError, match="already holds a lab run"):
-        with Lab("handover", run_dir=run_dir):
-            pass
+    with pytest.raises(ConfigError, match="already holds a lab run"), Lab("handover", run_dir=run_dir):
+        pass
     assert (run_dir / "lab.json").read_text() == json.dumps(data, indent=1, default=str)
 
 
@@ -175,7 +170,8 @@ def test_clean_removes_a_crashed_run_and_nothing_else(tmp_path):
             assert tagged_root_links({run_id}), "the crashed run left nothing to clean?"
             assert any(r.alive() for r in state.processes)
             done = subprocess.run([sys.executable, "-m", "testbed.cli", "lab", "clean"],
-                                  capture_output=True, text=True, cwd=REPO, timeout=120)
+                                  capture_output=True, text=True, cwd=REPO, timeout=120,
+                                  check=False)
             assert done.returncode == 0, done.stdout + done.stderr
             assert f"run {run_id}:" in done.stdout
             assert f"run {live.run_id}: still running" in done.stdout
@@ -189,7 +185,8 @@ def test_clean_removes_a_crashed_run_and_nothing_else(tmp_path):
             ok = live.run("mn", ["ping", "-6", "-n", "-c", "1", "-i", "0.2", "-w", "5",
                                  live.addresses.cn_address])
             assert ok.returncode == 0
-            links = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True).stdout
+            links = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True,
+                                   check=True).stdout
             names = {link["ifname"] for link in json.loads(links)}
             assert {"x6c0de", unclaimed} <= names
             t = trace(live)

@@ -11,7 +11,7 @@ import pytest
 from testbed.cli import main
 from testbed.errors import ConfigError
 from testbed.lab.addressing import build_plan, eui64_address
-from testbed.lab.daemons import RaInterface, Radvd
+from testbed.lab.daemons import Radvd, RaInterface
 from testbed.lab.naming import bridge_name, run_id_of_ifname, tag_of
 from testbed.lab.params import parse_assignments, parse_delay_ms
 from testbed.lab.selftest import LinkDelay, PingStats, parse_ping
