@@ -141,9 +141,37 @@ class MovementDetector:
         self._pending = None
         now = time.monotonic_ns()
         old_router = self.router
+        was_home = self.prefix == self.home_prefix
         self.prefix, self.router = prefix, router
+        if prefix == self.home_prefix and not was_home:
+            await self._home_address("replace")  # at home the MN answers for its home address itself
+        elif was_home and prefix != self.home_prefix:
+            await self._home_address("del")
+            await self._forget_home_link()
         await self._use_router(old_router, router)
         self._on_move(Movement(prefix, router, careof, ra_t, now))
+
+    async def _forget_home_link(self) -> None:
+        """Away from home the home prefix is not on-link any more: the kernel's prefix route
+        (and SLAAC address) from the home link would send the home agent's traffic nowhere."""
+        try:
+            await self._ipr.route("del", dst=str(self.home_prefix), oif=self._ifindex, family=socket.AF_INET6)
+        except Exception as exc:
+            self._log(time.monotonic_ns(), "home_route_failed", error=str(exc))
+        async for msg in await self._ipr.addr("dump", family=socket.AF_INET6, index=self._ifindex):
+            text = msg.get("IFA_ADDRESS")
+            if text and ipaddress.IPv6Address(text) in self.home_prefix:
+                try:
+                    await self._ipr.addr("del", index=self._ifindex, address=text, prefixlen=msg["prefixlen"])
+                except Exception:
+                    pass
+
+    async def _home_address(self, command: str) -> None:
+        try:
+            await self._ipr.addr(command, index=self._ifindex, address=str(self.home_address),
+                                 prefixlen=self.home_prefix.prefixlen, flags=0x02)  # IFA_F_NODAD
+        except Exception as exc:
+            self._log(time.monotonic_ns(), "home_address_failed", command=command, error=str(exc))
 
     async def _use_router(self, old: ipaddress.IPv6Address | None, router: ipaddress.IPv6Address) -> None:
         if self._route_installed and old is not None and old != router:

@@ -189,3 +189,20 @@ def test_cn_killed_restarted_then_replayed_bu_is_refused(tmp_path):
             assert [e["status"] for e in events if e["event"] == "ba_sent"] in ([135], [])
             assert agents.cn_binding("cn") is None  # the restarted CN had no binding, and got none
             assert second != first
+
+
+def test_mn_starting_at_home_registers_when_it_leaves_and_deregisters_on_return():
+    with Lab("handover", start="home") as lab:
+        home = lab.addresses.home_address("mn")
+        with LabAgents(lab, "precomputed") as agents:
+            agents.wait(lambda: agents.mn_bound("mn") == home, 15, "the MN to settle at home")
+            assert agents.cn_binding("cn") is None and agents["ha"].ctl("bindings")["bindings"] == []
+            lab.move("mn", "ar1")
+            coa = agents.wait(lambda: (c := agents.mn_bound("mn")) != home and c, 10, "the binding away from home")
+            assert agents.cn_binding("cn")["careof"] == coa
+            assert agents["ha"].ctl("bindings")["bindings"][0]["careof"] == coa
+            lab.move("mn", "home")
+            agents.wait(lambda: agents.mn_bound("mn") == home and agents.cn_binding("cn") is None
+                        and agents["ha"].ctl("bindings")["bindings"] == [], 10, "de-registration at home")
+            deleted = [e for e in agents["cn"].events() if e["event"] == "binding_deleted"]
+            assert deleted and deleted[-1]["mechanism"] == "precomputed"
