@@ -15,6 +15,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import pty
+import select
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +34,60 @@ from testbed.lab.naming import bridge_name
 log = logging.getLogger("testbed.lab")
 
 MCAST_SOLICIT = 10  # neighbour solicitations before giving up (default 3)
+
+
+class SplitShell:
+    """Mixin for Mininet hosts: the shell start is split in two so that many start at once.
+    ``startShell`` (called by the constructor) only spawns the shell in a new namespace;
+    :func:`finish_shells` then waits for the prompts. (Mininet 2.3's
+    ``Node.startShell``, unchanged but for that split.)"""
+
+    def startShell(self, mnopts=None) -> None:
+        if self.shell:
+            raise LabError(f"{self.name}: shell is already running")
+        opts = "-cd" if mnopts is None else mnopts
+        if self.inNamespace:
+            opts += "n"
+        cmd = ["mnexec", opts, "env", "PS1=" + chr(127), "bash", "--norc", "--noediting",
+               "-is", "mininet:" + self.name]
+        self.master, self.slave = pty.openpty()
+        self.shell = self._popen(cmd, stdin=self.slave, stdout=self.slave, stderr=self.slave,
+                                 close_fds=False)
+        self.stdin = os.fdopen(self.master, "r")
+        self.stdout = self.stdin
+        self.pid = self.shell.pid
+        self.pollOut = select.poll()
+        self.pollOut.register(self.stdout)
+        self.outToNode[self.stdout.fileno()] = self
+        self.inToNode[self.stdin.fileno()] = self
+        self.execed = False
+        self.lastCmd = None
+        self.lastPid = None
+        self.readbuf = ""
+        self.waiting = True  # until finish_shells() has seen the prompt
+
+
+class LabHost(SplitShell, Host):
+    """A lab node: a Mininet host in its own network namespace (see SplitShell)."""
+
+
+def finish_shells(hosts: list, timeout: float = 30.0) -> None:
+    """Wait for the first prompt of every host's shell, then set it up (as Mininet does)."""
+    deadline = time.monotonic() + timeout
+    for host in hosts:
+        while True:
+            if time.monotonic() > deadline:
+                raise LabError(f"node {host.name}: its shell did not start within {timeout:g} s")
+            if not host.pollOut.poll(100):
+                continue
+            data = host.read(1024)
+            if data and data[-1] == chr(127):
+                break
+        host.waiting = False
+    for host in hosts:
+        host.sendCmd("unset HISTFILE; stty -echo; set +m")
+    for host in hosts:
+        host.waitOutput()
 
 
 class LabIntf(Intf):
@@ -128,19 +186,23 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *,
     wired = [link for link in plan.links if link.delay_ms > 0 and backend == "delayline"]
     roles = {node.name: node.role for node in plan.nodes.values()}
     roles.update({f"w{k}": "wire" for k in range(1, len(wired) + 1)})
+    shells = []
     for name in roles:
-        host = net.addHost(name, cls=Host, ip=None)
+        host = net.addHost(name, cls=LabHost, ip=None)
         on_shell(name, host.pid)
         built.node_names[name] = name
-    # Sysctls before any interface exists, in all nodes at once.
-    run_parallel([(net[name], "sysctl -q -w " + " ".join(node_sysctls(role, optimistic)))
-                  for name, role in roles.items()], "sysctl")
+        shells.append(host)
+    finish_shells(shells)
+    # (Mininet's Switch runs a command while it is constructed: no split start for bridges.)
     for seg in plan.segments.values():
         name = bridge_name(run_id, seg.name)
         on_bridge(name)
         switch = net.addSwitch(name, cls=LabBridge)
         on_shell(name, switch.pid, False)  # its shell is in the root namespace
         built.node_names[seg.name] = name
+    # Sysctls before any interface exists, in all nodes at once.
+    run_parallel([(net[name], "sysctl -q -w " + " ".join(node_sysctls(role, optimistic)))
+                  for name, role in roles.items()], "sysctl")
 
     wire_count = 0
     seg_index = {name: i for i, name in enumerate(plan.segments, start=1)}

@@ -63,7 +63,14 @@ def netns_inode(pid: int) -> int | None:
 
 
 def processes_in_netns(inodes: set[int], exclude: set[int] = frozenset()) -> list[int]:
-    """Pids of processes whose network namespace is one of ``inodes``."""
+    """Pids of processes whose network namespace is one of ``inodes``.
+
+    The root namespace (ours, and init's) is never one of them, whatever ``inodes`` says:
+    this feeds kill decisions, and a node's namespace is never the root one.
+    """
+    inodes = set(inodes) - {netns_inode(os.getpid()), netns_inode(1)}
+    if not inodes:
+        return []
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in exclude:

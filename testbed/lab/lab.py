@@ -198,6 +198,7 @@ class Lab:
                                     optimistic=self._optimistic, on_shell=self._record_shell,
                                     on_bridge=self._record_bridge)
         self.net.built = True
+        self._record_namespaces()
         self.net.start()
         self._ipr = IPRoute()
         self._location = {mn: m.first_segment for mn, m in self.addresses.mobiles.items()}
@@ -257,10 +258,16 @@ class Lab:
     def _record_shell(self, name: str, pid: int, in_namespace: bool = True) -> None:
         assert self.state is not None
         self.state.add_shell(ProcessRecord.of(pid, name, "shell", "bash"))
-        if in_namespace:
-            inode = netns_inode(pid)
-            if inode is not None:
-                self._netns_inodes.add(inode)
+
+    def _record_namespaces(self) -> None:
+        """Remember the network namespace of every node (once its shell is inside it)."""
+        assert self.net is not None
+        root = netns_inode(os.getpid())
+        for host in self.net.hosts:
+            inode = netns_inode(host.pid)
+            if inode is None or inode == root:
+                raise LabError(f"node {host.name} (pid {host.pid}) is not in its own network namespace")
+            self._netns_inodes.add(inode)
 
     def _record_bridge(self, name: str) -> None:
         assert self.state is not None
@@ -485,6 +492,10 @@ class Lab:
     @property
     def processes(self) -> list[LabProcess]:
         return list(self._processes)
+
+    @property
+    def captures(self) -> list[Capture]:
+        return list(self._captures)
 
     # -- handover -------------------------------------------------------------------------
 

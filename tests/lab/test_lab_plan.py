@@ -207,3 +207,15 @@ def test_cli_lists_params(capsys):
     assert main(["lab", "--topo", "corporate", "--list-params"]) == 0
     out = capsys.readouterr().out
     assert "n_mns" in out and "core_ha_delay" in out and "delay_backend" in out
+
+
+def test_namespace_scan_never_matches_the_root_namespace():
+    """It feeds kill decisions: the root namespace must never be taken for a node's."""
+    import os
+
+    from testbed.lab.cleanup import netns_inode, processes_in_netns
+
+    own = netns_inode(os.getpid())
+    assert own is not None
+    assert processes_in_netns({own}) == []
+    assert processes_in_netns({own, netns_inode(1) or own}) == []
