@@ -43,9 +43,18 @@ def test_delay(delay_ms):
     assert set(links) == {"ar1-a1", "ar2-a2", "ha-hm", "core-ar1", "core-ar2", "core-ha", "core-cn",
                           "core-att"}
     assert all(link["configured_rtt_ms"] == 2 * delay_ms for link in links.values())
-    bad = {name: (link["median_ms"], link["mdev_ms"], link["received"])
-           for name, link in links.items() if not link["ok"]}
-    assert not bad, f"backend {data['backend']}: median/mdev/received off goal: {bad}"
+    # No loss, and the median (of the round trips no pause of the machine overlapped, when the
+    # host paused it) within 0.3 ms + 2 % on every link: this holds on any machine.
+    off = {name: (link["median_ms"], link["received"]) for name, link in links.items()
+           if link["received"] != link["sent"] or link["median_ms"] is None
+           or abs(link["median_ms"] - link["configured_rtt_ms"]) > link["tolerance_ms"]}
+    assert not off, f"backend {data['backend']}: median or loss off goal: {off}"
+    assert all(link["min_ms"] >= link["configured_rtt_ms"] for link in links.values())
+    if data["inconclusive"]:
+        assert code == 3
+        pytest.skip(f"mdev not judgeable: the host paused this machine {data['machine_pauses']}")
+    bad = {name: link["mdev_ms"] for name, link in links.items() if not link["ok"]}
+    assert not bad, f"backend {data['backend']}: mdev off goal: {bad}"
     assert data["ok"] and code == 0
 
 
