@@ -169,13 +169,32 @@ rtt min/avg/max/mdev = 20.104/20.201/20.312/0.085 ms
 """
 
 
+def test_delay_verdict_when_the_host_paused_the_machine():
+    """Judged on the round trips no pause overlapped: a wrong median still fails, a large
+    mdev or too few clean samples is inconclusive."""
+    samples = [20.05] * 30 + [350.0] * 10
+    stats = PingStats(40, 40, samples, 20.05, 0, 350.0, 100.0)
+    on_target = LinkDelay("x", "a", "b", 20.0, stats, clean_ms=[20.05] * 30, quiet=False)
+    assert on_target.ok and not on_target.inconclusive
+    assert not LinkDelay("x", "a", "b", 20.0, stats, clean_ms=[20.05] * 30, quiet=True).ok  # raw mdev counts
+    slow = LinkDelay("x", "a", "b", 20.0, stats, clean_ms=[22.0] * 30, quiet=False)
+    assert not slow.ok and not slow.inconclusive  # a delay line 10 % slow fails, pauses or not
+    noisy = LinkDelay("x", "a", "b", 20.0, stats, clean_ms=[20.0] * 25 + [25.0] * 5, quiet=False)
+    assert not noisy.ok and noisy.inconclusive
+    few = LinkDelay("x", "a", "b", 20.0, stats, clean_ms=[20.0] * 5, quiet=False)
+    assert not few.ok and few.inconclusive
+    lossy = LinkDelay("x", "a", "b", 20.0, PingStats(40, 39, samples[:39], 20.0, 0, 350.0, 100.0),
+                      clean_ms=[20.0] * 30, quiet=False)
+    assert not lossy.ok and not lossy.inconclusive
+
+
 def test_parse_ping_and_delay_goal():
     stats = parse_ping(PING_OUTPUT)
     assert (stats.sent, stats.received) == (3, 3)
     assert stats.median_ms == pytest.approx(20.2) and stats.mdev_ms == pytest.approx(0.085)
     assert LinkDelay("x", "a", "b", 20.0, stats).ok  # within 0.3 + 2% of 20
     assert not LinkDelay("x", "a", "b", 19.0, stats).ok  # 1.2 ms off, tolerance 0.68
-    jittery = PingStats(3, 3, [20.0, 20.2, 20.1], 20.0, 20.1, 20.2, 0.31)
+    jittery = PingStats(3, 3, [19.5, 20.5, 20.0], 19.5, 20.0, 20.5, 0.41)
     assert not LinkDelay("x", "a", "b", 20.0, jittery).ok  # mdev above 0.3
     lossy = PingStats(3, 2, [20.0, 20.2], 20.0, 20.1, 20.2, 0.1)
     assert not LinkDelay("x", "a", "b", 20.0, lossy).ok
