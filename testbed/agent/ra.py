@@ -32,8 +32,15 @@ def parse_ra(packet: bytes) -> RouterAdvertisement | None:
         p = parse_packet(packet)
     except CodecError:
         return None
-    body = p.payload
-    if p.next_header != IPPROTO_ICMPV6 or len(body) < 16 or body[0] != ICMP_RA or p.hop_limit != 255:
+    if p.next_header != IPPROTO_ICMPV6 or p.hop_limit != 255:
+        return None
+    return parse_ra_message(p.payload, ipaddress.IPv6Address(p.src))
+
+
+def parse_ra_message(body: bytes, router: ipaddress.IPv6Address | str) -> RouterAdvertisement | None:
+    """An ICMPv6 Router Advertisement message (from its type octet on), or None if it is not
+    one. Prefixes: autonomous ones with a valid lifetime; a truncated option ends the list."""
+    if len(body) < 16 or body[0] != ICMP_RA:
         return None
     flags = body[5]
     lifetime = int.from_bytes(body[6:8], "big")
@@ -42,19 +49,16 @@ def parse_ra(packet: bytes) -> RouterAdvertisement | None:
     while pos + 2 <= len(body):
         otype, olen = body[pos], body[pos + 1] * 8
         if olen == 0 or pos + olen > len(body):
-            return None
+            break
         if otype == OPT_PREFIX_INFORMATION and olen == 32:
             plen, pflags = body[pos + 2], body[pos + 3]
             valid = int.from_bytes(body[pos + 4 : pos + 8], "big")
             if pflags & PIO_AUTONOMOUS and valid > 0 and plen <= 128:
-                try:
-                    net = ipaddress.IPv6Network((body[pos + 16 : pos + 32], plen), strict=False)
-                except ValueError:
-                    net = None
-                if net is not None and not net.is_link_local:
+                net = ipaddress.IPv6Network((body[pos + 16 : pos + 32], plen), strict=False)
+                if not net.is_link_local:
                     prefixes.append(net)
         pos += olen
-    return RouterAdvertisement(ipaddress.IPv6Address(p.src), tuple(prefixes), lifetime, bool(flags & 0x20))
+    return RouterAdvertisement(ipaddress.IPv6Address(router), tuple(prefixes), lifetime, bool(flags & 0x20))
 
 
 class RouterSolicitor:

@@ -28,6 +28,9 @@ from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
+from testbed.agent.ra import ICMP_RA as ND_ROUTER_ADVERT
+from testbed.agent.movement import usable
+from testbed.agent.ra import parse_ra_message
 from testbed.lab.errors import LabTimeout
 from testbed.lab.netns import socket_in_netns
 
@@ -35,20 +38,10 @@ log = logging.getLogger("testbed.lab")
 
 RTMGRP_IPV6_IFADDR = 0x100
 NLMSG_DONE = 3
-IFA_F_OPTIMISTIC = 0x04
-IFA_F_DADFAILED = 0x08
-IFA_F_TENTATIVE = 0x40
 ICMP6_FILTER = 1
-ND_ROUTER_ADVERT = 134
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@qq")
 MAX_RAS = 4096
-
-
-def usable(flags: int) -> bool:
-    if flags & IFA_F_DADFAILED:
-        return False
-    return not (flags & IFA_F_TENTATIVE) or bool(flags & IFA_F_OPTIMISTIC)
 
 
 @dataclass(frozen=True)
@@ -77,26 +70,6 @@ class CareOfAddress:
 class _Addr:
     flags: int
     usable_since: int | None
-
-
-def parse_router_advert(data: bytes) -> tuple[tuple[str, ...], bool, int] | None:
-    """(prefixes of the Prefix Information options, H flag, router lifetime) of an RA."""
-    if len(data) < 16 or data[0] != ND_ROUTER_ADVERT:
-        return None
-    home_agent = bool(data[5] & 0x20)
-    lifetime = int.from_bytes(data[6:8], "big")
-    prefixes = []
-    offset = 16
-    while offset + 2 <= len(data):
-        opt_type, opt_len = data[offset], data[offset + 1] * 8
-        if opt_len == 0 or offset + opt_len > len(data):
-            break
-        if opt_type == 3 and opt_len == 32:
-            plen = data[offset + 2]
-            addr = ipaddress.IPv6Address(data[offset + 16:offset + 32])
-            prefixes.append(str(ipaddress.IPv6Network(f"{addr}/{plen}", strict=False)))
-        offset += opt_len
-    return tuple(prefixes), home_agent, lifetime
 
 
 class NodeWatch:
@@ -155,13 +128,13 @@ class NodeWatch:
                     sec, nsec = _TIMESPEC.unpack_from(cdata)
                     # realtime stamp -> monotonic (all namespaces share the clocks)
                     t_ns = min(now, sec * 1_000_000_000 + nsec - (time.time_ns() - time.monotonic_ns()))
-            parsed = parse_router_advert(data)
-            if parsed is None:
+            router = addr[0].split("%")[0]
+            ra = parse_ra_message(data, router)
+            if ra is None:
                 continue
-            prefixes, home_agent, lifetime = parsed
             with self.cond:
-                self.ras.append(RouterAdvert(t_ns, addr[0].split("%")[0], addr[3], prefixes,
-                                             home_agent, lifetime))
+                self.ras.append(RouterAdvert(t_ns, router, addr[3], tuple(str(p) for p in ra.prefixes),
+                                             ra.home_agent, ra.router_lifetime))
                 self.cond.notify_all()
 
     def read_netlink(self) -> None:

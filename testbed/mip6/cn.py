@@ -37,7 +37,7 @@ from testbed.mip6.crypto import (
     home_keygen_token,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Action, Event, Send, addr
+from testbed.mip6.events import Action, EventSource, Send, addr
 from testbed.mip6.keys import PreconfiguredData, index_peers
 from testbed.mip6.messages import (
     BindingAck,
@@ -96,7 +96,7 @@ class _PrecomputedPeer:
         return kbm
 
 
-class CorrespondentNode:
+class CorrespondentNode(EventSource):
     def __init__(
         self,
         address: bytes,
@@ -324,7 +324,7 @@ class CorrespondentNode:
             self._event(now, "ba_sent", home=addr(home), careof=addr(careof), status=int(status), seq=seq, authenticated=kbm is not None),
         ]
 
-    # ------------------------------------------------------------------ errors and logging
+    # ------------------------------------------------------------------ Binding Errors
 
     def _binding_error(self, packet: Packet, status: int, now: int) -> list[Action]:
         home = packet.mh_source
@@ -333,9 +333,3 @@ class CorrespondentNode:
             Send(build_packet(self.address, packet.src, IPPROTO_MH, mh), "BE"),
             self._event(now, "be_sent", status=int(status), home=addr(home), to=addr(packet.src)),
         ]
-
-    def _event(self, now: int, name: str, **fields) -> Event:
-        return Event(now, self.node, name, fields)
-
-    def _drop(self, now: int, reason: str, **fields) -> Event:
-        return Event(now, self.node, "drop", {"reason": reason, **fields})

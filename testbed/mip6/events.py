@@ -33,6 +33,18 @@ class Event:
 Action = Send | Event
 
 
+class EventSource:
+    """For engines: events stamped with the engine's ``now`` and its ``node`` name."""
+
+    node: str
+
+    def _event(self, now: int, name: str, **fields) -> Event:
+        return Event(now, self.node, name, fields)
+
+    def _drop(self, now: int, reason: str, **fields) -> Event:
+        return Event(now, self.node, "drop", {"reason": reason, **fields})
+
+
 @lru_cache(maxsize=4096)
 def addr(a: bytes | None) -> str | None:
     """Render a 16-octet address for an event (cached: the same few addresses recur)."""

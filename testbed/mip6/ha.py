@@ -34,7 +34,7 @@ from testbed.mip6.constants import (
     BAStatus,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Action, Event, Send, addr
+from testbed.mip6.events import Action, EventSource, Send, addr
 from testbed.mip6.messages import (
     BindingAck,
     BindingUpdate,
@@ -64,7 +64,7 @@ class HomeBinding:
     lifetime_units: int
 
 
-class HomeAgent:
+class HomeAgent(EventSource):
     def __init__(
         self,
         address: bytes,
@@ -234,9 +234,3 @@ class HomeAgent:
             Send(pkt, "BA home"),
             self._event(now, "ba_sent", home=addr(home), careof=addr(careof), status=int(status), seq=seq, authenticated=key is not None),
         ]
-
-    def _event(self, now: int, name: str, **fields) -> Event:
-        return Event(now, self.node, name, fields)
-
-    def _drop(self, now: int, reason: str, **fields) -> Event:
-        return Event(now, self.node, "drop", {"reason": reason, **fields})

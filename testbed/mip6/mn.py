@@ -40,7 +40,7 @@ from testbed.mip6.crypto import (
 )
 from testbed.errors import ConfigError
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Action, Event, Send, addr
+from testbed.mip6.events import Action, EventSource, Send, addr
 from testbed.mip6.keys import PreconfiguredData, index_peers
 from testbed.mip6.messages import (
     BindingAck,
@@ -116,7 +116,7 @@ class BulEntry:
     timestamp: int = 0
 
 
-class MobileNode:
+class MobileNode(EventSource):
     def __init__(
         self,
         home_address: bytes,
@@ -540,11 +540,3 @@ class MobileNode:
                 out.append(self._event(now, "retransmit", peer=addr(e.peer), what="CoTI", timeout_ms=r.timeout // 1_000_000))
                 out += self._send_coti(e, now)
         return out
-
-    # ------------------------------------------------------------------ logging
-
-    def _event(self, now: int, name: str, **fields) -> Event:
-        return Event(now, self.node, name, fields)
-
-    def _drop(self, now: int, reason: str, **fields) -> Event:
-        return Event(now, self.node, "drop", {"reason": reason, **fields})

@@ -15,7 +15,8 @@ from testbed.lab.daemons import Radvd, RaInterface
 from testbed.lab.naming import bridge_name, run_id_of_ifname, tag_of
 from testbed.lab.params import parse_assignments, parse_delay_ms
 from testbed.lab.selftest import LinkDelay, PingStats, parse_ping
-from testbed.lab.watch import parse_router_advert, usable
+from testbed.agent.ra import parse_ra_message
+from testbed.lab.watch import usable
 from topologies import TOPOLOGIES, CorporateTopo, HandoverTopo
 
 
@@ -141,14 +142,18 @@ def _router_advert(flags: int, lifetime: int, prefixes: list[str]) -> bytes:
     return body
 
 
+def _parsed(body: bytes):
+    ra = parse_ra_message(body, "fe80::1")
+    return None if ra is None else (tuple(str(p) for p in ra.prefixes), ra.home_agent, ra.router_lifetime)
+
+
 def test_parse_router_advert():
-    prefixes, home_agent, lifetime = parse_router_advert(
-        _router_advert(0x20, 1, ["2001:db8:1::/64"]))
+    prefixes, home_agent, lifetime = _parsed(_router_advert(0x20, 1, ["2001:db8:1::/64"]))
     assert prefixes == ("2001:db8:1::/64",) and home_agent and lifetime == 1
-    prefixes, home_agent, _ = parse_router_advert(_router_advert(0, 3, ["2001:db8:a:2::/64"]))
+    prefixes, home_agent, _ = _parsed(_router_advert(0, 3, ["2001:db8:a:2::/64"]))
     assert prefixes == ("2001:db8:a:2::/64",) and not home_agent
-    assert parse_router_advert(b"\x87" + bytes(20)) is None  # a Neighbor Solicitation
-    assert parse_router_advert(_router_advert(0, 1, [])[:-3]) == ((), False, 1)  # truncated
+    assert _parsed(b"\x87" + bytes(20)) is None  # a Neighbor Solicitation
+    assert _parsed(_router_advert(0, 1, [])[:-3]) == ((), False, 1)  # truncated
 
 
 def test_address_usability_flags():

@@ -10,14 +10,12 @@ from engine_fixtures import ATTACKER, CN_PC, COA1, COA2, HOME, SeededRng, precon
 from testbed.mip6.cn import CorrespondentNode
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, SECOND_NS, BAStatus, BEStatus
 from testbed.mip6.crypto import (
-    binding_authenticator,
     binding_management_key,
     careof_keygen_token,
     home_keygen_token,
 )
 from testbed.mip6.events import Event, Send
 from testbed.mip6.messages import (
-    BindingAck,
     BindingError,
     BindingUpdate,
     CareofTest,
@@ -28,7 +26,7 @@ from testbed.mip6.messages import (
     decode,
     encode,
 )
-from testbed.mip6.options import AlternateCoA, BindingAuthData, NonceIndices, BindingRefreshAdvice
+from testbed.mip6.options import AlternateCoA, NonceIndices, BindingRefreshAdvice
 from testbed.mip6.packet import build_packet, parse_packet
 from testbed.mip6.sealing import bad_valid, seal_bad
 from testbed.mip6.seqstore import MemorySequenceStore, SeqRecord

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from engine_fixtures import (
     CN_PC,
-    CN_RR,
     COA1,
     COA2,
     HOME,
