@@ -73,6 +73,8 @@ class LabAgents:
         self._keys = Path(tempfile.mkdtemp(prefix=f"mip6-keys-{lab.run_id}-", dir=KEY_ROOT))
         # Unix socket paths are limited to 108 octets: control sockets get a short directory.
         self._sockets = Path(tempfile.mkdtemp(prefix=f"m6-{lab.run_id}-"))
+        for path in (self._keys, self._sockets):  # removed by `testbed lab clean` after a crash
+            lab.state.add_path(path)
 
     # ------------------------------------------------------------------ life cycle
 

@@ -124,7 +124,7 @@ def clean_run(state: RunState, report: CleanReport, dry_run: bool = False) -> No
     report.interfaces += [name for _, name in links]
     if not dry_run:
         report.failures += delete_root_links(links)
-    paths = [state.volatile_dir] + ([state.run_dir] if state.run_dir_is_temporary else [])
+    paths = [state.volatile_dir, *state.paths] + ([state.run_dir] if state.run_dir_is_temporary else [])
     for path in paths:
         if os.path.exists(path):
             report.paths.append(path)

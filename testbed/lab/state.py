@@ -72,6 +72,7 @@ class RunState:
     bridges: list[str] = field(default_factory=list)
     shells: list[ProcessRecord] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # other files or directories of the run (keys on tmpfs)
 
     @classmethod
     def create(cls, run_id: str, run_dir: Path, temporary: bool, volatile_dir: Path) -> RunState:
@@ -101,6 +102,7 @@ class RunState:
             bridges=list(data.get("bridges", [])),
             shells=[ProcessRecord(**p) for p in data.get("shells", [])],
             processes=[ProcessRecord(**p) for p in data.get("processes", [])],
+            paths=list(data.get("paths", [])),
         )
 
     def save(self) -> None:
@@ -118,6 +120,11 @@ class RunState:
 
     def add_shell(self, record: ProcessRecord) -> None:
         self.shells.append(record)
+        self.save()
+
+    def add_path(self, path: str | Path) -> None:
+        """A file or directory outside the run directory that clean-up must remove."""
+        self.paths.append(str(path))
         self.save()
 
     def add_bridge(self, name: str) -> None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,35 @@ def test_mn_starting_at_home_registers_when_it_leaves_and_deregisters_on_return(
                         and agents["ha"].ctl("bindings")["bindings"] == [], 10, "de-registration at home")
             deleted = [e for e in agents["cn"].events() if e["event"] == "binding_deleted"]
             assert deleted and deleted[-1]["mechanism"] == "precomputed"
+
+
+CRASHING_RUN = """
+import sys
+from testbed.lab.lab import Lab
+from testbed.lab.agents import LabAgents
+lab = Lab("handover").start()
+agents = LabAgents(lab, "precomputed")
+agents.start()
+print(agents._keys, agents._sockets, lab.run_id, flush=True)
+sys.stdin.read()  # until the test kills us
+"""
+
+
+def test_lab_clean_removes_the_key_files_of_a_crashed_run():
+    import os
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_RUN], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        keys, sockets, run_id = proc.stdout.readline().split()
+        assert os.path.isdir(keys) and any(Path(keys).iterdir())
+        assert oct(os.stat(keys).st_mode & 0o777) == "0o700"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert os.path.isdir(keys)  # a crash leaves them...
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", "lab", "clean"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not os.path.exists(keys) and not os.path.exists(sockets)  # ...and clean removes them
+    assert run_id in done.stdout + done.stderr
