@@ -37,7 +37,7 @@ from testbed.mip6.keys import load_preconfigured
 from testbed.mip6.mn import MobileNode
 from testbed.mip6.mnha import index_by_home, load_mn_ha
 from testbed.mip6.packet import parse_packet
-from testbed.mip6.seqstore import SqliteSequenceStore
+from testbed.mip6.seqstore import FileSequenceStore
 
 NEXT_HEADERS = {
     "mn": (IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_IPV6),
@@ -58,7 +58,7 @@ class Agent:
         self.role = config.role
         self._peers = self._load_peers()
         self._mn_ha = self._load_mn_ha()
-        self.store: SqliteSequenceStore | None = None
+        self.store: FileSequenceStore | None = None
         self.engine = None
         self.log: EventLog | None = None
         self._receiver: PacketReceiver | None = None
@@ -130,7 +130,7 @@ class Agent:
         c = self.config
         self._loop = asyncio.get_running_loop()
         c.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = SqliteSequenceStore(c.state_dir / "sequence.sqlite")
+        self.store = FileSequenceStore(c.state_dir / "sequence")
         self.log = EventLog(c.event_log, c.node)
         self.engine = self._build_engine()
         try:

@@ -9,16 +9,20 @@ The engines talk to a ``SequenceStore``: ``get(key)`` and ``put(key, record)``, 
 ``"cn/<home address>/<key_id>"``; they never contain secrets (a key holding a long hex run,
 which could be a Kcn, is refused).
 
-``SqliteSequenceStore`` uses SQLite with ``synchronous=FULL``: each ``put`` is one autocommit
+``FileSequenceStore`` (the agents' store: one pwrite and one fdatasync per put) keeps a
+small file per key with two checksummed slots. ``SqliteSequenceStore`` uses SQLite with ``synchronous=FULL``: each ``put`` is one autocommit
 transaction, fsynced before it returns, so a record survives ``kill -9`` of the process and
 power loss of the machine. ``MemorySequenceStore`` is for tests and in-process runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sqlite3
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -207,6 +211,116 @@ class SqliteSequenceStore:
         self._db.close()
 
     def __enter__(self) -> SqliteSequenceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FileSequenceStore:
+    """One small file per key under ``directory``: each ``put`` is one ``pwrite`` of a
+    checksummed 32-octet record and one ``fdatasync`` (about 0.1 ms here, against about
+    0.4 ms for an SQLite commit): the store on the agents' per-BU path.
+
+    Layout: a 264-octet header (magic, the key, so the file names its owner) and two record
+    slots written alternately, each with a generation number and a CRC-32. A write torn by a
+    crash spoils at most the slot being written; ``get`` takes the valid slot with the higher
+    generation, i.e. the last record whose ``put`` returned (or the one being written, if it
+    reached the disk whole). Files and the directory are 0600/0700.
+    """
+
+    _MAGIC = b"MIP6SEQ1"
+    _HEADER = 8 + 256
+    _SLOT = struct.Struct("!QHQI")  # generation, last, uses, CRC-32 of the first 18 octets
+    _SLOT_SIZE = 32
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.path = os.fspath(directory)
+        try:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            os.chmod(self.path, 0o700)
+        except OSError as exc:
+            raise SequenceStoreError(f"{self.path}: cannot create the store: {exc.strerror or exc}") from None
+        self._files: dict[str, tuple[int, int]] = {}  # key -> (fd, generation)
+
+    def _file(self, key: str) -> str:
+        return os.path.join(self.path, hashlib.sha256(key.encode()).hexdigest()[:32] + ".seq")
+
+    def _open(self, key: str, create: bool) -> tuple[int, int] | None:
+        entry = self._files.get(key)
+        if entry is not None:
+            return entry
+        path = self._file(key)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            if not create:
+                return None
+            fd = self._create(path, key)
+        except OSError as exc:
+            raise SequenceStoreError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        header = os.pread(fd, self._HEADER, 0)
+        if header[:8] != self._MAGIC or header[8:].rstrip(b"\0").decode(errors="replace") != key:
+            os.close(fd)
+            raise SequenceStoreError(f"{path}: not the sequence file of key {key!r}")
+        best = self._read_slots(fd)
+        entry = (fd, best[0] if best else 0)
+        self._files[key] = entry
+        return entry
+
+    def _create(self, path: str, key: str) -> int:
+        encoded = key.encode()
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            os.pwrite(fd, self._MAGIC + encoded.ljust(256, b"\0") + bytes(2 * self._SLOT_SIZE), 0)
+            os.fsync(fd)
+            dfd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            raise SequenceStoreError(f"{path}: cannot create: {exc.strerror or exc}") from None
+        return fd
+
+    def _read_slots(self, fd: int) -> tuple[int, int, int] | None:
+        best = None
+        data = os.pread(fd, 2 * self._SLOT_SIZE, self._HEADER)
+        for i in range(2):
+            raw = data[i * self._SLOT_SIZE : i * self._SLOT_SIZE + self._SLOT.size]
+            if len(raw) < self._SLOT.size:
+                continue
+            gen, last, uses, crc = self._SLOT.unpack(raw)
+            if gen and crc == zlib.crc32(raw[:18]) and (best is None or gen > best[0]):
+                best = (gen, last, uses)
+        return best
+
+    def get(self, key: str) -> SeqRecord | None:
+        entry = self._open(check_key(key), create=False)
+        if entry is None:
+            return None
+        best = self._read_slots(entry[0])
+        return None if best is None else SeqRecord(best[1], best[2])
+
+    def put(self, key: str, record: SeqRecord) -> None:
+        record = _check_record(record)
+        fd, gen = self._open(check_key(key), create=True)
+        gen += 1
+        head = struct.pack("!QHQ", gen, record.last, record.uses)
+        slot = head + struct.pack("!I", zlib.crc32(head))
+        try:
+            os.pwrite(fd, slot, self._HEADER + (gen % 2) * self._SLOT_SIZE)
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise SequenceStoreError(f"{self._file(key)}: cannot write: {exc.strerror or exc}") from None
+        self._files[key] = (fd, gen)
+
+    def close(self) -> None:
+        for fd, _ in self._files.values():
+            os.close(fd)
+        self._files.clear()
+
+    def __enter__(self) -> FileSequenceStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

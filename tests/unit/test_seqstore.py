@@ -13,6 +13,7 @@ import pytest
 
 from testbed import errors
 from testbed.mip6.seqstore import (
+    FileSequenceStore,
     MemorySequenceStore,
     SeqRecord,
     SequenceStore,
@@ -131,8 +132,11 @@ def test_closed_store_raises_store_error(tmp_path):
 _WRITER = textwrap.dedent(
     """
     import sys
-    from testbed.mip6.seqstore import SeqRecord, SqliteSequenceStore
-    store = SqliteSequenceStore(sys.argv[1], journal_mode=sys.argv[3])
+    from testbed.mip6.seqstore import FileSequenceStore, SeqRecord, SqliteSequenceStore
+    if sys.argv[3] == "file":
+        store = FileSequenceStore(sys.argv[1])
+    else:
+        store = SqliteSequenceStore(sys.argv[1], journal_mode=sys.argv[3])
     key = sys.argv[2]
     rec = store.get(key)
     last, uses = (rec.last, rec.uses) if rec else (0, 0)
@@ -145,7 +149,11 @@ _WRITER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("journal", ["wal", "delete"])
+def _reopen(path: str, journal: str):
+    return FileSequenceStore(path) if journal == "file" else SqliteSequenceStore(path, journal_mode=journal)
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete", "file"])
 def test_r4_last_printed_value_survives_kill_9(tmp_path, journal):
     """R4: a value put() returned for is on disk: SIGKILL a writer mid-stream, three times over.
 
@@ -185,7 +193,7 @@ def test_r4_last_printed_value_survives_kill_9(tmp_path, journal):
             proc.stdout.close()
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
-        with SqliteSequenceStore(path, journal_mode=journal) as s:
+        with _reopen(path, journal) as s:
             got = s.get(KEY)
         following = ((printed[0] + 1) & 0xFFFF, printed[1] + 1)
         assert (got.last, got.uses) in (printed, following)
@@ -217,3 +225,45 @@ def test_get_latency_benchmark(benchmark, tmp_path):
 
 def test_check_key_returns_good_keys():
     assert check_key(KEY) == KEY
+
+
+def test_file_store_keeps_the_older_record_when_the_newer_slot_is_torn(tmp_path):
+    with FileSequenceStore(tmp_path / "st") as s:
+        s.put(KEY, SeqRecord(7, 1))
+        s.put(KEY, SeqRecord(8, 2))
+        path = s._file(KEY)
+    assert oct(os.stat(tmp_path / "st").st_mode & 0o777) == "0o700"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    with FileSequenceStore(tmp_path / "st") as s:
+        assert s.get(KEY) == SeqRecord(8, 2)
+    # Tear the slot of generation 2 (the newer): the record of generation 1 is what remains.
+    with open(path, "r+b") as f:
+        f.seek(FileSequenceStore._HEADER + 0 * FileSequenceStore._SLOT_SIZE + 9)
+        f.write(b"\xff")
+    with FileSequenceStore(tmp_path / "st") as s:
+        assert s.get(KEY) == SeqRecord(7, 1)
+        s.put(KEY, SeqRecord(9, 3))
+    with FileSequenceStore(tmp_path / "st") as s:
+        assert s.get(KEY) == SeqRecord(9, 3)
+        assert s.get("cn/other/key") is None
+
+
+def test_file_store_refuses_secret_like_keys_and_a_foreign_file(tmp_path):
+    with FileSequenceStore(tmp_path / "st") as s:
+        with pytest.raises(ValueError):
+            s.put("cn/" + "ab" * 20, SeqRecord(1, 1))
+        s.put(KEY, SeqRecord(1, 1))
+        path = s._file(KEY)
+    with open(path, "r+b") as f:
+        f.write(b"NOTMINE!")
+    with FileSequenceStore(tmp_path / "st") as s, pytest.raises(SequenceStoreError):
+        s.get(KEY)
+
+
+@pytest.mark.benchmark(group="seqstore-put", min_rounds=50, max_time=0.5, warmup=False)
+def test_r4_file_store_put_latency_benchmark(benchmark, tmp_path):
+    """R4 cost with the agents' store: one pwrite and one fdatasync per accepted precomputed BU."""
+    counter = iter(range(1, 10**9))
+    with FileSequenceStore(tmp_path / "st") as s:
+        benchmark(lambda: s.put(KEY, SeqRecord(next(counter) & 0xFFFF, 1)))
+        assert s.get(KEY) is not None
