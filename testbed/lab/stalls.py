@@ -49,6 +49,10 @@ class StallMonitor(threading.Thread):
         i = bisect.bisect_right(starts, end_ns)
         return any(e >= start_ns for _, e in self.stalls[max(0, i - 64):i])
 
+    def between(self, start_ns: int, end_ns: int) -> list[float]:
+        """How long (ms) each pause recorded between two wall-clock times lasted."""
+        return [round((e - s) / 1e6, 1) for s, e in self.stalls if start_ns <= s <= end_ns]
+
     def summary(self) -> dict:
         span = max(1, (self.stopped_ns or time.time_ns()) - self.started_ns)
         paused = sum(e - s for s, e in self.stalls)

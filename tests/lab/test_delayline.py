@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +25,7 @@ from testbed import errors
 from testbed.errors import ConfigError
 from testbed.lab import netem
 from testbed.lab.delayline import delayline_argv
+from testbed.lab.stalls import StallMonitor
 
 ADDR_A = "fd00:d1a7::1"
 ADDR_B = "fd00:d1a7::2"
@@ -54,41 +54,6 @@ def wait_for(condition, deadline_s: float, what: str, interval: float = 0.01):
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
         time.sleep(interval)
-
-
-class StallMonitor(threading.Thread):
-    """Sleeps 1 ms at a time and records every wake-up more than ``threshold_ms`` late.
-
-    Our 2-core CI VMs are CPU-throttled by their host at times: the whole VM stops for up to
-    ~0.4 s, which no delay line can hide. A late wake-up here during a measurement tells that
-    the machine, not the line, was stalled.
-    """
-
-    def __init__(self, threshold_ms: float = 1.0) -> None:
-        super().__init__(daemon=True)
-        self.threshold_ns = int(threshold_ms * 1e6)
-        self.stalls: list[tuple[int, int]] = []  # (monotonic ns, how late ns)
-        self._stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self._stopping.is_set():
-            t = time.monotonic_ns()
-            time.sleep(0.001)
-            late = time.monotonic_ns() - t - 1_000_000
-            if late > self.threshold_ns:
-                self.stalls.append((t, late))
-
-    def __enter__(self) -> StallMonitor:  # noqa: PYI034
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stopping.set()
-        self.join(5)
-
-    def between(self, t0_ns: int, t1_ns: int) -> list[float]:
-        """How late (ms) each stalled wake-up between the two times was."""
-        return [round(late / 1e6, 1) for t, late in self.stalls if t0_ns <= t <= t1_ns]
 
 
 class Triple:
@@ -252,9 +217,9 @@ def judged_rtt(t: Triple, delay_ms: float, budget_s: float = 12.0, max_runs: int
     end = time.monotonic() + budget_s
     with StallMonitor() as monitor:
         while len(runs) < max_runs and (not runs or time.monotonic() < end):
-            t0 = time.monotonic_ns()
+            t0 = time.time_ns()
             figures = measure_rtt(t, delay_ms)
-            figures["stalls_ms"] = monitor.between(t0, time.monotonic_ns())
+            figures["stalls_ms"] = monitor.between(t0, time.time_ns())
             runs.append(figures)
             if rtt_goal_holds(figures, delay_ms) or not figures["stalls_ms"]:
                 return figures, runs
