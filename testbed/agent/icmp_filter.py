@@ -15,12 +15,7 @@ from testbed.errors import TestbedError
 PARAMETER_PROBLEM_CODES = ("4/0", "4/1", "4/2")
 
 
-def _tool() -> str:
-    for name in ("ip6tables-legacy", "ip6tables", "ip6tables-nft"):
-        path = shutil.which(name)
-        if path:
-            return path
-    raise TestbedError("no ip6tables found: install the iptables package")
+TOOLS = ("ip6tables-legacy", "ip6tables", "ip6tables-nft")  # the first that takes a rule is used
 
 
 def _rule(code: str, tag: str) -> list[str]:
@@ -31,17 +26,28 @@ def _rule(code: str, tag: str) -> list[str]:
 class ParameterProblemFilter:
     def __init__(self, tag: str) -> None:
         self.tag = tag
-        self._tool = _tool()
+        self._tools = [p for p in map(shutil.which, TOOLS) if p]
+        if not self._tools:
+            raise TestbedError("no ip6tables found: install the iptables package")
+        self._tool = self._tools[0]
         self._installed: list[list[str]] = []
 
     def install(self) -> None:
-        for code in PARAMETER_PROBLEM_CODES:
-            rule = _rule(code, self.tag)
-            done = subprocess.run([self._tool, "-w", "-A", *rule], capture_output=True, text=True)
-            if done.returncode != 0:
+        errors = []
+        for tool in self._tools:  # legacy tables where the kernel has them, else nftables
+            self._tool = tool
+            try:
+                for code in PARAMETER_PROBLEM_CODES:
+                    rule = _rule(code, self.tag)
+                    done = subprocess.run([tool, "-w", "-A", *rule], capture_output=True, text=True)
+                    if done.returncode != 0:
+                        raise TestbedError(f"{tool}: {' '.join(done.stderr.split())}")
+                    self._installed.append(rule)
+                return
+            except TestbedError as exc:
                 self.remove()
-                raise TestbedError(f"{self._tool} could not add an OUTPUT rule: {done.stderr.strip()}")
-            self._installed.append(rule)
+                errors.append(str(exc))
+        raise TestbedError("could not add the ICMPv6 Parameter Problem rules: " + "; ".join(errors))
 
     def remove(self) -> None:
         while self._installed:

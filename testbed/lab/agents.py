@@ -120,10 +120,11 @@ class LabAgents:
         })
         for cn in self.correspondents:
             self._start(cn, {"role": "cn", "address": plan.correspondents[cn], "preconfigured": cn_files[cn]})
-        for mn, config in mn_configs.items():
-            self._start(mn, config)
+        # The HA and CNs serve (sockets open, ICMPv6 rules in) before any MN signals.
         for handle in self.agents.values():
             self._wait_up(handle)
+        for mn, config in mn_configs.items():
+            self._wait_up(self._start(mn, config))
 
     def _start(self, node: str, config: dict) -> AgentHandle:
         config = {

@@ -128,7 +128,8 @@ def test_tshark_dissects_every_mh_packet_and_agrees_with_the_event_log(runs):
     assert tshark, "tshark is installed by scripts/install"
     for mechanism, r in runs.items():
         out = subprocess.run(
-            [tshark, "-r", r.pcaps["mn"], "-Y", "mipv6", "-T", "fields", "-E", "separator=|",
+            # (not ICMPv6 errors that quote a Mobility Header packet)
+            [tshark, "-r", r.pcaps["mn"], "-Y", "mipv6 && !icmpv6", "-T", "fields", "-E", "separator=|",
              "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "mip6.mhtype", "-e", "mip6.bu.seqnr",
              "-e", "mip6.ba.status", "-e", "mip6.ba.seqnr", "-e", "_ws.malformed"],
             capture_output=True, text=True, check=True,
