@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from testbed.mip6.bindingcache import BindingCache
 from testbed.mip6.constants import (
     IPPROTO_MH,
     KBM_LEN,
@@ -37,7 +38,7 @@ from testbed.mip6.crypto import (
     home_keygen_token,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Action, EventSource, Send, addr
+from testbed.mip6.events import Action, Send, addr
 from testbed.mip6.keys import PreconfiguredData, index_peers
 from testbed.mip6.messages import (
     BindingAck,
@@ -96,7 +97,7 @@ class _PrecomputedPeer:
         return kbm
 
 
-class CorrespondentNode(EventSource):
+class CorrespondentNode(BindingCache):
     def __init__(
         self,
         address: bytes,
@@ -127,21 +128,6 @@ class CorrespondentNode(EventSource):
 
     def is_precomputed_peer(self, home: bytes) -> bool:
         return home in self._peers
-
-    def binding_for(self, home: bytes) -> Binding | None:
-        return self.bindings.get(home)
-
-    # ------------------------------------------------------------------ timers
-
-    def next_timer(self) -> int | None:
-        return min((b.expires_ns for b in self.bindings.values()), default=None)
-
-    def handle_timer(self, now: int) -> list[Action]:
-        out: list[Action] = []
-        for home in [h for h, b in self.bindings.items() if b.expires_ns <= now]:
-            b = self.bindings.pop(home)
-            out.append(self._event(now, "binding_expired", home=addr(home), careof=addr(b.careof), seq=b.seq))
-        return out
 
     # ------------------------------------------------------------------ input
 

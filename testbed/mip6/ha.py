@@ -25,6 +25,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
+from testbed.mip6.bindingcache import BindingCache
 from testbed.mip6.constants import (
     IPPROTO_IPV6,
     IPPROTO_MH,
@@ -34,7 +35,7 @@ from testbed.mip6.constants import (
     BAStatus,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Action, EventSource, Send, addr
+from testbed.mip6.events import Action, Send, addr
 from testbed.mip6.messages import (
     BindingAck,
     BindingUpdate,
@@ -64,7 +65,9 @@ class HomeBinding:
     lifetime_units: int
 
 
-class HomeAgent(EventSource):
+class HomeAgent(BindingCache):
+    EXPIRED_EVENT = "home_binding_expired"
+
     def __init__(
         self,
         address: bytes,
@@ -86,19 +89,6 @@ class HomeAgent(EventSource):
 
     def set_keys(self, keys: Mapping[bytes, MnHaSecurityAssociation]) -> None:
         self._keys = dict(keys)
-
-    def binding_for(self, home: bytes) -> HomeBinding | None:
-        return self.bindings.get(home)
-
-    def next_timer(self) -> int | None:
-        return min((b.expires_ns for b in self.bindings.values()), default=None)
-
-    def handle_timer(self, now: int) -> list[Action]:
-        out: list[Action] = []
-        for home in [h for h, b in self.bindings.items() if b.expires_ns <= now]:
-            b = self.bindings.pop(home)
-            out.append(self._event(now, "home_binding_expired", home=addr(home), careof=addr(b.careof)))
-        return out
 
     # ------------------------------------------------------------------ input
 

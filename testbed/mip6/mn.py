@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from testbed.errors import ConfigError
 from testbed.mip6.constants import (
     INITIAL_BINDACK_TIMEOUT_S,
     IPPROTO_IPV6,
@@ -38,7 +39,6 @@ from testbed.mip6.crypto import (
     careof_keygen_token,
     home_keygen_token,
 )
-from testbed.errors import ConfigError
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import Action, EventSource, Send, addr
 from testbed.mip6.keys import PreconfiguredData, index_peers
