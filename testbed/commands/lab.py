@@ -2,6 +2,7 @@
 
     testbed lab --topo handover [--param core_ha_delay=50ms ...]      # Mininet CLI on the lab
     testbed lab --topo NAME --test pingall|delay|move [--json]         # self-test, exit 0 if met
+    testbed lab --topo handover --test handover [--json]               # agents bind and move per mechanism
     testbed lab clean [--dry-run]                                      # remove crashed runs' leftovers
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from testbed.errors import ConfigError
 
-TESTS = ("pingall", "delay", "move")
+TESTS = ("pingall", "delay", "move", "handover")
 
 
 def add_parser(sub) -> None:
@@ -31,7 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--test", choices=TESTS, help="run a self-test instead of the CLI; exit 0: goal met, "
                    "1: goal missed, 3: inconclusive (the host paused the machine too often to judge delays)")
     p.add_argument("--json", action="store_true", help="self-test figures as JSON on stdout")
-    p.add_argument("--moves", type=int, default=20, metavar="N", help="moves of --test move (20)")
+    p.add_argument("--moves", type=int, metavar="N",
+                   help="moves of --test move (default 20) and of --test handover per mechanism (default 1)")
     p.add_argument("--run-dir", metavar="DIR",
                    help="keep the run's files (lab.json, configs, logs, pcaps) in DIR "
                         "(default: a temporary directory, removed on exit)")
@@ -85,7 +87,7 @@ def run(args) -> int:
 
     if args.topo not in TOPOLOGIES:
         raise ConfigError(f"--topo {args.topo!r}: unknown topology (known: {', '.join(TOPOLOGIES)})")
-    if args.moves < 1:
+    if args.moves is not None and args.moves < 1:
         raise ConfigError(f"--moves {args.moves}: must be at least 1")
     params = _parse_params(args)
     if args.list_params:
@@ -99,6 +101,8 @@ def run(args) -> int:
         raise ConfigError("--json needs --test")
     _setup_logging(args.verbose)
     _sigterm_as_interrupt()
+    if args.test == "handover":
+        return _handover_test(args, params)
     with Lab(args.topo, run_dir=args.run_dir, **params) as lab:
         if args.test is None:
             _print_summary(lab)
@@ -128,7 +132,44 @@ def _run_test(lab, args):
         return selftest.pingall(lab)
     if args.test == "delay":
         return selftest.measure_delay(lab)
-    return selftest.move_test(lab, count=args.moves)
+    return selftest.move_test(lab, count=args.moves or 20)
+
+
+def _handover_test(args, params: dict) -> int:
+    """Agents in a fresh handover lab per mechanism: bind, move, report (issue 4 item 8)."""
+    import tempfile
+    from pathlib import Path
+
+    from testbed.lab.handover_check import run_handover_check
+
+    if args.topo != "handover":
+        raise ConfigError("--test handover runs on the handover topology")
+    with tempfile.TemporaryDirectory(prefix="mip6-handover-") as tmp:
+        root = Path(args.run_dir) if args.run_dir else Path(tmp)
+        results = run_handover_check(moves=args.moves or 1, run_root=root, params=params)
+        data = {"test": "handover", "ok": all(r.ok for r in results),
+                "goal": "both mechanisms bind and every move re-binds at the CN",
+                "mechanisms": [r.summary() | {"move_to_ba_ms": [m.move_to_ba_ms for m in r.moves]} for r in results]}
+    if args.json:
+        print(json.dumps(data, indent=1, default=str))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="handover self-test: agents in the handover lab")
+        for column in ("mechanism", "bound", "moves", "move→BA ms", "Mobility Header messages"):
+            table.add_column(column)
+        for m in data["mechanisms"]:
+            times = ", ".join("-" if t is None else f"{t:.1f}" for t in m["move_to_ba_ms"])
+            types = ", ".join(f"{k} {v}" for k, v in sorted(m["mh_types"].items()))
+            table.add_row(m["mechanism"], "yes" if m["bound"] else "NO", str(m["moves"]), times, types)
+        console = Console()
+        console.print(table)
+        for m in data["mechanisms"]:
+            if m["error"]:
+                console.print(f"{m['mechanism']}: {m['error']}")
+        console.print(("[green]goal met[/green]: " if data["ok"] else "[red]goal NOT met[/red]: ") + data["goal"])
+    return 0 if data["ok"] else 1
 
 
 def _print_summary(lab) -> None:

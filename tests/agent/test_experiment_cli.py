@@ -52,3 +52,16 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
     done = _testbed("experiment", "handover", "--out", str(full))
     assert done.returncode == 2 and "not empty" in done.stderr
     assert (full / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.lab
+def test_lab_handover_self_test_reports_both_mechanisms():
+    done = _testbed("lab", "--topo", "handover", "--test", "handover", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    assert data["ok"]
+    by_name = {m["mechanism"]: m for m in data["mechanisms"]}
+    assert set(by_name) == {"rr", "precomputed"}
+    assert all(m["bound"] and len(m["move_to_ba_ms"]) == 1 and m["move_to_ba_ms"][0] > 0 for m in by_name.values())
+    assert set(by_name["precomputed"]["mh_types"]) == {"BU", "BA"}
+    assert {"HoTI", "HoT", "CoTI", "CoT"} <= set(by_name["rr"]["mh_types"])
