@@ -154,6 +154,8 @@ def parse_agent_config(doc: dict, source: str) -> AgentConfig:
     if not isinstance(node, str) or not node or len(node) > 32:
         raise _fail(source, "node: expected a short name")
     if role == "mn":
+        if len(kw.get("interfaces", ())) != 1:
+            raise _fail(source, "interfaces: a mobile node needs exactly one interface (the one that moves)")
         if len(kw["mn_ha_keys"]) != 1:
             raise _fail(source, "mn_ha_keys: a mobile node has exactly one MN-HA key file")
         if kw["home_address"] not in kw["home_prefix"]:

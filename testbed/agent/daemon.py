@@ -18,6 +18,8 @@ import socket
 import time
 from pathlib import Path
 
+from pyroute2 import AsyncIPRoute
+
 from testbed.agent.config import AgentConfig
 from testbed.agent.control import ControlServer
 from testbed.agent.eventlog import EventLog
@@ -29,7 +31,13 @@ from testbed.agent.ra import parse_ra
 from testbed.agent.tun import TunDevice
 from testbed.errors import ConfigError, TestbedError
 from testbed.mip6.cn import CorrespondentNode
-from testbed.mip6.constants import IPPROTO_DSTOPTS, IPPROTO_ICMPV6, IPPROTO_IPV6, IPPROTO_MH, IPPROTO_ROUTING
+from testbed.mip6.constants import (
+    IPPROTO_DSTOPTS,
+    IPPROTO_ICMPV6,
+    IPPROTO_IPV6,
+    IPPROTO_MH,
+    IPPROTO_ROUTING,
+)
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import Event, Send
 from testbed.mip6.ha import HomeAgent
@@ -155,8 +163,6 @@ class Agent:
         self._receiver = PacketReceiver(c.interfaces, NEXT_HEADERS[self.role], router_advertisements=self.role == "mn")
         loop.add_reader(self._receiver.fileno(), self._on_readable)
         if self.role == "ha":
-            from pyroute2 import AsyncIPRoute
-
             self._tun = TunDevice(f"m6t{os.getpid() % 100000}")
             # No link-local address on it: the kernel would send RS and MLD into the tunnel.
             Path(f"/proc/sys/net/ipv6/conf/{self._tun.name}/addr_gen_mode").write_text("1")
@@ -166,8 +172,6 @@ class Agent:
             await self._ipr.link("set", index=index, state="up")
             self._tun_index = index
         if self.role == "mn":
-            if len(c.interfaces) != 1:
-                raise ConfigError(f"{c.source}: interfaces: a mobile node needs exactly one interface")
             self._movement = MovementDetector(c.interfaces[0], c.home_address, c.home_prefix, self._on_move, self.log.event)
             await self._movement.start()
         self._control = ControlServer(c.control_socket, self._on_control)
