@@ -301,14 +301,7 @@ class CorrespondentNode(BindingCache):
             lifetime: int, kbm: bytes | None, now: int) -> list[Action]:
         msg = BindingAck(status, seq, lifetime)
         mh = seal_bad(msg, kbm, careof, self.address) if kbm is not None else encode(msg)
-        if packet.src == home:
-            pkt = build_packet(self.address, home, IPPROTO_MH, mh)
-        else:
-            pkt = build_packet(self.address, packet.src, IPPROTO_MH, mh, rh2_address=home)
-        return [
-            Send(pkt, "BA"),
-            self._event(now, "ba_sent", home=addr(home), careof=addr(careof), status=int(status), seq=seq, authenticated=kbm is not None),
-        ]
+        return self._ba_actions(packet, home, careof, mh, status=status, seq=seq, authenticated=kbm is not None, now=now)
 
     # ------------------------------------------------------------------ Binding Errors
 

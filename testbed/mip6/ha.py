@@ -216,11 +216,5 @@ class HomeAgent(BindingCache):
             mh = seal_mn_ha(msg, key.spi, key.key, careof, home)
         else:
             mh = encode(msg)
-        if packet.src == home:
-            pkt = build_packet(self.address, home, IPPROTO_MH, mh)
-        else:
-            pkt = build_packet(self.address, packet.src, IPPROTO_MH, mh, rh2_address=home)
-        return [
-            Send(pkt, "BA home"),
-            self._event(now, "ba_sent", home=addr(home), careof=addr(careof), status=int(status), seq=seq, authenticated=key is not None),
-        ]
+        return self._ba_actions(packet, home, careof, mh, status=status, seq=seq, authenticated=key is not None,
+                                now=now, what="BA home")
