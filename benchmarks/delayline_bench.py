@@ -91,11 +91,12 @@ def bench_delay(args, delay: float, monitor: StallMonitor) -> dict:
         runs = []
         c0, w0 = cpu_ns(line.pid), time.monotonic_ns()
         for _ in range(args.rounds):
-            t0 = time.monotonic_ns()
+            t0, m0 = time.time_ns(), time.monotonic_ns()
             done = t.ping(args.count, args.interval or ping_interval(delay), extra=("-D",))
-            t1 = time.monotonic_ns()
+            t1, m1 = time.time_ns(), time.monotonic_ns()
             stalls = monitor.between(t0, t1)
-            windows = [(s, s + 1_000_000 + late) for s, late in monitor.stalls if t0 <= s <= t1]
+            # clean_figures works in monotonic time
+            windows = [(s, e) for s, e in monitor.stalls_monotonic if s <= m1 and e >= m0]
             fig = parse_ping(done.stdout)
             excess = sorted(r - 2 * delay for r in fig.pop("rtts"))
             fig["excess_p90"] = excess[int(0.9 * (len(excess) - 1))]

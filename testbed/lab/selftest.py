@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import statistics
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +35,9 @@ MDEV_MAX_MS = 0.3
 MOVE_MEDIAN_GOAL_MS = 150.0
 MIN_CLEAN_SAMPLES = 20
 DELAY_PINGS = 100
+DELAY_MAX_ROUNDS = 5  # rounds of DELAY_PINGS per link until MIN_CLEAN_SAMPLES clean ones,
+DELAY_ROUND_BUDGET_S = 6.0  # no new round after this long on one link
+AFTER_PAUSE_MS = 20.0  # after a pause every sleeper wakes at once: a round trip sent this soon is not clean
 
 _TIME_RE = re.compile(r"time=([0-9.]+) ms")
 _STAMPED_RE = re.compile(r"^\[([0-9]+\.[0-9]+)\].*time=([0-9.]+) ms", re.M)
@@ -70,6 +74,15 @@ def parse_ping(output: str) -> PingStats:
     stamps = [int(float(m.group(1)) * 1e9) for m in _STAMPED_RE.finditer(output)]
     return PingStats(sent, received, samples, mn, avg, mx, mdev,
                      stamps if len(stamps) == len(samples) else [])
+
+
+def merge_ping_stats(parts: list[PingStats]) -> PingStats:
+    """One PingStats from several ping runs across the same link."""
+    samples = [x for p in parts for x in p.samples_ms]
+    stamps = [x for p in parts for x in p.stamps_ns] if all(p.stamps_ns or not p.samples_ms for p in parts) else []
+    return PingStats(sum(p.sent for p in parts), sum(p.received for p in parts), samples,
+                     min(samples, default=None), statistics.fmean(samples) if samples else None,
+                     max(samples, default=None), mdev(samples) if samples else None, stamps)
 
 
 def mdev(values: list[float]) -> float:
@@ -269,9 +282,23 @@ def is_quiet(stalls: StallMonitor) -> bool:
     return summary["paused_fraction"] < 0.01 and summary["longest_ms"] <= 5.0
 
 
-def measure_delay(lab, count: int = DELAY_PINGS, interval_s: float = 0.02) -> DelayResult:
+def clean_samples(stats: PingStats, stalls: StallMonitor) -> list[float]:
+    """Round trips that no pause overlapped, nor ended less than AFTER_PAUSE_MS before."""
+    if not stats.stamps_ns:
+        return list(stats.samples_ms) if not stalls.stalls else []
+    margin = 1_000_000  # ping stamps a reply just after it arrives
+    before = int(AFTER_PAUSE_MS * 1e6)
+    return [rtt for rtt, t in zip(stats.samples_ms, stats.stamps_ns)
+            if not stalls.overlaps(t - int(rtt * 1e6) - before, t + margin)]
+
+
+def measure_delay(lab, count: int = DELAY_PINGS, interval_s: float = 0.02,
+                  max_rounds: int = DELAY_MAX_ROUNDS, budget_s: float = DELAY_ROUND_BUDGET_S) -> DelayResult:
     """Ping across every delayed link, one link at a time (concurrent pings would load the
-    two cores and delay the delay lines themselves), with a stall monitor running."""
+    two cores and delay the delay lines themselves), with a stall monitor running. While the
+    host pauses the machine, a link gets further rounds of ``count`` pings (up to
+    ``max_rounds``, none started after ``budget_s`` on that link) until MIN_CLEAN_SAMPLES
+    round trips were undisturbed."""
     result = DelayResult(backend=lab.delay_backend)
     with StallMonitor() as stalls:
         for label, src, target, segment, delay_ms in delayed_link_probes(lab):
@@ -281,19 +308,20 @@ def measure_delay(lab, count: int = DELAY_PINGS, interval_s: float = 0.02) -> De
             wait = max(1.0, 4 * delay_ms / 1000)
             # warm-up: neighbour discovery through the delayed link is not part of the figure
             lab.run(src, ["ping", "-6", "-n", "-q", "-c", "2", "-i", "0.2", "-W", f"{wait:g}", target], timeout=30)
-            done = lab.run(src, ["ping", "-6", "-n", "-D", "-c", str(count), "-i", f"{interval_s:g}",
-                                 "-W", f"{wait:g}", target], timeout=count * interval_s + 60)
-            result.links.append(LinkDelay(label, src, target, 2 * delay_ms, parse_ping(done.stdout)))
-    margin = 1_000_000  # ping stamps a reply just after it arrives
+            rounds: list[PingStats] = []
+            clean: list[float] = []
+            until = time.monotonic() + budget_s
+            while len(rounds) < max_rounds and (not rounds or time.monotonic() < until):
+                done = lab.run(src, ["ping", "-6", "-n", "-D", "-c", str(count), "-i", f"{interval_s:g}",
+                                     "-W", f"{wait:g}", target], timeout=count * interval_s + 60)
+                rounds.append(parse_ping(done.stdout))
+                clean += clean_samples(rounds[-1], stalls)
+                if not stalls.stalls or len(clean) >= MIN_CLEAN_SAMPLES or rounds[-1].received < rounds[-1].sent:
+                    break
+            result.links.append(LinkDelay(label, src, target, 2 * delay_ms, merge_ping_stats(rounds), clean))
     quiet = is_quiet(stalls)
     for link in result.links:
         link.quiet = quiet
-        s = link.stats
-        if s.stamps_ns:
-            link.clean_ms = [rtt for rtt, t in zip(s.samples_ms, s.stamps_ns)
-                             if not stalls.overlaps(t - int(rtt * 1e6) - margin, t + margin)]
-        else:
-            link.clean_ms = list(s.samples_ms) if not stalls.stalls else []
     result.machine = stalls.summary()
     return result
 

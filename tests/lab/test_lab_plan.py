@@ -14,7 +14,8 @@ from testbed.lab.addressing import build_plan, eui64_address
 from testbed.lab.daemons import Radvd, RaInterface
 from testbed.lab.naming import bridge_name, run_id_of_ifname, tag_of
 from testbed.lab.params import parse_assignments, parse_delay_ms
-from testbed.lab.selftest import LinkDelay, PingStats, parse_ping
+from testbed.lab.selftest import LinkDelay, PingStats, clean_samples, merge_ping_stats, parse_ping
+from testbed.lab.stalls import StallMonitor
 from testbed.agent.ra import parse_ra_message
 from testbed.lab.watch import usable
 from topologies import TOPOLOGIES, CorporateTopo, HandoverTopo
@@ -191,6 +192,28 @@ def test_delay_verdict_when_the_host_paused_the_machine():
     lossy = LinkDelay("x", "a", "b", 20.0, PingStats(40, 39, samples[:39], 20.0, 0, 350.0, 100.0),
                       clean_ms=[20.0] * 30, quiet=False)
     assert not lossy.ok and not lossy.inconclusive
+
+
+def test_clean_samples_leave_out_round_trips_a_pause_overlapped_or_just_preceded():
+    ms = 1_000_000
+    m = StallMonitor(cpus={0})
+    m._watchers[0].stalls.append((1000 * ms, 1300 * ms, 0, 0))  # paused 1000-1300 ms (wall clock)
+    # replies stamped at these times after round trips of 2 ms
+    stamps = [900 * ms, 1001 * ms, 1310 * ms, 1330 * ms, 2000 * ms]
+    stats = PingStats(5, 5, [2.0, 2.0, 2.0, 2.0, 2.0], 2.0, 2.0, 2.0, 0.0, stamps)
+    # overlapped: 1001; sent within 20 ms of the pause's end: 1310; clean: 900, 1330, 2000
+    assert clean_samples(stats, m) == [2.0, 2.0, 2.0]
+    assert clean_samples(PingStats(1, 1, [2.0], 2.0, 2.0, 2.0, 0.0), m) == []  # no stamps, a pause: none
+    assert clean_samples(PingStats(1, 1, [2.0], 2.0, 2.0, 2.0, 0.0), StallMonitor(cpus={0})) == [2.0]
+
+
+def test_ping_rounds_merge_into_one_figure():
+    a = PingStats(2, 2, [2.0, 4.0], 2.0, 3.0, 4.0, 1.0, [1, 2])
+    b = PingStats(3, 2, [6.0, 8.0], 6.0, 7.0, 8.0, 1.0, [3, 4])
+    merged = merge_ping_stats([a, b])
+    assert (merged.sent, merged.received, merged.samples_ms, merged.stamps_ns) == (5, 4, [2.0, 4.0, 6.0, 8.0], [1, 2, 3, 4])
+    assert (merged.min_ms, merged.avg_ms, merged.max_ms) == (2.0, 5.0, 8.0)
+    assert merged.mdev_ms == pytest.approx(5 ** 0.5)
 
 
 def test_parse_ping_and_delay_goal():

@@ -44,11 +44,15 @@ def test_delay(delay_ms):
                           "core-att"}
     assert all(link["configured_rtt_ms"] == 2 * delay_ms for link in links.values())
     # No loss, and the median (of the round trips no pause of the machine overlapped, when the
-    # host paused it) within 0.3 ms + 2 % on every link: this holds on any machine.
-    off = {name: (link["median_ms"], link["received"]) for name, link in links.items()
-           if link["received"] != link["sent"] or link["median_ms"] is None
-           or abs(link["median_ms"] - link["configured_rtt_ms"]) > link["tolerance_ms"]}
-    assert not off, f"backend {data['backend']}: median or loss off goal: {off}"
+    # host paused it) within 0.3 ms + 2 % on every link: this holds on any machine. (A link
+    # that no pause-free round trip crossed has no median and is inconclusive.)
+    lost = {name: (link["sent"], link["received"]) for name, link in links.items() if link["received"] != link["sent"]}
+    assert not lost, f"backend {data['backend']}: loss: {lost}"
+    off = {name: link["median_ms"] for name, link in links.items()
+           if (link["median_ms"] is None and not link["inconclusive"])
+           or (link["median_ms"] is not None
+               and abs(link["median_ms"] - link["configured_rtt_ms"]) > link["tolerance_ms"])}
+    assert not off, f"backend {data['backend']}: median off goal: {off}"
     assert all(link["min_ms"] >= link["configured_rtt_ms"] for link in links.values())
     if data["inconclusive"]:
         assert code == 3
