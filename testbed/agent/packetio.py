@@ -3,7 +3,7 @@
 Receiving: one AF_PACKET socket (ETH_P_ALL, frames for this host and multicast) with a BPF filter,
 so the agent sees whole IPv6 packets, headers included, even those the kernel itself drops
 (Home Address option, type 2 routing header, IPv6-in-IPv6). Each packet comes with the
-time it was received (kernel timestamp, converted to time.monotonic_ns).
+time it was received (kernel timestamp, converted to time.monotonic_ns at each read).
 
 Sending: one raw IPv6 socket with the header included (IPPROTO_RAW): every packet the
 engines build, whatever its extension headers and source address, goes out through it.
@@ -33,15 +33,18 @@ class PacketReceiver:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self._sock.setblocking(False)
         self._interfaces = frozenset(interfaces) if interfaces else None
-        # CLOCK_REALTIME (kernel stamps) to CLOCK_MONOTONIC, measured once.
-        self._offset = time.time_ns() - time.monotonic_ns()
 
     def fileno(self) -> int:
         return self._sock.fileno()
 
     def drain(self) -> Iterator[tuple[bytes, int, str]]:
-        """Every waiting packet as (IPv6 bytes, monotonic receive time ns, interface name)."""
+        """Every waiting packet as (IPv6 bytes, monotonic receive time ns, interface name).
+
+        Kernel stamps are CLOCK_REALTIME; they are moved to CLOCK_MONOTONIC with the offset
+        between the two clocks read now, not once at start: the realtime clock is slewed
+        (NTP), and an offset read minutes earlier was measured 90 us off here."""
         sock = self._sock
+        offset = time.time_ns() - time.monotonic_ns()
         while True:
             try:
                 data, ancdata, _, addr = sock.recvmsg(65535, 64)
@@ -57,7 +60,7 @@ class PacketReceiver:
             for level, kind, blob in ancdata:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = _TIMESPEC.unpack_from(blob)
-                    t = sec * 1_000_000_000 + nsec - self._offset
+                    t = sec * 1_000_000_000 + nsec - offset
             yield data[ETH_HLEN:], t or time.monotonic_ns(), addr[0]
 
     def close(self) -> None:

@@ -70,10 +70,15 @@ class MechanismResult:
         }
 
 
+def bu_turnarounds(events: list[dict]) -> list[tuple[int, int]]:
+    """Per BU an agent answered: (the BU's arrival, kernel timestamp; the BA leaving), monotonic ns."""
+    sent = {e["trigger_t_ns"]: e["t_ns"] for e in events if e["event"] == "packet_sent" and e["what"].startswith("BA")}
+    return [(e["t_ns"], sent[e["t_ns"]]) for e in events if e["event"] == "bu_received" and e["t_ns"] in sent]
+
+
 def bu_turnaround_ns(events: list[dict]) -> list[int]:
     """Per BU an agent answered: from the BU's arrival (kernel timestamp) to the BA leaving."""
-    sent = {e["trigger_t_ns"]: e["t_ns"] for e in events if e["event"] == "packet_sent" and e["what"].startswith("BA")}
-    return [sent[e["t_ns"]] - e["t_ns"] for e in events if e["event"] == "bu_received" and e["t_ns"] in sent]
+    return [out - arrived for arrived, out in bu_turnarounds(events)]
 
 
 def _first(events: list[dict], name: str, since: int, **match) -> dict | None:
