@@ -88,6 +88,9 @@ MAX_RR_BINDING_LIFETIME_S = 420
 INITIAL_BINDACK_TIMEOUT_S = 1
 MAX_BINDACK_TIMEOUT_S = 32
 LIFETIME_UNIT_S = 4  # BU/BA lifetime field counts units of 4 seconds
+# The MN refreshes a binding after this share of the lifetime granted in the BA (RFC 6275
+# 11.7.1 leaves the moment to the MN; a quarter of the lifetime leaves room for retransmissions).
+REFRESH_AT_FRACTION = 0.75
 MAX_LIFETIME_UNITS = 0xFFFF
 
 # Sizes.

@@ -13,8 +13,10 @@ correspondent in its Binding Update List:
   through the home agent once the home registration carries the new CoA, unless a home
   keygen token younger than MAX_TOKEN_LIFETIME is at hand. The BU follows both tokens.
 Unacknowledged BUs (and HoTI/CoTI) are retransmitted after 1 s, doubling to 32 s, each BU
-with a new sequence number that is made durable before it is sent. At the R13 limit the
-engine stops using the key and emits ``rekey_required``.
+with a new sequence number that is made durable before it is sent. A binding is refreshed
+before it runs out: once REFRESH_AT_FRACTION of the lifetime the BA granted has passed, the
+MN sends a new BU (a new return routability round for an RR peer, reusing a home token that
+is still valid). At the R13 limit the engine stops using the key and emits ``rekey_required``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from testbed.mip6.constants import (
     IPPROTO_IPV6,
     IPPROTO_MH,
     MAX_BINDACK_TIMEOUT_S,
+    LIFETIME_UNIT_S,
     MAX_TOKEN_LIFETIME_S,
+    REFRESH_AT_FRACTION,
     SECOND_NS,
     BAStatus,
     BEStatus,
@@ -101,6 +105,7 @@ class BulEntry:
     bu_retx: _Retransmit | None = None
     sent_kbm: bytes | None = None  # Kbm of the outstanding BU
     lifetime: int = 0  # granted, units of 4 s
+    refresh_at: int = 0  # when a bound entry sends a new BU to keep its binding (0: never)
     # return routability
     hoti_cookie: bytes | None = None
     coti_cookie: bytes | None = None
@@ -265,7 +270,7 @@ class MobileNode(EventSource):
         e.state = "bound"
         e.bu_retx = None
         e.bound_careof = e.careof
-        e.lifetime = ba.lifetime
+        self._schedule_refresh(e, ba.lifetime, now)
         out.append(self._event(now, "home_registered", careof=addr(e.careof), lifetime=ba.lifetime, at_home=self.at_home))
         # reverse-tunnelled HoTIs were waiting for the home registration
         for c in self.bul.values():
@@ -434,7 +439,7 @@ class MobileNode(EventSource):
             return out
         e.state = "bound"
         e.bound_careof = e.careof
-        e.lifetime = ba.lifetime
+        self._schedule_refresh(e, ba.lifetime, now)
         out.append(self._event(now, "cn_registered", peer=addr(e.peer), mechanism=e.mechanism, careof=addr(e.careof), seq=ba.seq, lifetime=ba.lifetime))
         return out
 
@@ -507,6 +512,21 @@ class MobileNode(EventSource):
 
     # ------------------------------------------------------------------ timers
 
+    @staticmethod
+    def _schedule_refresh(e: BulEntry, lifetime_units: int, now: int) -> None:
+        e.lifetime = lifetime_units
+        e.refresh_at = now + int(lifetime_units * LIFETIME_UNIT_S * SECOND_NS * REFRESH_AT_FRACTION) if lifetime_units else 0
+
+    def _refresh(self, e: BulEntry, now: int) -> list[Action]:
+        e.refresh_at = 0
+        out: list[Action] = [self._event(now, "binding_refresh", peer=addr(e.peer), mechanism=e.mechanism,
+                                         careof=addr(e.bound_careof), lifetime=e.lifetime)]
+        if e is self.home:
+            return out + self._send_home_bu(now)
+        if e.mechanism == "precomputed":
+            return out + self._send_cn_bu(e, now)
+        return out + self._start_rr(e, now)
+
     def next_timer(self) -> int | None:
         times = [
             r.at
@@ -514,11 +534,15 @@ class MobileNode(EventSource):
             for r in (e.bu_retx, e.hoti_retx, e.coti_retx)
             if r is not None and r.at
         ]
+        times += [e.refresh_at for e in self.entries() if e.state == "bound" and e.refresh_at]
         return min(times, default=None)
 
     def handle_timer(self, now: int) -> list[Action]:
         out: list[Action] = []
         h = self.home
+        for e in self.entries():
+            if e.state == "bound" and e.refresh_at and e.refresh_at <= now and self.careof is not None and not self.at_home:
+                out += self._refresh(e, now)
         if h.bu_retx is not None and h.bu_retx.at and h.bu_retx.at <= now and h.state == "bu_sent":
             h.bu_retx.backoff(now)
             out.append(self._event(now, "retransmit", peer=addr(h.peer), what="BU", timeout_ms=h.bu_retx.timeout // 1_000_000))

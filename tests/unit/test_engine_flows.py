@@ -231,3 +231,46 @@ def test_mn_sequence_numbers_survive_a_restart(tmp_path):
     statuses = [e["status"] for e in w2.net.events_named("ba_received", "mn") if e["peer"] == "2001:db8:4::1"]
     assert statuses == [BAStatus.ACCEPTED]  # no 135: the MN continued from its stored number
     reopened.close()
+
+
+def test_bindings_are_refreshed_before_their_lifetime_runs_out():
+    """RFC 6275 11.7.1: the MN sends new BUs before the granted lifetime ends, so the home
+    agent's and both correspondents' bindings outlive it (RR and precomputed alike)."""
+    w = make_world()
+    w.move(COA1)
+    _bound(w, COA1)
+    lifetimes = {e.peer: e.lifetime for e in w.mn.entries()}
+    assert all(units > 0 for units in lifetimes.values())
+    longest_s = 4 * max(lifetimes.values())
+    bound_at = w.net.now
+    w.net.run_for(3 * longest_s * 1000 * MS)
+    assert not w.net.events_named("binding_expired") and not w.net.events_named("home_binding_expired")
+    for engine in (w.cn_rr, w.cn_pc):
+        b = engine.binding_for(HOME)
+        assert b is not None and b.careof == COA1 and b.expires_ns > w.net.now
+    assert w.ha.bindings[HOME].careof == COA1 and w.ha.bindings[HOME].expires_ns > w.net.now
+    refreshes = w.net.events_named("binding_refresh", "mn")
+    by_mechanism = {m: [e["t_ns"] for e in refreshes if e["mechanism"] == m] for m in ("home", "rr", "precomputed")}
+    assert all(len(times) >= 3 for times in by_mechanism.values()), by_mechanism
+    # the first refresh comes at 3/4 of the granted lifetime, not earlier
+    home_life_ns = 4 * w.mn.home.lifetime * 1000 * MS
+    assert by_mechanism["home"][0] - bound_at <= home_life_ns * 3 // 4
+    assert by_mechanism["home"][0] - bound_at >= home_life_ns * 3 // 4 - 1000 * MS
+    # each refresh is a new, accepted BU: sequence numbers keep increasing at the CNs
+    seqs = [e["seq"] for e in w.net.events_named("ba_sent", "cn_pc") if e["status"] == 0]
+    assert len(seqs) >= 4 and seqs == sorted(seqs)
+    assert all(e.state == "bound" for e in w.mn.entries())
+
+
+def test_no_refresh_at_home():
+    w = make_world()
+    w.move(COA1)
+    _bound(w, COA1)
+    w.move(HOME)
+    assert w.net.run_until(lambda: w.cn_rr.binding_for(HOME) is None and w.cn_pc.binding_for(HOME) is None
+                           and HOME not in w.ha.bindings and all(e.state == "bound" for e in w.mn.entries()),
+                           10_000 * MS)
+    assert all(e.refresh_at == 0 for e in w.mn.entries())
+    before = len(w.net.events_named("binding_refresh", "mn"))
+    w.net.run_for(2000 * 1000 * MS)
+    assert len(w.net.events_named("binding_refresh", "mn")) == before
