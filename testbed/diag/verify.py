@@ -1,4 +1,5 @@
-"""Check every Mobility Header packet of a capture: decode, checksum, Binding Authorization Data.
+"""Check every Mobility Header packet of a capture: decode, checksum, and the authentication of
+BUs and BAs (RFC 4449/6275 Binding Authorization Data, RFC 4285 MN-HA authentication).
 
 Decoding uses our codec (``packet.parse_packet``, ``messages.decode``); the checksum verdict is
 ``packet.mh_checksum_ok``. The Binding Authorization Data (BAD) verdict of a BU or BA is
@@ -9,7 +10,13 @@ Decoding uses our codec (``packet.parse_packet``, ``messages.decode``); the chec
 - ``no-key``: no preconfigured data was given for the (home address, correspondent) pair;
 - ``malformed``: the packet could not be decoded (``reason`` says why).
 
-Other message types have no BAD verdict (None). Key selection and the authenticator inputs
+A home registration BU or BA carries the RFC 4285 Mobility Message Authentication option
+instead; its verdict (same names; ``auth_option`` says which option was judged) uses the
+MN-HA key file of the (home address, home agent) pair: the option must be last and single,
+its SPI the file's, and its authenticator HMAC_SHA1(key, care-of address | home address |
+MH Data)[:96 bits] (mip6.md section 6).
+
+Other message types have no verdict (None). Key selection and the authenticator inputs
 follow RFC 6275 5.2.6 (mip6.md section 2): a BU from home address H (Home Address option,
 else the source) to correspondent C (the final destination) uses the pair (H, C) and the
 care-of address of the Alternate Care-of Address option, else the packet's source; a BA from
@@ -35,11 +42,14 @@ from testbed.mip6.constants import (
     IPPROTO_IPV6,
     IPPROTO_MH,
     IPPROTO_ROUTING,
+    MN_HA_AUTH_SUBTYPE,
     MHType,
 )
 from testbed.mip6.errors import CodecError
 from testbed.mip6.keys import PreconfiguredData
+from testbed.mip6.mnha import MnHaSecurityAssociation
 from testbed.mip6.options import AlternateCoA, BindingAuthData, MobilityMessageAuth
+from testbed.mip6.sealing import mn_ha_valid
 
 VALID = "valid"
 INVALID = "invalid"
@@ -80,7 +90,8 @@ class MHRecord:
     checksum: str | None = None  # "ok" / "bad"; None when the packet could not be parsed
     auth: str | None = None  # one of VERDICTS; None for messages that carry no BAD
     reason: str | None = None
-    key_file: str | None = None  # the preconfigured data used (a path, never key material)
+    key_file: str | None = None  # the preconfigured data or MN-HA key file used (a path, never key material)
+    auth_option: str | None = None  # "binding-auth-data" or "mn-ha": which option ``auth`` judged
     kbm: str | None = None  # "registration" / "de-registration" when a key was used
 
     @property
@@ -99,10 +110,20 @@ class MHRecord:
 
 
 class KeyRing:
-    """Preconfigured data indexed by (home address, correspondent)."""
+    """Preconfigured data indexed by (home address, correspondent), and MN-HA security
+    associations by (home address, home agent)."""
 
-    def __init__(self, items: Iterable[PreconfiguredData] = ()) -> None:
+    def __init__(self, items: Iterable[PreconfiguredData] = (), mn_ha: Iterable[MnHaSecurityAssociation] = ()) -> None:
         self._by_pair: dict[tuple[bytes, bytes], PreconfiguredData] = {}
+        self._mn_ha: dict[tuple[bytes, bytes], MnHaSecurityAssociation] = {}
+        for sa in mn_ha:
+            pair = (sa.home_address.packed, sa.home_agent.packed)
+            if pair in self._mn_ha:
+                raise ValueError(
+                    f"{self._mn_ha[pair].source} and {sa.source} are both for home address "
+                    f"{sa.home_address} and home agent {sa.home_agent}"
+                )
+            self._mn_ha[pair] = sa
         for item in items:
             pair = (item.home_address.packed, item.correspondent.packed)
             if pair in self._by_pair:
@@ -114,6 +135,9 @@ class KeyRing:
 
     def get(self, home_address: bytes, correspondent: bytes) -> PreconfiguredData | None:
         return self._by_pair.get((home_address, correspondent))
+
+    def mn_ha_for(self, home_address: bytes, home_agent: bytes) -> MnHaSecurityAssociation | None:
+        return self._mn_ha.get((home_address, home_agent))
 
     def __len__(self) -> int:
         return len(self._by_pair)
@@ -185,7 +209,7 @@ def _bad_verdict(
     bads = [opt for opt in msg.options if isinstance(opt, BindingAuthData)]
     if not bads:
         if any(isinstance(opt, MobilityMessageAuth) for opt in msg.options):
-            return {"auth": ABSENT, "reason": "RFC 4285 Mobility Message Authentication instead (not checked here)"}
+            return _mn_ha_verdict(pkt, msg, keys)
         return {"auth": ABSENT}
     if isinstance(msg, messages.BindingUpdate):
         home, correspondent = pkt.mh_source, pkt.final_destination
@@ -194,8 +218,8 @@ def _bad_verdict(
     careof = _careof_address(pkt, msg)
     data = keys.get(home, correspondent)
     if data is None:
-        return {"auth": NO_KEY, "reason": f"no preconfigured data for home address {_addr(home)}, correspondent {_addr(correspondent)}"}
-    found = {"key_file": data.source}
+        return {"auth": NO_KEY, "auth_option": "binding-auth-data", "reason": f"no preconfigured data for home address {_addr(home)}, correspondent {_addr(correspondent)}"}
+    found = {"key_file": data.source, "auth_option": "binding-auth-data"}
     if len(bads) > 1:
         return found | {"auth": INVALID, "reason": "more than one Binding Authorization Data option"}
     if not isinstance(msg.options[-1], BindingAuthData) or msg.trailing_pad:
@@ -220,6 +244,32 @@ def _bad_verdict(
         "kbm": "de-registration" if dereg else "registration",
         "reason": "authenticator does not match",
     }
+
+
+def _mn_ha_verdict(pkt: packet.Packet, msg: messages.BindingUpdate | messages.BindingAck, keys: KeyRing) -> dict:
+    """RFC 4285 MN-HA authentication of a home registration BU or BA."""
+    if isinstance(msg, messages.BindingUpdate):
+        home, home_agent = pkt.mh_source, pkt.final_destination
+    else:
+        home, home_agent = pkt.final_destination, pkt.mh_source
+    careof = _careof_address(pkt, msg)
+    base = {"auth_option": "mn-ha"}
+    sa = keys.mn_ha_for(home, home_agent)
+    if sa is None:
+        return base | {"auth": NO_KEY, "reason": f"no MN-HA key file for home address {_addr(home)}, home agent {_addr(home_agent)}"}
+    base["key_file"] = sa.source
+    auths = [opt for opt in msg.options if isinstance(opt, MobilityMessageAuth)]
+    if len(auths) > 1:
+        return base | {"auth": INVALID, "reason": "more than one Mobility Message Authentication option"}
+    if not isinstance(msg.options[-1], MobilityMessageAuth) or msg.trailing_pad:
+        return base | {"auth": INVALID, "reason": "Mobility Message Authentication is not the last option"}
+    if auths[0].subtype != MN_HA_AUTH_SUBTYPE:
+        return base | {"auth": INVALID, "reason": f"authentication subtype {auths[0].subtype}, not MN-HA ({MN_HA_AUTH_SUBTYPE})"}
+    if auths[0].spi != sa.spi:
+        return base | {"auth": INVALID, "reason": f"Mobility SPI {auths[0].spi}, the key file's is {sa.spi}"}
+    if not mn_ha_valid(msg, sa.key, careof, home):
+        return base | {"auth": INVALID, "reason": "authenticator does not match"}
+    return base | {"auth": VALID}
 
 
 def inspect_mh(frame: int, pkt: packet.Packet, keys: KeyRing, tunnel: packet.Packet | None = None) -> MHRecord:

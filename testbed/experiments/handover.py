@@ -149,7 +149,8 @@ def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
             f"{_fmt(m['median_move_to_coa_ms'])} | {_fmt(m['median_coa_to_ba_ms'])} | {_fmt(m['model_coa_to_ba_ms'])} | "
             f"{_fmt(m['median_move_to_ba_ms'])} |"
         )
-    lines += ["", "Mobility Header messages on the MN's link, and Binding Authorization Data verdicts:", ""]
+    lines += ["", "Mobility Header messages on the MN's link, and the verdicts on BU and BA authentication "
+              "(Binding Authorization Data with a CN, RFC 4285 MN-HA with the HA; no-key: RR, whose keys are not kept):", ""]
     for name, m in summary["mechanisms"].items():
         types = ", ".join(f"{k} {v}" for k, v in sorted(m["mh_types"].items())) or "none"
         verdicts = ", ".join(f"{k} {v}" for k, v in sorted(m["bad_verdicts"].items())) or "none"

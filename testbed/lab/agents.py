@@ -27,7 +27,7 @@ from testbed.agent.eventlog import read_events
 from testbed.errors import ConfigError
 from testbed.lab.errors import LabTimeout
 from testbed.mip6.keys import PreconfiguredData, generate, write_new
-from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha
+from testbed.mip6.mnha import MnHaSecurityAssociation, dump_mn_ha, generate_mn_ha
 from testbed.mip6.secretfile import write_secret_text
 
 MECHANISMS = ("rr", "precomputed")
@@ -70,6 +70,7 @@ class LabAgents:
         self.volatile = lab.run_dir / ".lab" / "agents" / self.label
         self.agents: dict[str, AgentHandle] = {}
         self.preconfigured: list[PreconfiguredData] = []
+        self.mn_ha: list[MnHaSecurityAssociation] = []  # in memory, for checking captures
         self._keys = Path(tempfile.mkdtemp(prefix=f"mip6-keys-{lab.run_id}-", dir=KEY_ROOT))
         # Unix socket paths are limited to 108 octets: control sockets get a short directory.
         self._sockets = Path(tempfile.mkdtemp(prefix=f"m6-{lab.run_id}-"))
@@ -101,6 +102,7 @@ class LabAgents:
             sa = generate_mn_ha(m.home_address, m.home_agent)
             path = self._keys / f"{mn}-mnha.yaml"
             write_secret_text(path, dump_mn_ha(sa))
+            self.mn_ha.append(sa)
             ha_files.append(str(path))
             pre = []
             if self.mechanism == "precomputed":

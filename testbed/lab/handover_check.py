@@ -6,7 +6,8 @@ HA, CN and MN agents start, the MN binds, the CN streams probes to the home addr
 MN moves between AR1 and AR2 ``moves`` times. Per move it records move-to-RA,
 move-to-usable-CoA and move-to-BA (the CN's BA received by the MN) and checks the CN's
 binding holds the new care-of address; afterwards the captures are read with our decoder
-(Mobility Header types seen on the MN's link, BAD verdicts).
+(Mobility Header types seen on the MN's link; authentication verdicts of BUs and BAs, with
+the run's preconfigured data and MN-HA keys).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class MechanismResult:
     events: dict[str, list[dict]] = field(default_factory=dict, repr=False)
     pcaps: dict[str, str] = field(default_factory=dict)
     preconfigured: list = field(default_factory=list, repr=False)  # in memory only, never written out
+    mn_ha: list = field(default_factory=list, repr=False)  # in memory only, never written out
 
     @property
     def ok(self) -> bool:
@@ -124,8 +126,9 @@ def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | N
                 result.error = str(exc)
             finally:
                 result.events = {node: handle.events() for node, handle in agents.agents.items()}
-                keys = KeyRing(agents.preconfigured)
+                keys = KeyRing(agents.preconfigured, agents.mn_ha)
                 result.preconfigured = list(agents.preconfigured)
+                result.mn_ha = list(agents.mn_ha)
         for cap in captures.values():
             cap.stop()
         result.pcaps = {node: str(cap.path) for node, cap in captures.items()}

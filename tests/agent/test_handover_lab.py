@@ -103,6 +103,19 @@ def test_precomputed_sends_no_rr_messages_and_authenticates_bu_and_ba(runs, tmp_
     assert any(x["mh_type"] == "BA" for x in cn_rows)
 
 
+def test_home_registrations_carry_valid_mn_ha_authentication(runs):
+    """RFC 4285 on the wire: every BU to and BA from the HA on the MN's link verifies with the
+    run's MN-HA key, for both mechanisms."""
+    ha = "2001:db8:1::1"
+    for mechanism, r in runs.items():
+        records = list(verify_frames(read_frames(r.pcaps["mn"]), KeyRing(mn_ha=r.mn_ha)))
+        home = [x for x in records if x.mh_type in ("BU", "BA") and ha in (x.src, x.dst)]
+        assert {x.mh_type for x in home} == {"BU", "BA"}, mechanism
+        assert {(x.auth, x.auth_option) for x in home} == {("valid", "mn-ha")}, (mechanism, home)
+        assert r.bad_verdicts.get("BU:valid") and r.bad_verdicts.get("BA:valid")
+        assert not any(k.endswith((":invalid", ":malformed")) for k in r.bad_verdicts), r.bad_verdicts
+
+
 def test_probes_follow_each_move_and_never_reach_an_old_coa_after_a_newer_bu(runs):
     for mechanism, r in runs.items():
         probes = [e for e in r.events["mn"] if e["event"] == "probe_received"]

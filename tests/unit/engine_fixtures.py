@@ -29,7 +29,7 @@ CN_RR = A("2001:db8:3::1")
 CN_PC = A("2001:db8:4::1")
 ATTACKER = A("2001:db8:66::1")
 HOME_PREFIX = ipaddress.IPv6Network("2001:db8:1::/64")
-MN_HA = (0x1001, bytes(range(100, 120)))
+MN_HA = (0x1001, bytes.fromhex("5c1e0a93d27f46b8e01d9a3c77f2b5046ea18d3f"))  # passes the key-file entropy checks
 MN_HA_SA = MnHaSecurityAssociation(ipaddress.IPv6Address(HOME), ipaddress.IPv6Address(HA), *MN_HA)
 
 # One-way delays (ms) between nodes, as in the handover topology's defaults.

@@ -93,10 +93,12 @@ def to_coa(coa=COA, home=HOME, src=CN):
     return IPv6(src=src, dst=coa) / IPv6ExtHdrRouting(type=2, segleft=1, addresses=[home])
 
 
-def run_json(capsys, pcap, *keyfiles) -> tuple[int, list[dict]]:
+def run_json(capsys, pcap, *keyfiles, mn_ha=()) -> tuple[int, list[dict]]:
     args = ["verify-pcap", str(pcap), "--json"]
     for k in keyfiles:
         args += ["--keys", str(k)]
+    for k in mn_ha:
+        args += ["--mn-ha", str(k)]
     code = main(args)
     out = capsys.readouterr().out
     return code, [json.loads(line) for line in out.splitlines()]
@@ -387,7 +389,8 @@ def test_engine_signalling_verifies(tmp_path, capsys):
     second.move(COA2)
     assert second.net.run_until(lambda: second.bound_everywhere(COA2), 10_000 * MS)
     second.move(ENGINE_HOME)
-    assert second.net.run_until(lambda: second.cn_pc.binding_for(ENGINE_HOME) is None, 10_000 * MS)
+    assert second.net.run_until(lambda: second.cn_pc.binding_for(ENGINE_HOME) is None
+                                and ENGINE_HOME not in second.ha.bindings, 10_000 * MS)
     path = tmp_path / "engines.pcap"
     _engine_capture(path, first, second)
 
@@ -401,7 +404,56 @@ def test_engine_signalling_verifies(tmp_path, capsys):
     assert pc and rr and ha
     assert {r["auth"] for r in pc} == {"valid"}
     assert {r["auth"] for r in rr} == {"no-key"}
-    assert {r["auth"] for r in ha} == {"absent"}
+    assert {r["auth"] for r in ha} == {"no-key"} and {r["auth_option"] for r in ha} == {"mn-ha"}
     assert any(r["status"] == 135 for r in pc)
     assert any(r["mh_type"] == "BU" and r["lifetime"] == 0 for r in pc)
     assert any(r["tunnelled"] and r["mh_type"] == "HoTI" for r in rows)
+
+    # RFC 4285 home registrations, with the MN-HA key file: every BU and BA to/from the HA is
+    # valid, registration and de-registration alike
+    from engine_fixtures import MN_HA_SA
+
+    from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha
+
+    mn_ha_file = _secret_file(tmp_path / "mn-ha.yaml", dump_mn_ha(MN_HA_SA))
+    code, rows = run_json(capsys, path, data.source, mn_ha=[mn_ha_file])
+    assert code == 0
+    ha = [r for r in rows if r["mh_type"] in ("BU", "BA") and str(ipaddress.IPv6Address(ENGINE_HA)) in (r["src"], r["dst"])]
+    assert {(r["auth"], r["key_file"]) for r in ha} == {("valid", str(mn_ha_file))}
+    assert {r["mh_type"] for r in ha} == {"BU", "BA"} and any(r["lifetime"] == 0 for r in ha)
+    assert MN_HA_SA.key.hex() not in json.dumps(rows)
+
+    # another key, or the right key under another SPI: invalid, exit 1
+    other = generate_mn_ha(str(MN_HA_SA.home_address), str(MN_HA_SA.home_agent), spi=MN_HA_SA.spi)
+    code, rows = run_json(capsys, path, data.source, mn_ha=[_secret_file(tmp_path / "other.yaml", dump_mn_ha(other))])
+    assert code == 1
+    assert {r["reason"] for r in rows if r["auth_option"] == "mn-ha"} == {"authenticator does not match"}
+    respi = dump_mn_ha(MN_HA_SA).replace(f'spi: "{MN_HA_SA.spi}"', f'spi: "{MN_HA_SA.spi + 1}"')
+    code, rows = run_json(capsys, path, data.source, mn_ha=[_secret_file(tmp_path / "respi.yaml", respi)])
+    assert code == 1
+    assert {r["reason"] for r in rows if r["auth_option"] == "mn-ha"} == {
+        f"Mobility SPI {MN_HA_SA.spi}, the key file's is {MN_HA_SA.spi + 1}"}
+
+
+def _secret_file(path, text: str):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def test_bad_or_duplicate_mn_ha_files_are_one_line_errors(mixed, pair, tmp_path, capsys):
+    from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha
+
+    sa = generate_mn_ha(HOME, HA)
+    loose = tmp_path / "loose.yaml"
+    loose.write_text(dump_mn_ha(sa))
+    loose.chmod(0o644)
+    assert main(["verify-pcap", str(mixed), "--mn-ha", str(loose)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "loose.yaml" in err and sa.key.hex() not in err
+    a = _secret_file(tmp_path / "a.yaml", dump_mn_ha(sa))
+    b = _secret_file(tmp_path / "b.yaml", dump_mn_ha(generate_mn_ha(HOME, HA)))
+    assert main(["verify-pcap", str(mixed), "--mn-ha", str(a), "--mn-ha", str(b)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a.yaml" in err and "b.yaml" in err
