@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -53,14 +54,21 @@ def _print_table(summary: dict, out: Path) -> None:
     from rich.table import Table
 
     table = Table(title="Handover latency, medians in ms (model: mip6.md section 7)")
-    for column in ("mechanism", "ok", "moves", "move→CoA", "CoA→BA", "model", "move→BA"):
+    for column in ("mechanism", "ok", "moves", "move→CoA", "CoA→BA", "undisturbed", "their CoA→BA", "model", "move→BA"):
         table.add_column(column, justify="left" if column == "mechanism" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     for name, m in summary["mechanisms"].items():
         table.add_row(name, "yes" if m["ok"] else "NO", str(m["moves"]), fmt(m["median_move_to_coa_ms"]),
-                      fmt(m["median_coa_to_ba_ms"]), fmt(m["model_coa_to_ba_ms"]), fmt(m["median_move_to_ba_ms"]))
-    console = Console()
+                      fmt(m["median_coa_to_ba_ms"]), str(m["undisturbed_moves"]),
+                      fmt(m["median_coa_to_ba_undisturbed_ms"]), fmt(m["model_coa_to_ba_ms"]),
+                      fmt(m["median_move_to_ba_ms"]))
+    console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(table)
+    pauses = summary.get("machine_pauses") or {}
+    if pauses.get("pauses"):
+        console.print(f"the host paused this machine's CPUs {pauses['pauses']} times ({pauses['paused_fraction']:.0%} of "
+                      f"the time, longest {pauses['longest_ms']} ms); 'undisturbed': moves no pause overlapped "
+                      "between the usable CoA and the BA")
     for name, m in summary["mechanisms"].items():
         console.print(f"{name}: Mobility Header messages on the MN's link: "
                       + (", ".join(f"{k} {v}" for k, v in sorted(m["mh_types"].items())) or "none"))

@@ -38,6 +38,7 @@ class MoveResult:
     move_to_coa_ms: float | None
     move_to_ba_ms: float | None
     cn_binding_ok: bool
+    t_move_ns: int = 0  # time.monotonic_ns() of the move
 
 
 @dataclass
@@ -51,6 +52,7 @@ class MechanismResult:
     run_dir: str = ""
     events: dict[str, list[dict]] = field(default_factory=dict, repr=False)
     pcaps: dict[str, str] = field(default_factory=dict)
+    capture_drops: dict[str, int | None] = field(default_factory=dict)  # per capture, as tcpdump reported
     preconfigured: list = field(default_factory=list, repr=False)  # in memory only, never written out
     mn_ha: list = field(default_factory=list, repr=False)  # in memory only, never written out
 
@@ -120,7 +122,7 @@ def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | N
                     coa = _first(mn_events, "coa_usable", t_move)
                     ba = _first(mn_events, "cn_registered", t_move, peer=cn_address)
                     ms = lambda e: None if e is None else (e["t_ns"] - t_move) / 1e6  # noqa: E731
-                    result.moves.append(MoveResult(i + 1, to, expected, ms(ra), ms(coa), ms(ba), True))
+                    result.moves.append(MoveResult(i + 1, to, expected, ms(ra), ms(coa), ms(ba), True, t_move))
                 agents["cn"].ctl("probe_stop")
             except LabTimeout as exc:
                 result.error = str(exc)
@@ -132,6 +134,7 @@ def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | N
         for cap in captures.values():
             cap.stop()
         result.pcaps = {node: str(cap.path) for node, cap in captures.items()}
+        result.capture_drops = {node: cap.dropped for node, cap in captures.items()}
         records = list(verify_frames(read_frames(captures["mn"].path), keys))
         result.mh_types = dict(Counter(r.mh_type for r in records))
         result.bad_verdicts = dict(Counter(f"{r.mh_type}:{r.auth}" for r in records if r.mh_type in ("BU", "BA")))

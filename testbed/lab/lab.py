@@ -579,7 +579,7 @@ class Lab:
             proc = self.popen(node, tcpdump_argv(intf, path, bpf), tag=f"tcpdump-{intf}",
                               stdout=logf, stderr=subprocess.PIPE)
         proc.wait_for_line(LISTENING, stream="stderr", timeout=timeout)
-        cap = Capture(node, intf, path, proc)
+        cap = Capture(node, intf, path, proc, log_path)
         self._captures.append(cap)
         return cap
 

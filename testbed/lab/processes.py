@@ -84,6 +84,7 @@ class LabProcess:
         self._buffers: dict[int, bytes] = {}
         self._on_exit = on_exit
         self._stopped = False
+        self.final_output: dict[str, str] = {}  # what its pipes still held when it was stopped
 
     def __repr__(self) -> str:
         return f"<LabProcess {self.tag} on {self.node} pid {self.pid}>"
@@ -169,8 +170,13 @@ class LabProcess:
                 if _group_exists(self.pid):
                     os.killpg(self.pid, signal.SIGKILL)
             finally:
-                for pipe in (self.popen.stdout, self.popen.stderr):
+                for name in ("stdout", "stderr"):
+                    pipe = getattr(self.popen, name)
                     if pipe is not None:
+                        try:  # what it wrote last (e.g. tcpdump's packet counts), kept for the caller
+                            self.final_output[name] = self.read_available(name)
+                        except (OSError, ValueError):
+                            pass
                         pipe.close()
                 if self._on_exit is not None:
                     self._on_exit(self)

@@ -100,6 +100,21 @@ class StallMonitor:
         """True when a recorded pause overlaps [start_ns, end_ns] (monotonic clock)."""
         return self._overlaps(self.stalls_monotonic, start_ns, end_ns)
 
+    @staticmethod
+    def _merged(windows: list[tuple[int, int]]) -> list[list[int]]:
+        merged: list[list[int]] = []
+        for s, e in sorted(windows):
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        return merged
+
+    def paused_ms_monotonic(self, start_ns: int, end_ns: int) -> float:
+        """How long (ms) at least one CPU was paused within [start_ns, end_ns] (monotonic)."""
+        total = sum(max(0, min(e, end_ns) - max(s, start_ns)) for s, e in self._merged(self.stalls_monotonic))
+        return round(total / 1e6, 1)
+
     def between(self, start_ns: int, end_ns: int) -> list[float]:
         """How long (ms) each pause recorded between two wall-clock times lasted."""
         return [round((e - s) / 1e6, 1) for s, e in self.stalls if start_ns <= s <= end_ns]
@@ -107,12 +122,7 @@ class StallMonitor:
     def summary(self) -> dict:
         """Pauses seen; ``paused_fraction``: share of the time at least one CPU was paused."""
         span = max(1, (self.stopped_ns or time.time_ns()) - self.started_ns)
-        merged: list[list[int]] = []
-        for s, e in self.stalls:
-            if merged and s <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], e)
-            else:
-                merged.append([s, e])
+        merged = self._merged(self.stalls)
         paused = sum(e - s for s, e in merged)
         longest = max((e - s for s, e in merged), default=0)
         return {"pauses": len(merged), "paused_fraction": round(paused / span, 3),

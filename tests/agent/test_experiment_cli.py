@@ -27,7 +27,14 @@ def test_handover_experiment_writes_complete_results_without_secrets(tmp_path):
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [(r["mechanism"], r["move"]) for r in rows] == [("rr", "1"), ("rr", "2"), ("precomputed", "1"), ("precomputed", "2")]
     assert all(float(r["move_to_ba_ms"]) > float(r["move_to_coa_ms"]) > 0 for r in rows)
+    # each move says how long the host paused the machine between usable CoA and BA
+    assert all(0 <= float(r["paused_ms"]) <= float(r["move_to_ba_ms"]) - float(r["move_to_coa_ms"]) + 1 for r in rows)
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["machine_pauses"]["cpus"] >= 1
+    for name, m in summary["mechanisms"].items():
+        undisturbed = [r for r in rows if r["mechanism"] == name and float(r["paused_ms"]) == 0]
+        assert m["undisturbed_moves"] == len(undisturbed)
+        assert (m["median_coa_to_ba_undisturbed_ms"] is None) == (not undisturbed)
     assert summary["ok"] and summary["model_ms"]["precomputed"] == 16.0
     assert set(summary["mechanisms"]["precomputed"]["mh_types"]) == {"BU", "BA"}
     assert "HoTI" in summary["mechanisms"]["rr"]["mh_types"] or "CoTI" in summary["mechanisms"]["rr"]["mh_types"]

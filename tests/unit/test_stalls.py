@@ -25,6 +25,11 @@ def test_a_pause_seen_by_either_cpu_counts():
     assert m.between(0, 160) == [0.0, 0.0]
     # the two overlapping pauses count once: 200 + 50 of 1000
     assert m.summary() == {"pauses": 2, "paused_fraction": 0.25, "longest_ms": 0.0, "cpus": 2}
+    assert m.paused_ms_monotonic(10_000, 10_250) == round(150 / 1e6, 1)
+    _inject(m, 0, (0, 0), (20_000_000, 23_000_000))
+    _inject(m, 1, (0, 0), (22_000_000, 25_000_000))  # overlapping pauses count once
+    assert m.paused_ms_monotonic(21_000_000, 30_000_000) == 4.0
+    assert m.paused_ms_monotonic(26_000_000, 30_000_000) == 0.0
 
 
 def test_a_long_pause_far_before_the_window_still_overlaps_it():
