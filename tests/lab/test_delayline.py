@@ -25,6 +25,8 @@ from testbed import errors
 from testbed.errors import ConfigError
 from testbed.lab import netem
 from testbed.lab.delayline import delayline_argv
+from testbed.lab.selftest import MIN_CLEAN_SAMPLES, clean_samples, mdev
+from testbed.lab.selftest import parse_ping as parse_stamped_ping
 from testbed.lab.stalls import StallMonitor
 
 ADDR_A = "fd00:d1a7::1"
@@ -198,31 +200,38 @@ def ping_interval(delay_ms: float) -> float:
 
 
 def measure_rtt(t: Triple, delay_ms: float, count: int = 50, interval: float | None = None) -> dict:
-    done = t.ping(count, interval or ping_interval(delay_ms))
+    done = t.ping(count, interval or ping_interval(delay_ms), extra=("-D",))
     assert done.returncode == 0, f"ping failed: {done.stdout}{done.stderr}"
     figures = parse_ping(done.stdout)
     assert figures["count"] == count, f"{count - figures['count']} pings lost:\n{done.stdout}"
+    figures["output"] = done.stdout
     return figures
 
 
 def judged_rtt(t: Triple, delay_ms: float, budget_s: float = 12.0, max_runs: int = 6
                ) -> tuple[dict | None, list[dict]]:
-    """Runs of 50 pings until one can judge the goal: (that run's figures or None, all runs).
+    """Runs of 50 pings until one can judge the goal: (the figures judged or None, all runs).
 
-    A run that misses the goal while the machine stalled (StallMonitor) says nothing about
-    the line and is repeated, within ``budget_s``. The judged run is the first that meets the
-    goal or that misses it undisturbed; None when every run was disturbed.
+    A run that meets the goal, or misses it while no pause of the machine was seen
+    (StallMonitor), is judged whole. Otherwise the round trips no pause overlapped are pooled
+    across runs, as the lab's delay self-test does, and judged once MIN_CLEAN_SAMPLES are in
+    (``clean`` is then True). None when the budget ran out first.
     """
-    runs = []
+    runs, clean = [], []
     end = time.monotonic() + budget_s
     with StallMonitor() as monitor:
         while len(runs) < max_runs and (not runs or time.monotonic() < end):
             t0 = time.time_ns()
             figures = measure_rtt(t, delay_ms)
             figures["stalls_ms"] = monitor.between(t0, time.time_ns())
+            output = figures.pop("output")
             runs.append(figures)
             if rtt_goal_holds(figures, delay_ms) or not figures["stalls_ms"]:
                 return figures, runs
+            clean += clean_samples(parse_stamped_ping(output), monitor)
+            if len(clean) >= MIN_CLEAN_SAMPLES:
+                return {"median": statistics.median(clean), "mdev": mdev(clean), "count": len(clean),
+                        "clean": True}, runs
     return None, runs
 
 
@@ -240,12 +249,15 @@ def test_rtt_matches_configured_delay(triple, delay_ms):
     assert all(r["min"] >= rtt for r in runs), f"a frame left the line early: {runs}"
     assert min(r["min"] for r in runs) <= rtt + tolerance, runs
     if figures is None:
-        pytest.skip(f"the machine stalled during all {len(runs)} runs of 50 pings (late "
-                    "wake-ups, ms: " + "; ".join(str(r["stalls_ms"][:4]) for r in runs)
+        pytest.skip(f"the machine stalled during all {len(runs)} runs of 50 pings, too few round trips "
+                    f"were undisturbed (late wake-ups, ms: " + "; ".join(str(r["stalls_ms"][:4]) for r in runs)
                     + f"; load {os.getloadavg()[0]:.2f}): the {delay_ms} ms goal (median, "
                     "mdev) cannot be judged here; the fastest round trips were on target")
     # Issue 3: median within 0.3 ms + 2 % of the configured RTT, mdev at most 0.3 ms.
     assert abs(figures["median"] - rtt) <= tolerance, figures
+    if figures.get("clean") and figures["mdev"] > 0.3:
+        pytest.skip(f"median on target; mdev {figures['mdev']:.3f} ms over the round trips no pause was "
+                    "seen in: inconclusive (pauses shorter than the monitor sees may hide among them)")
     assert figures["mdev"] <= 0.3, figures
 
 
