@@ -35,7 +35,7 @@ MDEV_MAX_MS = 0.3
 MOVE_MEDIAN_GOAL_MS = 150.0
 MIN_CLEAN_SAMPLES = 20
 DELAY_PINGS = 100
-DELAY_MAX_ROUNDS = 5  # rounds of DELAY_PINGS per link until MIN_CLEAN_SAMPLES clean ones,
+DELAY_MAX_ROUNDS = 5  # rounds of DELAY_PINGS per link until MIN_CLEAN_SAMPLES clean ones
 DELAY_ROUND_BUDGET_S = 6.0  # no new round after this long on one link
 AFTER_PAUSE_MS = 20.0  # after a pause every sleeper wakes at once: a round trip sent this soon is not clean
 
