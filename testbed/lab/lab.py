@@ -507,7 +507,10 @@ class Lab:
     def move(self, mn: str = "mn", to: str = "ar2") -> int:
         """Move ``mn``'s link to the segment of ``to`` (a segment or its router, e.g. ``ar2``,
         ``a2``, ``home``) by re-enslaving its bridge port. Returns ``time.monotonic_ns()``
-        right after the port joined the new bridge. No carrier change reaches the MN."""
+        read just before the port joins the new bridge: nothing from the new segment can reach
+        the MN earlier, so no event of the move precedes it (a stamp read after the netlink call
+        could, when the host pauses this process's CPU and not the MN's). No carrier change
+        reaches the MN."""
         self._require_running()
         assert self._ipr is not None and self._built is not None
         self.addresses.mobile(mn)
@@ -517,8 +520,8 @@ class Lab:
         port_index = _one(self._ipr.link_lookup(ifname=port), port)
         bridge_index = _one(self._ipr.link_lookup(ifname=bridge), bridge)
         self._ipr.link("set", index=port_index, master=0)
-        self._ipr.link("set", index=port_index, master=bridge_index)
         t_ns = time.monotonic_ns()
+        self._ipr.link("set", index=port_index, master=bridge_index)
         self._moves[mn] = (t_ns, segment.name)
         self._location[mn] = segment.name
         return t_ns

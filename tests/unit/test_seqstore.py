@@ -183,9 +183,10 @@ def test_r4_last_printed_value_survives_kill_9(tmp_path, journal):
                 printed = tuple(map(int, line.split()))
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-            for line in proc.stdout:  # what it managed to print before dying
-                if line.strip():
-                    printed = tuple(map(int, line.split()))
+            for line in proc.stdout:  # what it managed to print before dying (whole lines only)
+                fields = line.split()
+                if line.endswith("\n") and len(fields) == 2:
+                    printed = tuple(map(int, fields))
         finally:
             if proc.poll() is None:
                 proc.kill()
