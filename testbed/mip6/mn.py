@@ -541,7 +541,10 @@ class MobileNode(EventSource):
         out: list[Action] = []
         h = self.home
         for e in self.entries():
-            if e.state == "bound" and e.refresh_at and e.refresh_at <= now and self.careof is not None and not self.at_home:
+            if e.state == "bound" and e.refresh_at and e.refresh_at <= now:
+                if self.at_home:  # nothing to keep: bindings are deleted at home
+                    e.refresh_at = 0
+                    continue
                 out += self._refresh(e, now)
         if h.bu_retx is not None and h.bu_retx.at and h.bu_retx.at <= now and h.state == "bu_sent":
             h.bu_retx.backoff(now)
