@@ -83,6 +83,7 @@ class Agent:
         self._probe_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._address = config.address.packed if config.address else None
+        self._woke_ns = 0  # when the loop last woke for packets (monotonic ns)
 
     # ------------------------------------------------------------------ configuration
 
@@ -217,6 +218,7 @@ class Agent:
     def _on_readable(self) -> None:
         engine = self.engine
         role = self.role
+        self._woke_ns = time.monotonic_ns()  # logged with what it sends: wake-up vs handling time
         for packet, t_ns, _ in self._receiver.drain():
             if role == "mn":
                 nh = packet[6]
@@ -233,6 +235,7 @@ class Agent:
         self.log.flush()
 
     def _on_tun(self) -> None:
+        self._woke_ns = time.monotonic_ns()
         for packet in self._tun.drain():
             t_ns = time.monotonic_ns()
             self._apply(self.engine.receive(packet, t_ns), t_ns)
@@ -270,7 +273,7 @@ class Agent:
                     self._loop.create_task(self._route_home(action))
         for t_ns, what, error in sent:
             if error is None:
-                log.event(t_ns, "packet_sent", what=what, trigger_t_ns=trigger_ns)
+                log.event(t_ns, "packet_sent", what=what, trigger_t_ns=trigger_ns, woke_t_ns=self._woke_ns)
             else:
                 log.event(t_ns, "send_failed", what=what, error=error)
         self._rearm()
@@ -301,14 +304,14 @@ class Agent:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        now = time.monotonic_ns()
+        now = self._woke_ns = time.monotonic_ns()
         self._apply(self.engine.handle_timer(now), now)
         self.log.flush()
 
     def _on_move(self, movement: Movement) -> None:
         self.log.event(movement.usable_t_ns, "movement", prefix=str(movement.prefix), router=str(movement.router),
                        careof=str(movement.careof), ra_t_ns=movement.ra_t_ns)
-        now = time.monotonic_ns()
+        now = self._woke_ns = time.monotonic_ns()
         self._apply(self.engine.move(movement.careof.packed, now), now)
         self.log.flush()
 

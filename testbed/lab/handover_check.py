@@ -74,15 +74,17 @@ class MechanismResult:
         }
 
 
-def bu_turnarounds(events: list[dict]) -> list[tuple[int, int]]:
-    """Per BU an agent answered: (the BU's arrival, kernel timestamp; the BA leaving), monotonic ns."""
-    sent = {e["trigger_t_ns"]: e["t_ns"] for e in events if e["event"] == "packet_sent" and e["what"].startswith("BA")}
-    return [(e["t_ns"], sent[e["t_ns"]]) for e in events if e["event"] == "bu_received" and e["t_ns"] in sent]
+def bu_turnarounds(events: list[dict]) -> list[tuple[int, int, int | None]]:
+    """Per BU an agent answered: (the BU's arrival, kernel timestamp; when the agent woke to
+    read it, None in logs without it; the BA leaving), monotonic ns."""
+    sent = {e["trigger_t_ns"]: e for e in events if e["event"] == "packet_sent" and e["what"].startswith("BA")}
+    return [(e["t_ns"], sent[e["t_ns"]].get("woke_t_ns"), sent[e["t_ns"]]["t_ns"])
+            for e in events if e["event"] == "bu_received" and e["t_ns"] in sent]
 
 
 def bu_turnaround_ns(events: list[dict]) -> list[int]:
     """Per BU an agent answered: from the BU's arrival (kernel timestamp) to the BA leaving."""
-    return [out - arrived for arrived, out in bu_turnarounds(events)]
+    return [out - arrived for arrived, _, out in bu_turnarounds(events)]
 
 
 def _first(events: list[dict], name: str, since: int, **match) -> dict | None:

@@ -17,7 +17,7 @@ import pytest
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import KeyRing, verify_frames
 from testbed.lab.agents import LabAgents
-from testbed.lab.handover_check import bu_turnaround_ns, run_mechanism
+from testbed.lab.handover_check import bu_turnaround_ns, bu_turnarounds, run_mechanism
 from testbed.lab.lab import Lab
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, MHType
 from testbed.mip6.errors import CodecError
@@ -176,6 +176,9 @@ def test_event_log_gives_receive_to_send_times_for_bus(runs):
         for node in ("cn", "ha"):
             deltas = bu_turnaround_ns(r.events[node])
             assert len(deltas) >= MOVES and all(d > 0 for d in deltas), (mechanism, node)
+            # and when the agent woke to read each BU, between its arrival and the BA leaving
+            stages = bu_turnarounds(r.events[node])
+            assert all(arrived <= woke <= sent for arrived, woke, sent in stages), (mechanism, node)
 
 
 def test_cn_killed_restarted_then_replayed_bu_is_refused(tmp_path):
