@@ -161,12 +161,19 @@ def test_tshark_dissects_every_mh_packet_and_agrees_with_the_event_log(runs):
         assert wire_ba == log_ba, _mismatch(mechanism, r, wire_ba, log_ba, rows, "ba_received")
 
 
+def _first_int(field: str) -> int | None:
+    try:
+        return int(field.split(",")[0])
+    except ValueError:
+        return None
+
+
 def _mismatch(mechanism, r, wire, log, rows, event) -> str:
     """What differs between the capture and the event log, with the events and packets involved."""
     only_wire, only_log = Counter(wire) - Counter(log), Counter(log) - Counter(wire)
     keys = {k if isinstance(k, int) else k[0] for k in (only_wire + only_log)}
     events = [e for e in r.events["mn"] if e["event"] == event and e.get("seq") in keys]
-    packets = [row for row in rows if (row[3] or row[5]) and int(row[3] or row[5]) in keys]
+    packets = [row for row in rows if _first_int(row[3] or row[5]) in keys]
     return (f"{mechanism}: only on the wire {dict(only_wire)}, only in the log {dict(only_log)}; "
             f"events {events}; packets {packets}; capture drops {r.capture_drops}")
 
