@@ -114,24 +114,8 @@ class KeyRing:
     associations by (home address, home agent)."""
 
     def __init__(self, items: Iterable[PreconfiguredData] = (), mn_ha: Iterable[MnHaSecurityAssociation] = ()) -> None:
-        self._by_pair: dict[tuple[bytes, bytes], PreconfiguredData] = {}
-        self._mn_ha: dict[tuple[bytes, bytes], MnHaSecurityAssociation] = {}
-        for sa in mn_ha:
-            pair = (sa.home_address.packed, sa.home_agent.packed)
-            if pair in self._mn_ha:
-                raise ValueError(
-                    f"{self._mn_ha[pair].source} and {sa.source} are both for home address "
-                    f"{sa.home_address} and home agent {sa.home_agent}"
-                )
-            self._mn_ha[pair] = sa
-        for item in items:
-            pair = (item.home_address.packed, item.correspondent.packed)
-            if pair in self._by_pair:
-                raise ValueError(
-                    f"{self._by_pair[pair].source} and {item.source} are both for home address "
-                    f"{item.home_address} and correspondent {item.correspondent}"
-                )
-            self._by_pair[pair] = item
+        self._by_pair: dict[tuple[bytes, bytes], PreconfiguredData] = _by_pair(items, "correspondent")
+        self._mn_ha: dict[tuple[bytes, bytes], MnHaSecurityAssociation] = _by_pair(mn_ha, "home_agent")
 
     def get(self, home_address: bytes, correspondent: bytes) -> PreconfiguredData | None:
         return self._by_pair.get((home_address, correspondent))
@@ -141,6 +125,20 @@ class KeyRing:
 
     def __len__(self) -> int:
         return len(self._by_pair)
+
+
+def _by_pair(items: Iterable, peer: str) -> dict:
+    """Key files indexed by (home address, ``peer`` attribute); two for one pair is an error."""
+    out: dict = {}
+    for item in items:
+        pair = (item.home_address.packed, getattr(item, peer).packed)
+        if pair in out:
+            raise ValueError(
+                f"{out[pair].source} and {item.source} are both for home address "
+                f"{item.home_address} and {peer.replace('_', ' ')} {getattr(item, peer)}"
+            )
+        out[pair] = item
+    return out
 
 
 def _addr(a: bytes | None) -> str | None:
