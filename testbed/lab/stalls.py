@@ -31,6 +31,7 @@ class _CpuWatcher(threading.Thread):
         self.threshold_ns = threshold_ns
         self.stopping = stopping
         self.stalls: list[tuple[int, int, int, int]] = []  # realtime start, end; monotonic start, end
+        self.laps = 0  # sleeps completed: the watcher is watching once this moves
 
     def run(self) -> None:
         if self.cpu is not None:
@@ -44,6 +45,7 @@ class _CpuWatcher(threading.Thread):
             m0, t0 = mono(), wall()
             time.sleep(0.001)
             m1, t1 = mono(), wall()
+            self.laps += 1
             if m1 - m0 > limit:
                 self.stalls.append((t0, t1, m0, m1))
 

@@ -48,9 +48,9 @@ def test_a_thread_kept_from_running_is_recorded():
     try:
         with StallMonitor(cpus={cpu}) as m:
             deadline = time.monotonic() + 5
-            while not m._watchers[0].is_alive() and time.monotonic() < deadline:
-                pass
-            time.sleep(0.01)  # let the watcher enter its loop (no event to wait on)
+            while m._watchers[0].laps < 2:  # the watcher is in its loop
+                assert time.monotonic() < deadline, "the watcher never ran"
+                time.sleep(0.001)
             t0 = time.monotonic_ns()
             end = t0 + 30_000_000
             while time.monotonic_ns() < end:
