@@ -1,4 +1,4 @@
-"""The agent's event log: JSON lines, one object per event (design.md), flushed per batch."""
+"""The agent's event log: JSON lines, one object per event (docs/architecture.md), flushed per batch."""
 
 from __future__ import annotations
 

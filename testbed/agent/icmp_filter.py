@@ -1,5 +1,5 @@
 """Suppress the ICMPv6 Parameter Problem errors a kernel without Mobile IPv6 sends for
-packets the agent handles in user space (platform.md), and only while the agent runs.
+packets the agent handles in user space (docs/host.md), and only while the agent runs.
 
 Rules go into the node's ip6tables OUTPUT chain tagged with a comment naming the agent
 (``mip6-testbed:<tag>``); ``remove`` deletes exactly those rules.

@@ -3,7 +3,7 @@
 An RA from a router advertising a prefix other than the current one means the MN has moved.
 The care-of address is the node's address in that prefix, usable as soon as the kernel
 adds it (optimistic DAD), learnt from netlink (pyroute2), not from ``ip`` text. The old
-care-of address and default router linger after a move (platform.md), so the detector also
+care-of address and default router linger after a move (docs/host.md), so the detector also
 installs a preferred default route through the new router. When the link comes up again it
 sends a Router Solicitation rather than wait for the next unsolicited RA.
 """

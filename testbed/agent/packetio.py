@@ -1,4 +1,4 @@
-"""Raw packet I/O on a kernel without Mobile IPv6 (platform.md).
+"""Raw packet I/O on a kernel without Mobile IPv6 (docs/host.md).
 
 Receiving: one AF_PACKET socket (ETH_P_ALL, frames for this host and multicast) with a BPF filter,
 so the agent sees whole IPv6 packets, headers included, even those the kernel itself drops

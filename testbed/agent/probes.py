@@ -3,7 +3,7 @@
 Sent route-optimised (to the care-of address with a type 2 routing header) once the CN has a
 binding, through the home network otherwise. The MN tells the two paths apart (type 2
 routing header, or tunnelled by the home agent) and logs number, path and one-way delay
-(all namespaces share one monotonic clock, platform.md).
+(all namespaces share one monotonic clock, docs/host.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A TUN device through which the home agent's node hands the agent the packets routed to
-registered home addresses (the kernel has no Mobile IPv6 or ip6ip6 here, platform.md)."""
+registered home addresses (the kernel has no Mobile IPv6 or ip6ip6 here, docs/host.md)."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def _print_table(summary: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Handover latency, medians in ms (model: mip6.md section 7)")
+    table = Table(title="Handover latency, medians in ms (model: docs/protocol.md section 7)")
     for column in ("mechanism", "ok", "moves", "move→CoA", "CoA→BA", "undisturbed", "their CoA→BA", "model", "move→BA"):
         table.add_column(column, justify="left" if column == "mechanism" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731

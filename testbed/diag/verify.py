@@ -14,10 +14,10 @@ A home registration BU or BA carries the RFC 4285 Mobility Message Authenticatio
 instead; its verdict (same names; ``auth_option`` says which option was judged) uses the
 MN-HA key file of the (home address, home agent) pair: the option must be last and single,
 its SPI the file's, and its authenticator HMAC_SHA1(key, care-of address | home address |
-MH Data)[:96 bits] (mip6.md section 6).
+MH Data)[:96 bits] (docs/protocol.md section 6).
 
 Other message types have no verdict (None). Key selection and the authenticator inputs
-follow RFC 6275 5.2.6 (mip6.md section 2): a BU from home address H (Home Address option,
+follow RFC 6275 5.2.6 (docs/protocol.md section 2): a BU from home address H (Home Address option,
 else the source) to correspondent C (the final destination) uses the pair (H, C) and the
 care-of address of the Alternate Care-of Address option, else the packet's source; a BA from
 C (source) to H (type 2 routing header, else the destination) uses the pair (H, C) and the

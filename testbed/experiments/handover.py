@@ -3,7 +3,7 @@
 For each mechanism a fresh ``handover`` lab runs the agents, the MN moves AR1 <-> AR2
 ``moves`` times, and per move the event logs give move-to-RA, move-to-usable-CoA and
 move-to-BA (the CN's BA received by the MN). CoA-to-BA is compared with the analytical
-model of mip6.md section 7, computed from the lab's link delays.
+model of docs/protocol.md section 7, computed from the lab's link delays.
 
 A stall monitor (testbed/lab/stalls.py) runs throughout: each move records how long the
 host kept a CPU of this machine paused between the usable CoA and the BA (``paused_ms``),
@@ -42,7 +42,7 @@ class HandoverSpec:
 
 
 def model_ms(params: dict) -> dict[str, float]:
-    """mip6.md section 7, from the handover topology's one-way delays (processing ignored)."""
+    """docs/protocol.md section 7, from the handover topology's one-way delays (processing ignored)."""
     delays = {name: parse_delay_ms(params.get(name, spec.default)) for name, spec in DELAY_PARAMS.items()}
     access, ar_core = delays["access_delay"], delays["ar_core_delay"]
     core_cn, core_ha = delays["core_cn_delay"], delays["core_ha_delay"]
@@ -189,7 +189,7 @@ def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
             lines.append(f"  - error: {m['error']}")
     lines += [
         "",
-        f"Model (mip6.md section 7, from the link delays): precomputed RTT(MN,CN) = {summary['model_ms']['precomputed']:.1f} ms; "
+        f"Model (docs/protocol.md section 7, from the link delays): precomputed RTT(MN,CN) = {summary['model_ms']['precomputed']:.1f} ms; "
         f"return routability with a valid home token 2 x RTT(MN,CN) = {summary['model_ms']['rr']:.1f} ms; "
         f"from scratch {summary['model_ms']['rr_from_scratch']:.1f} ms.",
         "",

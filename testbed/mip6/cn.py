@@ -2,7 +2,7 @@
 
 Sans-I/O: ``receive(packet, now)`` and ``handle_timer(now)`` return actions (``Send`` whole
 IPv6 packets, ``Event`` log lines). Binding Updates are processed exactly in the order of
-mip6.md section 4:
+docs/protocol.md section 4:
 
 1. parse (malformed, duplicate options, anything after BAD: silent drop);
 2. H flag (home registration sent to a CN): Nonce Indices present: drop; binding: BA 139;

@@ -2,7 +2,7 @@
 
 Engines never do I/O: each call returns a list of actions. ``Send`` carries a whole IPv6
 packet for the agent to put on the wire; ``Event`` is one line of the event log (JSON
-lines, design.md): ``t_ns`` (the ``now`` the engine was given, time.monotonic_ns),
+lines, docs/architecture.md): ``t_ns`` (the ``now`` the engine was given, time.monotonic_ns),
 ``node``, ``event`` and the event's fields. Secrets never go into events.
 """
 

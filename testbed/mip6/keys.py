@@ -1,6 +1,6 @@
 """RFC 4449 preconfigured data for one MN-CN pair (R1, R3, R10): load, validate, generate, write.
 
-The file (design.md) is YAML, mode 0600 or stricter::
+The file (docs/architecture.md) is YAML, mode 0600 or stricter::
 
     home_address: "2001:db8:0:1::1234"
     correspondent: "2001:db8:0:3::1"

@@ -1,4 +1,4 @@
-"""16-bit Binding Update sequence numbers (RFC 6275 9.5.1, mip6.md section 4) and the R13 use limit.
+"""16-bit Binding Update sequence numbers (RFC 6275 9.5.1, docs/protocol.md section 4) and the R13 use limit.
 
 A sequence number is "greater" than the last accepted one when the difference, taken modulo
 2^16 and read as a signed 16-bit integer, is positive: ``(int16)(new - last) > 0``. Exactly
@@ -36,7 +36,7 @@ def seq_distance(new: int, last: int) -> int:
 def seq_greater(new: int, last: int) -> bool:
     """True when ``new`` is greater than ``last`` modulo 2^16 (accept the BU), else False (BA 135).
 
-    Vectors (mip6.md section 4): last 10000: 10001 and 42767 accepted, 9999, 10000, 42768 and 0
+    Vectors (docs/protocol.md section 4): last 10000: 10001 and 42767 accepted, 9999, 10000, 42768 and 0
     refused; last 42768: 0 and 9999 accepted.
     """
     if type(new) is int and type(last) is int and 0 <= new <= SEQ_MAX and 0 <= last <= SEQ_MAX:

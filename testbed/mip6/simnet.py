@@ -4,7 +4,7 @@ Packets are bytes, time is simulated nanoseconds, delivery follows the outer des
 address after a configured one-way delay. A packet for a mobile node's home address while it
 is away goes to the home agent's engine (the home link's owner), which decides to tunnel it.
 Used by the unit tests (engines talking through real encoded packets) and to check the
-analytical handover model of mip6.md section 7. No sockets, threads or clocks.
+analytical handover model of docs/protocol.md section 7. No sockets, threads or clocks.
 """
 
 from __future__ import annotations

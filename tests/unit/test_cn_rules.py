@@ -1,4 +1,4 @@
-"""The correspondent node's Binding Update processing, rule by rule (mip6.md section 4)."""
+"""The correspondent node's Binding Update processing, rule by rule (docs/protocol.md section 4)."""
 
 from __future__ import annotations
 

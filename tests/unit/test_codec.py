@@ -1,5 +1,5 @@
 """Wire codec (RFC 6275 6.1-6.4, RFC 4285 options): exact encodings of every message and option,
-the alignment rules of mip6.md section 2, the Home Address option, the type 2 routing header,
+the alignment rules of docs/protocol.md section 2, the Home Address option, the type 2 routing header,
 the Mobility Header checksum pseudo-header, decoding errors, and hypothesis properties
 (round trip; arbitrary or mutated input raises nothing but CodecError)."""
 
@@ -125,7 +125,7 @@ def test_decode_ignores_octets_after_header_len():
 
 
 def test_bu_with_bad_is_the_spec_32_octet_shape():
-    # mip6.md 2: 12 fixed octets + PadN(6) + BAD(14) = 32 octets, Header Len 3; BAD at 8n+2.
+    # docs/protocol.md 2: 12 fixed octets + PadN(6) + BAD(14) = 32 octets, Header Len 3; BAD at 8n+2.
     mh = m.encode(m.BindingUpdate(1, 105, ack=True, options=(BindingAuthData(AUTH),)))
     assert mh == h("3b 03 05 00 0000 0001 8000 0069 0104 00000000 050c") + AUTH
     assert len(mh) == 32 and mh[1] == 3

@@ -2,7 +2,7 @@
 
 scapy builds -> we parse and compare field values (and our checksum verdict on scapy's checksum);
 we build -> scapy dissects the same field values, and the checksum scapy computes itself equals ours.
-Traps (platform.md): MIP6OptNonceIndices / MIP6OptBindingAuthData default to olen=16 (we set 4 and
+Traps (docs/host.md): MIP6OptNonceIndices / MIP6OptBindingAuthData default to olen=16 (we set 4 and
 12); the BAD authenticator is a 96-bit integer; scapy's checksum uses the HAO only when the HAO is
 the only option object of its layer (a dissected layer also holds the PadN); MIP6MH_BA.answers
 tests the wrong flag bit (not used here). scapy's BU defaults to flags KHA: always set them.

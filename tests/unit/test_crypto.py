@@ -1,5 +1,5 @@
 """RFC 6275 5.2.5/5.2.6 crypto as RFC 4449 reuses it (R2, R5, R7) and RFC 4285 MN-HA: the
-test vector of mip6.md section 2, plus each formula checked against hmac/hashlib directly."""
+test vector of docs/protocol.md section 2, plus each formula checked against hmac/hashlib directly."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _vector_bu(authenticator: bytes = bytes(12)) -> bytes:
     return messages.encode(messages.BindingUpdate(1, 105, ack=True, options=(BindingAuthData(authenticator),)))
 
 
-# ------------------------------------------------------------------ the mip6.md test vector (R2)
+# ------------------------------------------------------------------ the docs/protocol.md test vector (R2)
 
 
 def test_vector_home_keygen_token():

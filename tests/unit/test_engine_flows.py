@@ -72,7 +72,7 @@ def test_precomputed_binding_sends_no_return_routability_messages_R5_R6_R7():
 
 
 def test_handover_times_follow_the_analytical_model():
-    """mip6.md section 7, counted from the moment the CoA is usable."""
+    """docs/protocol.md section 7, counted from the moment the CoA is usable."""
     w = make_world()
     t0 = w.net.now
     w.move(COA1)

@@ -43,7 +43,7 @@ def _file_text(home=HOME, cn=CN, kcn=None, hn=None, cn_nonce=None):
 
 
 def test_r1_vector_data_can_be_built_directly_bypassing_the_entropy_check():
-    """The mip6.md test vector's Kcn is weak by design; engines' crypto tests build it directly."""
+    """The docs/protocol.md test vector's Kcn is weak by design; engines' crypto tests build it directly."""
     d = PreconfiguredData(HOME, CN, VECTOR_KCN, bytes.fromhex("11" * 8), bytes.fromhex("22" * 8))
     assert d.home_address == ipaddress.IPv6Address(HOME)
     assert isinstance(d.correspondent, ipaddress.IPv6Address)

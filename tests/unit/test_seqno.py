@@ -1,4 +1,4 @@
-"""16-bit sequence-number arithmetic (mip6.md section 4, R4, R14) and the R13 use limit."""
+"""16-bit sequence-number arithmetic (docs/protocol.md section 4, R4, R14) and the R13 use limit."""
 
 import pytest
 from hypothesis import given
