@@ -1,10 +1,19 @@
 """Running the MN, CN and HA agents in a lab's nodes.
 
-``LabAgents(lab, mechanism)`` writes each agent's configuration and key files, starts the
-agents with ``lab.popen`` (so the lab stops them whatever happens) and talks to them through
-their control sockets. Key files (RFC 4449 preconfigured data, RFC 4285 MN-HA keys) live in a
-0700 directory on tmpfs that is removed when the agents stop: they never land in the run
-directory with the results. Event logs go to ``<run_dir>/events/<node>.jsonl``.
+``LabAgents(lab, mechanism, keys=installer)`` works out each agent's configuration, has a key
+installer make the keys and put them (and the configurations naming them) where the agents
+read them, starts the agents with ``lab.popen`` (so the lab stops them whatever happens) and
+talks to them through their control sockets. Event logs go to ``<run_dir>/events/<node>.jsonl``.
+
+Key installers (``KeyInstaller``): ``install(lab, configs, pairs)`` gets each agent's
+configuration without key files and the MN-CN pairs that use RFC 4449 preconfigured data;
+it makes an MN-HA key per MN and preconfigured data per pair, installs them, writes the
+configurations (adding ``preconfigured`` and ``mn_ha_keys``) and returns ``AgentKeys``;
+``close()`` removes what it left on the controller. The provisioning layer's installer pushes
+the keys with Ansible into each node's private key directory (``testbed.provision``; the
+experiments and the ``testbed`` command use it). ``LocalKeys``, the default here, writes them
+into a 0700 directory on tmpfs that is removed when the agents stop. Either way key files
+never land in the run directory with the results.
 
 ``mechanism``: ``"rr"`` (return routability, the default of RFC 4449 section 5) or
 ``"precomputed"`` (RFC 4449 preconfigured data for every MN-CN pair).
@@ -19,8 +28,9 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from testbed.agent.control import request
 from testbed.agent.eventlog import read_events
@@ -33,6 +43,64 @@ from testbed.mip6.secretfile import write_secret_text
 MECHANISMS = ("rr", "precomputed")
 START_TIMEOUT_S = 15.0
 KEY_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+
+
+@dataclass
+class AgentKeys:
+    """What a key installer did: each agent's configuration file (the path its node sees) and
+    the keys it made, in memory only (to check captures; never written out)."""
+
+    configs: dict[str, str]
+    preconfigured: list[PreconfiguredData] = field(default_factory=list, repr=False)
+    mn_ha: list[MnHaSecurityAssociation] = field(default_factory=list, repr=False)
+
+
+class KeyInstaller(Protocol):
+    def install(self, lab, configs: dict[str, dict], pairs: list[tuple[str, str]]) -> AgentKeys: ...
+
+    def close(self) -> None: ...
+
+
+class LocalKeys:
+    """Key files written by this process into a 0700 directory on tmpfs (removed by ``close``),
+    configurations into the lab's volatile directory."""
+
+    def __init__(self) -> None:
+        self.directory: Path | None = None
+
+    def install(self, lab, configs: dict[str, dict], pairs: list[tuple[str, str]]) -> AgentKeys:
+        plan = lab.addresses
+        self.directory = Path(tempfile.mkdtemp(prefix=f"mip6-keys-{lab.run_id}-", dir=KEY_ROOT))
+        lab.state.add_path(self.directory)  # removed by `testbed lab clean` after a crash
+        keys = AgentKeys({})
+        configs = {node: {**config, "preconfigured": [], "mn_ha_keys": []} if config["role"] != "ha"
+                   else {**config, "mn_ha_keys": []} for node, config in configs.items()}
+        ha = plan.home_agent_node
+        for mn in plan.mobiles:
+            if mn not in configs:
+                continue
+            m = plan.mobile(mn)
+            sa = generate_mn_ha(m.home_address, m.home_agent)
+            path = self.directory / f"{mn}-mnha.yaml"
+            write_secret_text(path, dump_mn_ha(sa))
+            keys.mn_ha.append(sa)
+            configs[mn]["mn_ha_keys"].append(str(path))
+            configs[ha]["mn_ha_keys"].append(str(path))
+        for mn, cn in pairs:
+            data = write_new(self.directory / f"{mn}-{cn}.yaml",
+                             generate(plan.mobile(mn).home_address, plan.correspondents[cn]))
+            keys.preconfigured.append(data)
+            configs[mn]["preconfigured"].append(data.source)
+            configs[cn]["preconfigured"].append(data.source)
+        for node, config in configs.items():
+            path = Path(config["state_dir"]).parent / f"{node}.yaml"
+            path.write_text(json.dumps(config, indent=1))
+            keys.configs[node] = str(path)
+        return keys
+
+    def close(self) -> None:
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass
@@ -57,7 +125,8 @@ class AgentHandle:
 
 class LabAgents:
     def __init__(self, lab, mechanism: str = "rr", *, mobiles: list[str] | None = None,
-                 correspondents: list[str] | None = None, label: str | None = None) -> None:
+                 correspondents: list[str] | None = None, label: str | None = None,
+                 keys: KeyInstaller | None = None) -> None:
         if mechanism not in MECHANISMS:
             raise ConfigError(f"mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
         self.lab = lab
@@ -71,11 +140,10 @@ class LabAgents:
         self.agents: dict[str, AgentHandle] = {}
         self.preconfigured: list[PreconfiguredData] = []
         self.mn_ha: list[MnHaSecurityAssociation] = []  # in memory, for checking captures
-        self._keys = Path(tempfile.mkdtemp(prefix=f"mip6-keys-{lab.run_id}-", dir=KEY_ROOT))
+        self.keys: KeyInstaller = keys if keys is not None else LocalKeys()
         # Unix socket paths are limited to 108 octets: control sockets get a short directory.
         self._sockets = Path(tempfile.mkdtemp(prefix=f"m6-{lab.run_id}-"))
-        for path in (self._keys, self._sockets):  # removed by `testbed lab clean` after a crash
-            lab.state.add_path(path)
+        lab.state.add_path(self._sockets)  # removed by `testbed lab clean` after a crash
 
     # ------------------------------------------------------------------ life cycle
 
@@ -94,52 +162,40 @@ class LabAgents:
         plan = self.lab.addresses
         self.events_dir.mkdir(parents=True, exist_ok=True)
         self.volatile.mkdir(parents=True, exist_ok=True)
-        ha_files = []
-        mn_configs = {}
-        cn_files: dict[str, list[str]] = {cn: [] for cn in self.correspondents}
+        configs: dict[str, dict] = {plan.home_agent_node: {
+            "role": "ha", "address": plan.home_agent, "home_prefix": plan.home_prefix}}
+        for cn in self.correspondents:
+            configs[cn] = {"role": "cn", "address": plan.correspondents[cn]}
         for mn in self.mobiles:
             m = plan.mobile(mn)
-            sa = generate_mn_ha(m.home_address, m.home_agent)
-            path = self._keys / f"{mn}-mnha.yaml"
-            write_secret_text(path, dump_mn_ha(sa))
-            self.mn_ha.append(sa)
-            ha_files.append(str(path))
-            pre = []
-            if self.mechanism == "precomputed":
-                for cn in self.correspondents:
-                    data = write_new(self._keys / f"{mn}-{cn}.yaml", generate(m.home_address, plan.correspondents[cn]))
-                    self.preconfigured.append(data)
-                    pre.append(data.source)
-                    cn_files[cn].append(data.source)
-            mn_configs[mn] = {
+            configs[mn] = {
                 "role": "mn", "interfaces": [m.intf], "home_address": m.home_address,
                 "home_agent": m.home_agent, "home_prefix": m.home_prefix,
                 "correspondents": [plan.correspondents[c] for c in self.correspondents],
-                "preconfigured": pre, "mn_ha_keys": [str(path)],
             }
-        self._start(plan.home_agent_node, {
-            "role": "ha", "address": plan.home_agent, "home_prefix": plan.home_prefix, "mn_ha_keys": ha_files,
-        })
+        for node, config in configs.items():
+            config.update({
+                "node": node,
+                "state_dir": str(self.volatile / f"{node}-state"),
+                "event_log": str(self.events_dir / f"{node}.jsonl"),
+                "control_socket": str(self._sockets / f"{node}.sock"),
+            })
+        pairs = [(mn, cn) for mn in self.mobiles for cn in self.correspondents] if self.mechanism == "precomputed" else []
+        installed = self.keys.install(self.lab, configs, pairs)
+        self.preconfigured, self.mn_ha = list(installed.preconfigured), list(installed.mn_ha)
+        self._start(plan.home_agent_node, configs[plan.home_agent_node], installed.configs[plan.home_agent_node])
         for cn in self.correspondents:
-            self._start(cn, {"role": "cn", "address": plan.correspondents[cn], "preconfigured": cn_files[cn]})
+            self._start(cn, configs[cn], installed.configs[cn])
         # The HA and CNs serve (sockets open, ICMPv6 rules in) before any MN signals.
         for handle in self.agents.values():
             self._wait_up(handle)
-        for mn, config in mn_configs.items():
-            self._wait_up(self._start(mn, config))
+        for mn in self.mobiles:
+            self._wait_up(self._start(mn, configs[mn], installed.configs[mn]))
 
-    def _start(self, node: str, config: dict) -> AgentHandle:
-        config = {
-            **config, "node": node,
-            "state_dir": str(self.volatile / f"{node}-state"),
-            "event_log": str(self.events_dir / f"{node}.jsonl"),
-            "control_socket": str(self._sockets / f"{node}.sock"),
-        }
-        path = self.volatile / f"{node}.yaml"
-        path.write_text(json.dumps(config, indent=1))
-        process = self.lab.popen(node, [sys.executable, "-m", "testbed.cli", "agent", "--config", str(path)],
+    def _start(self, node: str, config: dict, path: str) -> AgentHandle:
+        process = self.lab.popen(node, [sys.executable, "-m", "testbed.cli", "agent", "--config", path],
                                  tag=f"agent-{self.label}")
-        handle = AgentHandle(node, config["role"], path, Path(config["control_socket"]),
+        handle = AgentHandle(node, config["role"], Path(path), Path(config["control_socket"]),
                              Path(config["event_log"]), process)
         self.agents[node] = handle
         return handle
@@ -150,10 +206,9 @@ class LabAgents:
         if kill and old.process.running():
             os.killpg(old.process.pid, signal.SIGKILL)
         old.process.stop()
-        config = json.loads(old.config.read_text())
         process = self.lab.popen(node, [sys.executable, "-m", "testbed.cli", "agent", "--config", str(old.config)],
                                  tag=f"agent-{self.label}-r")
-        handle = AgentHandle(node, config["role"], old.config, old.control, old.event_log, process)
+        handle = AgentHandle(node, old.role, old.config, old.control, old.event_log, process)
         self.agents[node] = handle
         self._wait_up(handle)
         return handle
@@ -175,7 +230,7 @@ class LabAgents:
     def stop(self) -> None:
         for handle in reversed(list(self.agents.values())):
             handle.process.stop()
-        shutil.rmtree(self._keys, ignore_errors=True)
+        self.keys.close()
         shutil.rmtree(self._sockets, ignore_errors=True)
 
     # ------------------------------------------------------------------ queries

@@ -8,6 +8,10 @@
   ports in the root namespace), named with the run's tag.
 - A delayed link with the ``delayline`` backend gets a middle node ``w<N>`` holding two
   interfaces (IPv6 off) for a delay line; with ``netem`` both ends get a netem qdisc.
+- Every node gets its own key directory ``NODE_KEY_DIR`` (``/etc/mip6``): a tmpfs mounted
+  in the node's own mount namespace (Mininet's ``privateDirs``, done here once the shells
+  are up), mode 0700. A file put there is visible inside that node only; it goes when the
+  node's namespace does.
 - Mininet's ``ifconfig`` calls are skipped: links come up with each node's ``ip -batch``;
   its per-interface ``ip link del`` is skipped too (:class:`LabIntf`).
 """
@@ -34,6 +38,8 @@ from testbed.lab.naming import bridge_name
 log = logging.getLogger("testbed.lab")
 
 MCAST_SOLICIT = 10  # neighbour solicitations before giving up (default 3)
+NODE_KEY_DIR = "/etc/mip6"
+"""The agents' key directory in every node (private per node, see the module docstring)."""
 
 
 class SplitShell:
@@ -200,8 +206,10 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *,
         switch = net.addSwitch(name, cls=LabBridge)
         on_shell(name, switch.pid, False)  # its shell is in the root namespace
         built.node_names[seg.name] = name
-    # Sysctls before any interface exists, in all nodes at once.
-    run_parallel([(net[name], "sysctl -q -w " + " ".join(node_sysctls(role, optimistic)))
+    # Sysctls before any interface exists, and the private key directory, in all nodes at once.
+    os.makedirs(NODE_KEY_DIR, mode=0o700, exist_ok=True)  # the mount point (empty in the root namespace)
+    run_parallel([(net[name], "sysctl -q -w " + " ".join(node_sysctls(role, optimistic))
+                   + f" && {private_dir_command(NODE_KEY_DIR)}")
                   for name, role in roles.items()], "sysctl")
 
     wire_count = 0
@@ -236,6 +244,12 @@ def build_network(net, plan: AddressPlan, run_id: str, backend: str, *,
         if link.a.node in plan.mobiles and link.b.node in plan.segments:
             built.attachments[link.a.node] = i2  # the bridge port (root namespace)
     return built
+
+
+def private_dir_command(path: str) -> str:
+    """Shell command run in a node: a fresh tmpfs (0700, root) on ``path`` in its mount namespace.
+    (Mininet's mnexec made the node's mounts private: nothing propagates to the root namespace.)"""
+    return f"mount -n -t tmpfs -o mode=0700,size=4m,nosuid,nodev,noexec mip6-keys {path}"
 
 
 def run_parallel(commands: list[tuple[object, str]], what: str) -> None:
