@@ -69,6 +69,9 @@ def _print_table(summary: dict, out: Path) -> None:
         console.print(f"the host paused this machine's CPUs {pauses['pauses']} times ({pauses['paused_fraction']:.0%} of "
                       f"the time, longest {pauses['longest_ms']} ms); 'undisturbed': moves no pause overlapped "
                       "between the usable CoA and the BA")
+    pushes = [f"{name} {m['key_push_s']:.1f} s" for name, m in summary["mechanisms"].items() if m.get("key_push_s") is not None]
+    if pushes:
+        console.print("keys pushed with Ansible (keys.yml) per lab: " + ", ".join(pushes))
     for name, m in summary["mechanisms"].items():
         console.print(f"{name}: Mobility Header messages on the MN's link: "
                       + (", ".join(f"{k} {v}" for k, v in sorted(m["mh_types"].items())) or "none"))

@@ -146,7 +146,10 @@ def _handover_test(args, params: dict) -> int:
         raise ConfigError("--test handover runs on the handover topology")
     with tempfile.TemporaryDirectory(prefix="mip6-handover-") as tmp:
         root = Path(args.run_dir) if args.run_dir else Path(tmp)
-        results = run_handover_check(moves=args.moves or 1, run_root=root, params=params)
+        from testbed.provision.labkeys import AnsibleKeys
+
+        results = run_handover_check(moves=args.moves or 1, run_root=root, params=params,
+                                     keys=lambda run_dir: AnsibleKeys(record=run_dir / "ansible"))
         data = {"test": "handover", "ok": all(r.ok for r in results),
                 "goal": "both mechanisms bind and every move re-binds at the CN",
                 "mechanisms": [r.summary() | {"move_to_ba_ms": [m.move_to_ba_ms for m in r.moves]} for r in results]}

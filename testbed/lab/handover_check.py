@@ -20,7 +20,7 @@ from pathlib import Path
 
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import KeyRing, verify_frames
-from testbed.lab.agents import LabAgents
+from testbed.lab.agents import KeyInstaller, LabAgents
 from testbed.lab.errors import LabTimeout
 from testbed.lab.lab import Lab
 
@@ -94,7 +94,10 @@ def _first(events: list[dict], name: str, since: int, **match) -> dict | None:
     return None
 
 
-def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | None = None) -> MechanismResult:
+def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | None = None,
+                  keys: KeyInstaller | None = None) -> MechanismResult:
+    """One mechanism in a fresh lab; ``keys`` installs the agents' keys (default ``LocalKeys``;
+    the experiments and the ``testbed`` command pass the Ansible one)."""
     result = MechanismResult(mechanism, run_dir=str(run_dir))
     with Lab("handover", run_dir=run_dir, **(params or {})) as lab:
         plan = lab.addresses
@@ -103,7 +106,7 @@ def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | N
         captures = {"mn": lab.capture("mn", mn_intf), "cn": lab.capture("cn", cn_intf)}
         home = plan.home_address("mn")
         cn_address = plan.correspondents["cn"]
-        with LabAgents(lab, mechanism) as agents:
+        with LabAgents(lab, mechanism, keys=keys) as agents:
             try:
                 agents.wait(lambda: agents.mn_bound("mn"), BIND_TIMEOUT_S, "the first binding")
                 result.bound = True
@@ -144,7 +147,11 @@ def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | N
 
 
 def run_handover_check(*, moves: int = 1, run_root: Path, params: dict | None = None,
-                       mechanisms: tuple[str, ...] = ("rr", "precomputed")) -> list[MechanismResult]:
+                       mechanisms: tuple[str, ...] = ("rr", "precomputed"),
+                       keys=None) -> list[MechanismResult]:
+    """``keys``: a function of the run directory returning the key installer of that run."""
     run_root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return [run_mechanism(m, moves=moves, run_dir=run_root / f"handover-{stamp}-{m}", params=params) for m in mechanisms]
+    runs = [(m, run_root / f"handover-{stamp}-{m}") for m in mechanisms]
+    return [run_mechanism(m, moves=moves, run_dir=d, params=params, keys=None if keys is None else keys(d))
+            for m, d in runs]
