@@ -84,7 +84,8 @@ def install_rekeyed(inventory: Inventory, keyset: KeySet, pairs: list[Pair], *, 
     keyset.check(inventory.peers())
     result = run_playbook("rekey.yml", inventory.source,
                           extravars={"mip6_plan": key_plan(inventory), "mip6_only": [pre_id(p) for p in pairs]},
-                          secrets=secret_texts(keyset, pairs=pairs, mn_ha=False), record=record, progress=progress)
+                          secrets=secret_texts(keyset, pairs=pairs, mn_ha=False), record=record, progress=progress,
+                          limit=",".join(sorted({host for pair in pairs for host in pair})))
     if not result.ok:
         raise ProvisionError(result.summary())
     return result
