@@ -73,8 +73,8 @@ class LocalKeys:
         self.directory = Path(tempfile.mkdtemp(prefix=f"mip6-keys-{lab.run_id}-", dir=KEY_ROOT))
         lab.state.add_path(self.directory)  # removed by `testbed lab clean` after a crash
         keys = AgentKeys({})
-        configs = {node: {**config, "preconfigured": [], "mn_ha_keys": []} if config["role"] != "ha"
-                   else {**config, "mn_ha_keys": []} for node, config in configs.items()}
+        lists = {"mn": ("preconfigured", "mn_ha_keys"), "cn": ("preconfigured",), "ha": ("mn_ha_keys",)}
+        configs = {node: {**config, **{key: [] for key in lists[config["role"]]}} for node, config in configs.items()}
         ha = plan.home_agent_node
         for mn in plan.mobiles:
             if mn not in configs:

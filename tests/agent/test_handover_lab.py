@@ -253,7 +253,7 @@ from testbed.lab.agents import LabAgents
 lab = Lab("handover").start()
 agents = LabAgents(lab, "precomputed")
 agents.start()
-print(agents._keys, agents._sockets, lab.run_id, flush=True)
+print(agents.keys.directory, agents._sockets, lab.run_id, flush=True)
 sys.stdin.read()  # until the test kills us
 """
 
