@@ -193,6 +193,7 @@ def _print_summary(lab) -> None:
         console.print(f"{mn}: home address {m.home_address}, home agent {m.home_agent}, "
                       f"on {lab.location(mn)}")
     console.print("Mininet CLI: e.g. 'mn ping -6 -c 3 " + plan.cn_address + "'; 'exit' ends the lab.")
+    console.print(f"keys into its nodes from another shell: testbed keys push --lab {lab.run_id} --keys DIR --generate")
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -218,10 +218,27 @@ def files_written_since(roots: list[Path], since: float) -> list[Path]:
     return out
 
 
-def test_marker_no_secret_in_anything_the_run_or_ansible_runner_wrote(tmp_path):
+def test_marker_no_secret_in_anything_the_run_or_ansible_runner_wrote(tmp_path, monkeypatch):
     """Generate, push, bind, rekey; then no Kcn, nonce or MN-HA key (old or new) in any file
     the run, Ansible or ansible-runner wrote, nor in the environment or arguments of any
     process started meanwhile."""
+    import shutil
+
+    import testbed.provision.runner as runner
+
+    # Everything ansible-runner and Ansible left in a run's directory, just before it is removed
+    # (all but the one 0600 secrets file the playbook reads): env/extravars, artifacts/*/command...
+    snapshots = tmp_path / "runner-dirs"
+    real_rmtree = shutil.rmtree
+
+    def snapshot_then_remove(path, *args, **kwargs):
+        if Path(path).name.startswith("mip6-ansible-"):
+            real_copytree(path, snapshots / Path(path).name, symlinks=True,
+                          ignore=lambda d, names: ["keys.yml"] if Path(d).name == "secret" else [])
+        return real_rmtree(path, *args, **kwargs)
+
+    real_copytree = shutil.copytree
+    monkeypatch.setattr(runner.shutil, "rmtree", snapshot_then_remove)
     t0 = time.time() - 1
     # Where a run, Ansible or ansible-runner write (Ansible's home would be ~/.ansible).
     roots = [Path(p) for p in ("/tmp", "/dev/shm", "/var/tmp", "/run", str(Path.home() / ".ansible"))
@@ -246,6 +263,10 @@ def test_marker_no_secret_in_anything_the_run_or_ansible_runner_wrote(tmp_path):
     assert any("job_events" in str(p) for p in kept), "ansible-runner's events were not kept for the search"
     assert not any(p.name == "command" for p in kept)  # the environment dump is never kept
     assert not [p for p in Path("/dev/shm").glob("mip6-ansible-*")], "a run directory of ansible-runner was left"
+    runs = list(snapshots.iterdir())
+    assert len(runs) == 2 and all((r / "runner" / "env" / "extravars").is_file() for r in runs)
+    assert all(list((r / "runner" / "artifacts").rglob("command")) for r in runs)
+    written += [p for p in snapshots.rglob("*") if p.is_file() and p not in written]
     patterns = secret_patterns(secrets)
     hits = []
     for path in written:
