@@ -291,11 +291,12 @@ def test_marker_no_secret_in_anything_the_run_or_ansible_runner_wrote(tmp_path, 
 def test_rekey_one_pair_while_probes_flow(tmp_path):
     """testbed's rekey (rekey.yml) for mn1-cn while the CN streams probes to mn1: the next
     binding uses the new Kbm, a BU under the old Kbm is refused afterwards, mn2 keeps its binding."""
+    store = tmp_path / "keys"
     with Lab("corporate", run_dir=tmp_path / "run", n_mns=2, n_cns=1) as lab:
         plan = lab.addresses
         cn_addr = plan.correspondents["cn1"]
         cap = lab.capture("cn1", next(iter(plan.nodes["cn1"].interfaces)))
-        keys = AnsibleKeys()
+        keys = AnsibleKeys(store=store)
         with LabAgents(lab, "precomputed", keys=keys) as agents:
             for mn in ("mn1", "mn2"):
                 agents.wait(lambda mn=mn: agents.mn_bound(mn), 20, f"{mn}'s binding")
@@ -305,11 +306,16 @@ def test_rekey_one_pair_while_probes_flow(tmp_path):
             sent_before = agents["cn1"].ctl("probe_stop")["sent"]
             agents["cn1"].ctl("probe_start", home=plan.home_address("mn1"), rate=200)
             t_rekey = time.monotonic_ns()
-            result = keys.rekey([("mn1", "cn1")])
-            assert result.ok and set(result.stats) == {"mn1", "cn1"}  # only the pair's nodes
-            new = keys.keyset.preconfigured[("mn1", "cn1")]
-            assert new.key_id != old.key_id and new.kcn != old.kcn
-            assert keys.keyset.preconfigured[("mn2", "cn1")].kcn != new.kcn
+            done = run_testbed("keys", "rekey", "--lab", str(lab.run_dir), "--keys", str(store),
+                               "--pair", "mn1:cn1", "--json")
+            assert done.returncode == 0, done.stdout + done.stderr
+            result = json.loads(done.stdout)
+            assert result["ok"] and set(result["hosts"]) == {"mn1", "cn1"}  # only the pair's nodes
+            keyset, _ = load_store(store, keys.inventory.peers(), generate_missing=False)
+            new = keyset.preconfigured[("mn1", "cn1")]
+            assert result["rekeyed"]["mn1:cn1"] == {"old": old.key_id, "new": new.key_id}
+            assert new.key_id != old.key_id and new.kcn != old.kcn and new.home_nonce != old.home_nonce
+            assert keyset.preconfigured[("mn2", "cn1")] == keys.keyset.preconfigured[("mn2", "cn1")]
             reloads = [e for e in agents["cn1"].events() if e["event"] == "reloaded" and e["t_ns"] > t_rekey]
             assert reloads, "the CN did not reload"
             assert [e for e in agents["mn1"].events() if e["event"] == "reloaded" and e["t_ns"] > t_rekey]
