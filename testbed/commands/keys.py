@@ -107,7 +107,8 @@ def _report(args, result, extra: dict, check: bool = False) -> int:
     elif check:
         print(f"{result.playbook} (check mode): "
               + ("every node holds these keys" if result.changed == 0 else
-                 f"{result.changed} changes needed on " + ", ".join(h for h, s in result.stats.items() if s.get('changed')))
+                 f"{result.changed} change{'' if result.changed == 1 else 's'} needed on "
+                 + ", ".join(h for h, s in result.stats.items() if s.get('changed')))
               + f" ({result.seconds:.1f} s)")
     else:
         print(result.summary())

@@ -68,7 +68,11 @@ class PlayResult:
             return f"{self.playbook}: FAILED after {self.seconds:.1f} s: {self.failures[0] if self.failures else self.status}"
         if self.changed == 0:
             return f"{self.playbook}: {hosts} hosts, no change ({self.seconds:.1f} s)"
-        return f"{self.playbook}: {hosts} hosts, {self.changed} changes ({self.seconds:.1f} s)"
+        return f"{self.playbook}: {hosts} hosts, {_count(self.changed, 'change')} ({self.seconds:.1f} s)"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def playbook_path(name: str) -> Path:

@@ -122,6 +122,14 @@ def test_push_into_a_running_handover_lab(tmp_path):
         assert again.returncode == 0 and "no change" in again.stdout, again.stdout + again.stderr
         check = run_testbed("keys", "check", "--lab", run, "--keys", str(store))
         assert check.returncode == 0 and "every node holds these keys" in check.stdout, check.stdout + check.stderr
+        # A node that lost its file: check names it (exit 1, nothing changed), a push restores it.
+        assert lab.run("cn", ["rm", f"{KEY_DIR}/preconfigured-mn.yaml"], tag="lose-key").returncode == 0
+        check = run_testbed("keys", "check", "--lab", run, "--keys", str(store))
+        assert check.returncode == 1 and "1 change needed on cn" in check.stdout, check.stdout + check.stderr
+        assert "preconfigured-mn.yaml" not in key_dir_listing(lab, "cn")
+        again = run_testbed("keys", "push", "--lab", run, "--keys", str(store))
+        assert again.returncode == 0 and "1 change (" in again.stdout, again.stdout + again.stderr
+        assert key_dir_listing(lab, "cn") == listings["cn"]
 
         # The agents take the pushed files (the store's keys): only their configurations are new.
         cap = lab.capture("mn", plan.mobile("mn").intf)
