@@ -112,9 +112,8 @@ def _report(args, result, extra: dict, check: bool = False) -> int:
               + f" ({result.seconds:.1f} s)")
     else:
         print(result.summary())
-        for name in ("generated",):
-            for path in extra.get(name, []):
-                print(f"{path}: generated", file=sys.stderr)
+        for path in extra.get("generated", []):
+            print(f"{path}: generated (0600)", file=sys.stderr)
         for pair, ids in extra.get("rekeyed", {}).items():
             print(f"{pair}: key {ids['old']} replaced by {ids['new']}")
     return 0

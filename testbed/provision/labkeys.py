@@ -38,8 +38,9 @@ class AnsibleKeys:
         return None if self.record is None else self.record / f"{len(self.pushes) + 1:02d}-{what}"
 
     def install(self, lab, configs: dict[str, dict], pairs: list[tuple[str, str]]) -> AgentKeys:
+        # Every node is in the inventory; only the MN, CN and HA nodes get files (the attacker
+        # and the routers nothing).
         self.inventory = lab_inventory(nodes_of_lab(lab), pairs=list(pairs), agents=configs, reach=self.reach)
-        # Only the nodes that run agents (the attacker and routers get nothing).
         peers = self.inventory.peers()
         if self.store is not None:
             self.keyset, missing = load_store(self.store, peers, generate_missing=True)

@@ -18,7 +18,6 @@ Progress: with ``progress=True`` (default: when stdout is a terminal) one line p
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -231,7 +230,3 @@ def syntax_check(name: str) -> tuple[int, str]:
                                "-i", "localhost,", str(playbook)], capture_output=True, text=True, env=env,
                               timeout=120)
     return proc.returncode, (proc.stdout + proc.stderr).strip()
-
-
-def dump_json(result: PlayResult) -> str:
-    return json.dumps(result.__dict__, default=str)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from testbed.mip6.keys import dump, generate
 from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha
 from testbed.provision.api import key_plan, secret_texts
 from testbed.provision.inventory import from_hosts, load_inventory, parse_pairs
-from testbed.provision.keyset import KeySet, Peers, generate_keyset, load_store, rekeyed, save_store
+from testbed.provision.keyset import Peers, generate_keyset, load_store, rekeyed, save_store
 from testbed.provision.runner import PLAYBOOK_DIR, syntax_check
 
 ROOT = Path(__file__).resolve().parents[2]
