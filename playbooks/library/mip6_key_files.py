@@ -35,6 +35,11 @@ options:
     description: numeric group id
     type: int
     default: 0
+  control_socket:
+    description:
+      - the control socket of the agent using these files; default, the one named by
+        C(control_socket) in I(dir)/agent.yaml, if that file exists
+    type: path
 author: mip6-testbed
 """
 
@@ -47,10 +52,15 @@ removed:
   description: names of the files removed
   type: list
   returned: always
+control_socket:
+  description: the agent's control socket if it exists now (a running agent to reload), else ""
+  type: str
+  returned: always
 """
 
 import fnmatch
 import os
+import re
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
@@ -96,6 +106,22 @@ def _write(directory, name, payload, owner, group):
     os.replace(tmp, final)
 
 
+def _agent_socket(directory, given):
+    """The agent's control socket, if it is a socket now."""
+    path = given
+    if not path:
+        try:
+            with open(os.path.join(directory, "agent.yaml"), encoding="utf-8") as fh:
+                match = re.search(r"^control_socket:\s*['\"]?([^'\"\s#]+)", fh.read(), re.MULTILINE)
+        except OSError:
+            match = None
+        path = match.group(1) if match else ""
+    try:
+        return path if path and stat.S_ISSOCK(os.stat(path).st_mode) else ""
+    except OSError:
+        return ""
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -104,6 +130,7 @@ def main():
             prune=dict(type="list", elements="str", default=[]),
             owner=dict(type="int", default=0),
             group=dict(type="int", default=0),
+            control_socket=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -154,7 +181,8 @@ def main():
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
-    module.exit_json(changed=changed, written=written, removed=removed)
+    module.exit_json(changed=changed, written=written, removed=removed,
+                     control_socket=_agent_socket(directory, p["control_socket"]))
 
 
 if __name__ == "__main__":
