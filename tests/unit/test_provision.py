@@ -191,3 +191,28 @@ def test_lab_playbook_in_check_mode_on_this_host(tmp_path):
                            str(PLAYBOOK_DIR / "lab.yml")], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "failed=0" in done.stdout
+
+
+def _adhoc(tmp_path, pid: int, start: int | None) -> subprocess.CompletedProcess:
+    from testbed.provision.runner import ansible_env
+
+    (tmp_path / "secret" / "tmp").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **ansible_env(tmp_path), "ANSIBLE_CONNECTION_PLUGINS": str(PLAYBOOK_DIR / "connection_plugins")}
+    extra = [f"mip6_node_pid={pid}", f"ansible_python_interpreter={sys.executable}"]
+    if start is not None:
+        extra.append(f"mip6_node_start_time={start}")
+    return subprocess.run([str(Path(sys.executable).parent / "ansible"), "all", "-i", "node,", "-c", "mip6_nsenter",
+                           *[a for e in extra for a in ("-e", e)], "-m", "ansible.builtin.ping"],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_connection_plugin_refuses_a_reused_pid(tmp_path):
+    from testbed.lab.state import process_start_time
+
+    me = os.getpid()  # a process in this namespace, standing in for a node's shell
+    real = process_start_time(me)
+    done = _adhoc(tmp_path, me, real + 1)
+    assert done.returncode != 0 and "no longer the lab node's process" in done.stdout + done.stderr
+    if os.geteuid() == 0:  # entering namespaces needs root: then the right start time works
+        done = _adhoc(tmp_path, me, real)
+        assert done.returncode == 0 and '"ping": "pong"' in done.stdout, done.stdout + done.stderr
