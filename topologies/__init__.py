@@ -8,10 +8,12 @@ from __future__ import annotations
 from topologies.base import LabTopo
 from topologies.corporate import CorporateTopo
 from topologies.handover import HandoverTopo
+from topologies.load import LoadTopo
 
 TOPOLOGIES: dict[str, type[LabTopo]] = {
     HandoverTopo.NAME: HandoverTopo,
     CorporateTopo.NAME: CorporateTopo,
+    LoadTopo.NAME: LoadTopo,
 }
 
-__all__ = ["TOPOLOGIES", "CorporateTopo", "HandoverTopo", "LabTopo"]
+__all__ = ["TOPOLOGIES", "CorporateTopo", "HandoverTopo", "LabTopo", "LoadTopo"]

@@ -18,11 +18,18 @@
     # cn
     address: 2001:db8:3::1
     preconfigured: [...]                 # one file per MN
+    preconfigured_dir: /etc/mip6/peers   # and/or: every *.yaml / *.yml file in this directory
     precomputed_max_lifetime: 65535      # binding lifetime policy for precomputed peers (units of 4 s)
     # ha
     address: 2001:db8:1::1
     home_prefix: 2001:db8:1::/64
     mn_ha_keys: [...]                    # one file per MN
+
+``preconfigured_dir`` (MN and CN) names a directory whose ``*.yaml`` and ``*.yml`` files
+(not hidden ones, not subdirectories) are preconfigured data too, read in name order after
+the files of ``preconfigured``; the directory is listed again on SIGHUP, so a peer is added
+by dropping its file there and reloading. It is what a correspondent with thousands of
+mobile nodes wants instead of a list of thousands of paths.
 
 Errors are ConfigError, one line ``<file>: <problem>``.
 """
@@ -41,10 +48,12 @@ from testbed.errors import ConfigError
 ROLES = ("mn", "cn", "ha")
 COMMON = ("role", "node", "interfaces", "state_dir", "event_log", "control_socket", "probe_port")
 PER_ROLE = {
-    "mn": ("home_address", "home_agent", "home_prefix", "correspondents", "preconfigured", "mn_ha_keys"),
-    "cn": ("address", "preconfigured", "precomputed_max_lifetime"),
+    "mn": ("home_address", "home_agent", "home_prefix", "correspondents", "preconfigured", "preconfigured_dir",
+           "mn_ha_keys"),
+    "cn": ("address", "preconfigured", "preconfigured_dir", "precomputed_max_lifetime"),
     "ha": ("address", "home_prefix", "mn_ha_keys"),
 }
+KEY_FILE_SUFFIXES = (".yaml", ".yml")
 REQUIRED = {
     "mn": ("home_address", "home_agent", "home_prefix", "mn_ha_keys"),
     "cn": ("address",),
@@ -70,6 +79,24 @@ class AgentConfig:
     preconfigured: tuple[Path, ...] = ()
     mn_ha_keys: tuple[Path, ...] = field(default=())
     precomputed_max_lifetime: int = 0xFFFF
+    preconfigured_dir: Path | None = None
+
+    def preconfigured_paths(self) -> list[Path]:
+        """The files of ``preconfigured``, then the key files in ``preconfigured_dir`` (listed now)."""
+        paths = list(self.preconfigured)
+        if self.preconfigured_dir is not None:
+            directory = self.preconfigured_dir
+            try:
+                names = sorted(e.name for e in os.scandir(directory)
+                               if not e.name.startswith(".") and e.name.endswith(KEY_FILE_SUFFIXES)
+                               and not e.is_dir())
+            except OSError as exc:
+                raise _fail(self.source, f"preconfigured_dir: cannot list {directory}: {exc.strerror or exc}") from None
+            paths += [directory / name for name in names]
+        return paths
+
+
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _fail(source: str, problem: str) -> ConfigError:
@@ -104,8 +131,8 @@ def load_agent_config(path: str | os.PathLike) -> AgentConfig:
         text = Path(source).read_text()
     except OSError as exc:
         raise _fail(source, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        doc = yaml.safe_load(text)
+    try:  # libyaml when PyYAML has it: a list of 10,000 key paths parses in 0.1 s, not 1 s
+        doc = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise _fail(source, f"not valid YAML: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(doc, dict):
@@ -139,6 +166,8 @@ def parse_agent_config(doc: dict, source: str) -> AgentConfig:
     for key in ("preconfigured", "mn_ha_keys"):
         if key in doc:
             kw[key] = tuple(_path(source, key, v, base) for v in _list(source, key, doc[key] or []))
+    if "preconfigured_dir" in doc:
+        kw["preconfigured_dir"] = _path(source, "preconfigured_dir", doc["preconfigured_dir"], base)
     if "interfaces" in doc:
         names = _list(source, "interfaces", doc["interfaces"])
         if not all(isinstance(n, str) and 0 < len(n) < 16 for n in names):

@@ -24,6 +24,7 @@ from testbed.agent.config import AgentConfig
 from testbed.agent.control import ControlServer
 from testbed.agent.eventlog import EventLog
 from testbed.agent.icmp_filter import ParameterProblemFilter
+from testbed.agent.limits import raise_open_files_limit
 from testbed.agent.movement import Movement, MovementDetector
 from testbed.agent.packetio import PacketReceiver, PacketSender
 from testbed.agent.probes import probe_in, probe_packet
@@ -52,6 +53,9 @@ NEXT_HEADERS = {
     "cn": (IPPROTO_MH, IPPROTO_DSTOPTS),
     "ha": (IPPROTO_MH, IPPROTO_DSTOPTS, IPPROTO_IPV6),
 }
+# How sequence numbers reach stable storage (R4), as ``status`` reports it to tools such as
+# `testbed load`: "strict" = durable (fdatasync) before every BA that depends on it.
+PERSISTENCE = "strict"
 TUN_EVENTS_ADD = ("home_binding_created", "home_binding_updated")
 TUN_EVENTS_DEL = ("home_binding_deleted", "home_binding_expired")
 
@@ -88,7 +92,7 @@ class Agent:
     # ------------------------------------------------------------------ configuration
 
     def _load_peers(self):
-        return [load_preconfigured(p) for p in self.config.preconfigured]
+        return [load_preconfigured(p) for p in self.config.preconfigured_paths()]
 
     def _load_mn_ha(self):
         sas = [load_mn_ha(p) for p in self.config.mn_ha_keys]
@@ -139,6 +143,7 @@ class Agent:
         c = self.config
         self._loop = asyncio.get_running_loop()
         c.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        raise_open_files_limit()  # the store keeps a file open per peer: 10,000 peers, 10,000 files
         self.store = FileSequenceStore(c.state_dir / "sequence")
         self.log = EventLog(c.event_log, c.node)
         self.engine = self._build_engine()
@@ -343,7 +348,8 @@ class Agent:
         cmd = request["cmd"]
         e = self.engine
         if cmd == "status":
-            out = {"ok": True, "role": self.role, "node": self.config.node, "pid": os.getpid()}
+            out = {"ok": True, "role": self.role, "node": self.config.node, "pid": os.getpid(),
+                   "persistence": PERSISTENCE, "peers": len(self._peers)}
             if self.role == "mn":
                 out["careof"] = None if e.careof is None else str(ipaddress.IPv6Address(e.careof))
             return out
