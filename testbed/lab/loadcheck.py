@@ -117,7 +117,8 @@ def phase_figures(result: PhaseResult, cpu_s: float | None = None) -> dict:
     bus = sum(len(j.sent) for j in jobs)
     out = {
         "phase": result.name, "mode": result.mode, "jobs": len(jobs), "accepted": len(accepted),
-        "failed": len(result.failed), "retransmissions": sum(j.retransmissions for j in jobs),
+        "failed": len(result.failed), "superseded": len(result.superseded),
+        "retransmissions": sum(j.retransmissions for j in jobs),
         "failures": _failure_counts(result.failed),
         "seconds": _r(span_s, 3), "bindings_per_s": _r(len(accepted) / span_s, 1),
         "ba_median_ms": _r(statistics.median(lat_ms)) if lat_ms else None,
@@ -359,32 +360,34 @@ def _overall_cpu_per_bu(phases: list[dict]) -> float | None:
 
 
 def check_bindings(agent: _CnAgent, fleet: Fleet, jobs: list[Job]) -> dict:
-    """Compare the agent's binding cache with what each mobile was last acknowledged for,
-    and check every BA's authenticator."""
-    expected: dict[bytes, Job] = {}
+    """Compare the agent's binding cache with each mobile's last move: the binding must be
+    at the care-of address of the mobile's latest job, with a sequence number that job sent
+    (its BA may answer an earlier transmission than the last), and that job acknowledged.
+    Every BA's authenticator is checked too."""
+    latest: dict[bytes, Job] = {}
     for job in jobs:
-        if job.accepted:  # the last acknowledged job of each mobile
-            prior = expected.get(job.mobile.home)
-            if prior is None or job.bu_sent_ns > prior.bu_sent_ns:
-                expected[job.mobile.home] = job
+        prior = latest.get(job.mobile.home)
+        if job.started_ns and (prior is None or job.started_ns >= prior.started_ns):
+            latest[job.mobile.home] = job
     bindings = {ipaddress.IPv6Address(b["home"]).packed: b for b in agent.ctl("bindings", timeout=60.0)["bindings"]}
     missing = wrong = 0
     examples = []
     for m in fleet.mobiles:
-        job = expected.get(m.home)
+        job = latest.get(m.home)
         got = bindings.get(m.home)
-        if job is None or got is None:
+        if job is None or not job.accepted or got is None:
             missing += 1
             if len(examples) < 3:
-                examples.append(f"{ipaddress.IPv6Address(m.home)}: " + ("no accepted BA" if job is None else "no binding"))
+                why = "never sent a BU" if job is None else (f"last BU not acknowledged ({job.state} {job.failure})"
+                                                             if not job.accepted else "no binding")
+                examples.append(f"{ipaddress.IPv6Address(m.home)}: {why}")
             continue
         want_coa = str(ipaddress.IPv6Address(job.coa))
-        # its BA may answer an earlier transmission than the last one: any seq the job sent is right
         if got["careof"] != want_coa or got["seq"] not in job.sent or got["mechanism"] != m.mechanism:
             wrong += 1
             if len(examples) < 3:
                 examples.append(f"{got['home']}: bound to {got['careof']} seq {got['seq']}, "
-                                f"expected {want_coa} seq {job.seq}")
+                                f"expected {want_coa} seq {sorted(job.sent)}")
     bad_bas = sum(1 for j in jobs if j.ba_packet is not None and j.kbm is not None
                   and fleet.check_ba(j.ba_packet, j.kbm, j.coa) is None)
     strays = sum(1 for home in bindings if home not in fleet.by_home)

@@ -7,7 +7,10 @@ for return-routability mobiles) until an accepted BA. ``LoadDriver.run`` starts 
   ends (one job per mobile node at a time, as a real MN has one BU outstanding); it finds
   the rate the correspondent can sustain;
 - **open loop** (``rate=R``): job K starts at K / R seconds whatever has come back, as
-  independent mobile nodes would; it shows the latency at a given offered load.
+  independent mobile nodes would; it shows the latency at a given offered load. A mobile
+  that moves again before its last BU was acknowledged does what a real MN does: it sends
+  the BU for its new care-of address and stops retransmitting the old one (that job is
+  *superseded*; its BA still counts if it comes).
 
 A BU left unanswered for ``ba_timeout_s`` is sent again with a new sequence number and the
 timeout doubled (RFC 6275 11.8), at most ``max_retransmissions`` times; a HoTI/CoTI
@@ -54,7 +57,7 @@ class Job:
     coa: bytes
     packet: bytes | None = None  # prepared BU (precomputed mobiles)
     seq: int = 0  # of the prepared BU, then of the last BU sent
-    state: str = "waiting"  # waiting, tests (RR: HoTI/CoTI out), bu, done, failed
+    state: str = "waiting"  # waiting, tests (RR: HoTI/CoTI out), bu, done, failed, superseded
     started_ns: int = 0
     bu_sent_ns: int = 0  # the BU the accepted BA answered
     ba_ns: int = 0
@@ -100,7 +103,11 @@ class PhaseResult:
 
     @property
     def failed(self) -> list[Job]:
-        return [j for j in self.jobs if not j.accepted]
+        return [j for j in self.jobs if j.state == "failed"]
+
+    @property
+    def superseded(self) -> list[Job]:
+        return [j for j in self.jobs if j.state == "superseded"]
 
 
 class LoadDriver:
@@ -147,6 +154,7 @@ class LoadDriver:
         self._tick = itertools.count()
         self._active = 0
         self._busy: dict[int, int] = {}  # mobile index -> its jobs in flight
+        self._current: dict[int, Job] = {}  # mobile index -> its latest job
         self._finished: list[Job] = []
         result = PhaseResult(name, "closed" if window else "open", jobs, time.monotonic_ns(), 0, window, rate)
         self._result = result
@@ -190,7 +198,7 @@ class LoadDriver:
             self._finished.clear()
         result.ended_ns = time.monotonic_ns()
         for job in jobs:
-            if job.state not in ("done", "failed"):
+            if job.state in ("waiting", "tests", "bu"):
                 job.state, job.failure = "failed", job.failure or "run ended before it did"
         return result
 
@@ -205,6 +213,11 @@ class LoadDriver:
         heapq.heappush(self._timers, (job.deadline_ns, next(self._tick), job))
 
     def _start(self, job: Job, now: int) -> None:
+        previous = self._current.get(job.mobile.index)
+        if previous is not None and previous.state in ("tests", "bu"):
+            self._by_test.pop((previous.mobile.index, previous.round), None)
+            self._finish(previous, "superseded")  # its BA, if one comes, is still recorded
+        self._current[job.mobile.index] = job
         self._active += 1
         self._busy[job.mobile.index] = self._busy.get(job.mobile.index, 0) + 1
         job.started_ns = now
@@ -259,17 +272,22 @@ class LoadDriver:
         if kind == "ba":
             m = self.fleet.by_home.get(reply.home)
             job = self._by_seq.pop((m.index, reply.seq), None) if m is not None else None
-            if job is None or job.state != "bu":
+            if job is None or job.state not in ("bu", "superseded") or job.ba_ns:
                 self._result.unmatched += 1
                 return
             job.ba_ns, job.status, job.bu_sent_ns = t_ns, reply.status, job.sent[reply.seq]
             job.kbm = m.precomputed_kbm(job.coa) if m.data is not None else rr_kbm(m, job.careof_token)
             if self.keep_bas:
                 job.ba_packet = packet
+            if job.state == "superseded":
+                if reply.status < ACCEPTED_LIMIT:
+                    job.state = "done"  # acknowledged after all (already counted as finished)
+                return
             if reply.status < ACCEPTED_LIMIT:
                 self._finish(job, "done")
             elif reply.status in EXPIRED_NONCES and job.retransmissions < self.max_retransmissions:
                 job.retransmissions += 1
+                job.ba_ns = 0
                 m.home_token = None
                 self._send_tests(job, t_ns)
             else:
@@ -295,7 +313,7 @@ class LoadDriver:
         timers = self._timers
         while timers and timers[0][0] <= now:
             deadline, _, job = heapq.heappop(timers)
-            if job.deadline_ns != deadline or job.state in ("done", "failed"):
+            if job.deadline_ns != deadline or job.state not in ("tests", "bu"):
                 continue
             if job.retransmissions >= self.max_retransmissions:
                 self._by_test.pop((job.mobile.index, job.round), None)

@@ -286,10 +286,12 @@ class CorrespondentNode(BindingCache):
             expires = now + granted * LIFETIME_UNIT_S * SECOND_NS
             if binding is None:
                 self.bindings[home] = Binding(home, careof, bu.seq, expires, mechanism, granted)
+                self._expires_at(home, expires)
                 out.append(self._event(now, "binding_created", home=addr(home), careof=addr(careof), seq=bu.seq, mechanism=mechanism, lifetime=granted))
             else:
                 moved = binding.careof != careof
                 binding.careof, binding.seq, binding.expires_ns = careof, bu.seq, expires
+                self._expires_at(home, expires)
                 binding.mechanism, binding.lifetime_units = mechanism, granted
                 out.append(self._event(now, "binding_updated" if moved else "binding_refreshed", home=addr(home), careof=addr(careof), seq=bu.seq, mechanism=mechanism, lifetime=granted))
         # 6. acknowledge

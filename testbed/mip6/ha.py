@@ -204,6 +204,7 @@ class HomeAgent(BindingCache):
             expires = now + granted * LIFETIME_UNIT_S * SECOND_NS
             old = self.bindings.get(home)
             self.bindings[home] = HomeBinding(home, careof, bu.seq, expires, granted)
+            self._expires_at(home, expires)
             name = "home_binding_created" if old is None else ("home_binding_updated" if old.careof != careof else "home_binding_refreshed")
             out.append(self._event(now, name, home=addr(home), careof=addr(careof), seq=bu.seq, lifetime=granted))
         return out + self._ba(packet, home, careof, BAStatus.ACCEPTED, bu.seq, granted, key, replay.timestamp, now)
