@@ -185,3 +185,18 @@ def test_a_mobile_that_moves_again_before_its_ba_supersedes_its_last_bu():
         assert last.accepted and engine.binding_for(m.home).careof == careof(m.index, 5)
         assert engine.binding_for(m.home).seq == m.last_seq
     assert sum(j.retransmissions for j in jobs) == 0
+
+
+def test_the_load_topology_routes_the_cn_through_the_load_node_and_holds_the_fleet_s_addresses():
+    from testbed.lab.addressing import build_plan
+    from testbed.lab.fleet import MAX_MOBILES, MAX_ROUND
+    from topologies.load import CAREOF_BLOCK, HOME_BLOCK, LoadTopo
+
+    plan = build_plan(LoadTopo())
+    assert plan.correspondents == {"cn": "2001:db8:e:1::2"} and not plan.mobiles
+    assert plan.nodes["cn"].default_via == "2001:db8:e:1::1" in plan.nodes["load"].static_addresses()
+    homes, careofs = ipaddress.IPv6Network(HOME_BLOCK), ipaddress.IPv6Network(CAREOF_BLOCK)
+    for i in (0, MAX_MOBILES - 1):
+        assert ipaddress.IPv6Address(home_address(i)) in homes
+        assert ipaddress.IPv6Address(careof(i, 0)) in careofs and ipaddress.IPv6Address(careof(i, MAX_ROUND)) in careofs
+    assert ipaddress.IPv6Address(home_address(0)) in ipaddress.IPv6Network(plan.home_prefix)
