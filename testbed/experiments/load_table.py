@@ -54,10 +54,12 @@ def notes(summary: dict) -> list[str]:
         steal = sum((m.get("steal_s") or {}).values())
         others = ", ".join(f"{o['comm']} {o['cpu_s']} s" for o in m.get("other_busy", [])) or "nothing"
         turn = (run.get("agent_turnaround") or {}).get("receive_to_ba") or {}
+        moves = next((p for p in run.get("phases", []) if p["phase"] == "moves"), {})
         out.append(
             f"N={row['mobiles']:,}: {row['precomputed']:,} precomputed + {row['rr']:,} return routability; "
             f"{run.get('moves')} round(s) of moves; engine {row['engine_us_per_binding']} us/binding; "
             f"agent receive-to-BA median {turn.get('median_ms')} ms p99 {turn.get('p99_ms')} ms; "
+            f"load node busy {moves.get('load_node_cpu_share')} of the moves phase; "
             f"none lost: {'yes' if row['none_lost'] else 'NO'}, moves/bound >= 0.5: "
             f"{'yes' if row['rate_target_met'] else 'NO'}; machine: load {m.get('loadavg_1min_before')}"
             f"->{m.get('loadavg_1min_after')}, steal {steal:.2f} s in {m.get('seconds')} s, "

@@ -125,6 +125,7 @@ def phase_figures(result: PhaseResult, cpu_s: float | None = None) -> dict:
         "ba_p99_ms": _r(percentile(lat_ms, 0.99)), "by_mechanism": by_mech,
         "unmatched_replies": result.unmatched, "binding_errors": result.binding_errors,
         "bus_sent": bus,
+        "load_node_cpu_share": _r(result.driver_cpu_s / max(1e-9, (result.ended_ns - result.started_ns) / 1e9), 2),
     }
     if result.mode == "closed":
         out["window"] = result.window

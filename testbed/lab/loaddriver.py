@@ -96,6 +96,7 @@ class PhaseResult:
     unmatched: int = 0  # replies that answered no job (late duplicates after a retransmission)
     binding_errors: int = 0
     timed_out: bool = False
+    driver_cpu_s: float = 0.0  # CPU time of this process meanwhile (is the load node the bottleneck?)
 
     @property
     def accepted(self) -> list[Job]:
@@ -157,6 +158,7 @@ class LoadDriver:
         self._current: dict[int, Job] = {}  # mobile index -> its latest job
         self._finished: list[Job] = []
         result = PhaseResult(name, "closed" if window else "open", jobs, time.monotonic_ns(), 0, window, rate)
+        cpu0 = time.process_time()
         self._result = result
         end_by = result.started_ns + int(deadline_s * SECOND_NS)
         pending = deque(jobs)
@@ -197,6 +199,7 @@ class LoadDriver:
                     pending.appendleft(queue.popleft())
             self._finished.clear()
         result.ended_ns = time.monotonic_ns()
+        result.driver_cpu_s = time.process_time() - cpu0
         for job in jobs:
             if job.state in ("waiting", "tests", "bu"):
                 job.state, job.failure = "failed", job.failure or "run ended before it did"
