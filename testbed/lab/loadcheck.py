@@ -264,25 +264,9 @@ def run_load(lab, settings: LoadSettings, mobiles: int) -> dict:
     agent = None
     out: dict = {"mobiles": mobiles, "precomputed": len(keys.peers), "rr": mobiles - len(keys.peers)}
     try:
-        # -- in-process figures, measured now on this machine
-        loading, loaded = key_loading_cost(keys.paths, cn_bytes)
-        out["key_loading"] = loading
-        engine_fleet = Fleet.build(cn_bytes, mobiles, dict(zip(sorted(keys.peers), loaded)))
-        engine = CorrespondentNode(cn_bytes, store=MemorySequenceStore(), peers=loaded)
-        transport = EngineTransport(engine)
-        driver = LoadDriver(engine_fleet, transport, keep_bas=False)
-        engine_jobs = driver.jobs(range(0, settings.moves + 1))
-        driver.prepare(engine_jobs)
-        engine_run = driver.run(engine_jobs, name="engine", window=1, deadline_s=300)
-        if engine_run.failed:
-            raise LabError(f"the in-process CN engine refused {len(engine_run.failed)} of the run's bindings "
-                           f"({engine_run.failed[0].failure})")
-        out["engine"] = engine_figures(transport, engine_fleet, len(engine_jobs))
-        del engine, transport, driver, engine_jobs, engine_run, engine_fleet, loaded
-
-        # -- the agent
+        out.update(in_process_figures(keys, cn_bytes, mobiles, settings.moves))
         agent = _CnAgent(lab, settings, keys, str(mobiles))
-        out["durable_write"] = durable_write_cost(agent.base)
+        out["durable_write"] = durable_write_cost(agent.base)  # before the agent starts: nothing competes
         out["state_filesystem"] = filesystem_type(agent.base)
         agent.start()
         status = agent.wait_up()
@@ -290,55 +274,11 @@ def run_load(lab, settings: LoadSettings, mobiles: int) -> dict:
         out["persistence"] = status.get("persistence", "unknown")
         if status.get("peers") is not None and status["peers"] != len(keys.peers):
             raise LabError(f"the CN agent loaded {status['peers']} peers, not {len(keys.peers)}")
-        rss0, cpu0 = rss_bytes(agent.pid), cpu_seconds(agent.pid)
-        out["cn_rss_idle_mib"] = round(rss0 / 2**20, 1)
-
         fleet = Fleet.build(cn_bytes, mobiles, keys.peers)
-        link = LinkTransport(lab.node("load").pid, cn_bytes)
-        try:
-            driver = LoadDriver(fleet, link, ba_timeout_s=settings.ba_timeout_s)
-            phases = []
-            bind = driver.jobs(range(0, 1))
-            driver.prepare(bind)
-            result = driver.run(bind, name="bind", window=settings.window)
-            rss1, cpu1 = rss_bytes(agent.pid), cpu_seconds(agent.pid)
-            phases.append(phase_figures(result, cpu1 - cpu0))
-            all_jobs = list(bind)
-            bound = max(1, len(result.accepted))
-            out["memory_per_binding_bytes"] = round((rss1 - rss0) / bound)
-            next_round = 1
-            if settings.moves:
-                moves = driver.jobs(range(1, settings.moves + 1))
-                driver.prepare(moves)
-                result = driver.run(moves, name="moves", window=settings.window)
-                rss2, cpu2 = rss_bytes(agent.pid), cpu_seconds(agent.pid)
-                phases.append(phase_figures(result, cpu2 - cpu1))
-                all_jobs += moves
-                next_round += settings.moves
-                cpu1 = cpu2
-            rate = settings.rate
-            if rate is None:
-                bound_rate = out["engine"]["bound_per_s"]
-                rate = round(bound_rate / 2, 1) if bound_rate else 0
-            out["open_rate_per_s"] = rate
-            if rate:
-                count = max(1, round(rate * settings.open_seconds))
-                rounds = math.ceil(count / mobiles)
-                if next_round + rounds > MAX_ROUND:
-                    raise ConfigError("too many rounds of moves for the care-of address plan")
-                jobs = driver.jobs(range(next_round, next_round + rounds))[:count]
-                driver.prepare(jobs)
-                result = driver.run(jobs, name="open", rate=rate)
-                cpu3 = cpu_seconds(agent.pid)
-                phases.append(phase_figures(result, cpu3 - cpu1))
-                all_jobs += jobs
-            out["phases"] = phases
-            out["load_node_socket_drops"] = link.drops()
-        finally:
-            link.close()
+        jobs = _drive(lab, agent, fleet, settings, out)
         out["cn_rss_loaded_mib"] = round(rss_bytes(agent.pid) / 2**20, 1)
-        out["cn_cpu_per_bu_us"] = _overall_cpu_per_bu(phases)
-        out["check"] = check_bindings(agent, fleet, all_jobs)
+        out["cn_cpu_per_bu_us"] = _overall_cpu_per_bu(out["phases"])
+        out["check"] = check_bindings(agent, fleet, jobs)
         agent.ctl("flush")
         out["agent_turnaround"] = agent_turnaround(read_events(agent.event_log))
         return out
@@ -352,6 +292,65 @@ def run_load(lab, settings: LoadSettings, mobiles: int) -> dict:
                         shutil.copy2(agent.base / name, settings.keep_dir / f"{mobiles}-{name}")
             shutil.rmtree(agent.base, ignore_errors=True)
         keys.remove()
+
+
+def in_process_figures(keys: _Keys, cn_bytes: bytes, mobiles: int, moves: int) -> dict:
+    """Key loading and the CN engine's cost per binding, on the bind and move rounds of the run."""
+    loading, loaded = key_loading_cost(keys.paths, cn_bytes)
+    fleet = Fleet.build(cn_bytes, mobiles, dict(zip(sorted(keys.peers), loaded)))
+    transport = EngineTransport(CorrespondentNode(cn_bytes, store=MemorySequenceStore(), peers=loaded))
+    driver = LoadDriver(fleet, transport, keep_bas=False)
+    jobs = driver.jobs(range(0, moves + 1))
+    driver.prepare(jobs)
+    result = driver.run(jobs, name="engine", window=1, deadline_s=300)
+    if result.failed:
+        raise LabError(f"the in-process CN engine refused {len(result.failed)} of the run's bindings "
+                       f"({result.failed[0].failure})")
+    return {"key_loading": loading, "engine": engine_figures(transport, fleet, len(jobs))}
+
+
+def _drive(lab, agent: _CnAgent, fleet: Fleet, settings: LoadSettings, out: dict) -> list[Job]:
+    """The bind, moves and open phases over the link; figures into ``out``; returns every job."""
+    mobiles = len(fleet.mobiles)
+    link = LinkTransport(lab.node("load").pid, fleet.correspondent)
+    phases = out["phases"] = []
+    try:
+        driver = LoadDriver(fleet, link, ba_timeout_s=settings.ba_timeout_s)
+        rss, cpu = rss_bytes(agent.pid), cpu_seconds(agent.pid)
+        out["cn_rss_idle_mib"] = round(rss / 2**20, 1)
+        plan = [("bind", range(0, 1), None)]
+        if settings.moves:
+            plan.append(("moves", range(1, settings.moves + 1), None))
+        rate = settings.rate
+        if rate is None:  # the goal: half the rate the engine alone allows
+            bound = out["engine"]["bound_per_s"]
+            rate = round(bound / 2, 1) if bound else 0
+        out["open_rate_per_s"] = rate
+        if rate:
+            count = max(1, round(rate * settings.open_seconds))
+            first = settings.moves + 1
+            rounds = math.ceil(count / mobiles)
+            if first + rounds > MAX_ROUND:
+                raise ConfigError(f"open loop: {rounds} rounds of moves do not fit the care-of address plan")
+            plan.append(("open", range(first, first + rounds), count))
+        every: list[Job] = []
+        for name, rounds_, count in plan:
+            jobs = driver.jobs(rounds_)[:count]
+            driver.prepare(jobs)
+            if name == "open":
+                result = driver.run(jobs, name=name, rate=rate)
+            else:
+                result = driver.run(jobs, name=name, window=settings.window)
+            cpu_now = cpu_seconds(agent.pid)
+            phases.append(phase_figures(result, cpu_now - cpu))
+            cpu = cpu_now
+            if name == "bind":
+                out["memory_per_binding_bytes"] = round((rss_bytes(agent.pid) - rss) / max(1, len(result.accepted)))
+            every += jobs
+        out["load_node_socket_drops"] = link.drops()
+        return every
+    finally:
+        link.close()
 
 
 def _overall_cpu_per_bu(phases: list[dict]) -> float | None:
