@@ -13,7 +13,8 @@ for return-routability mobiles) until an accepted BA. ``LoadDriver.run`` starts 
   *superseded*; its BA still counts if it comes).
 
 A BU left unanswered for ``ba_timeout_s`` is sent again with a new sequence number and the
-timeout doubled (RFC 6275 11.8), at most ``max_retransmissions`` times; a HoTI/CoTI
+timeout doubled up to MAX_BINDACK_TIMEOUT (32 s), until an answer comes (RFC 6275 11.8) or
+the phase's deadline passes (``max_retransmissions`` caps it for tests); a HoTI/CoTI
 likewise. BUs of precomputed mobiles are built before the run (``prepare``); a
 retransmission, and the BU of a return-routability job, is built when it is sent.
 
@@ -33,9 +34,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from testbed.lab.fleet import Fleet, Mobile, careof, rr_kbm
-from testbed.mip6.constants import SECOND_NS, BAStatus
+from testbed.mip6.constants import MAX_BINDACK_TIMEOUT_S, SECOND_NS, BAStatus
 from testbed.mip6.seqno import seq_greater, seq_next
 
+MAX_BINDACK_TIMEOUT_NS = MAX_BINDACK_TIMEOUT_S * SECOND_NS
 ACCEPTED_LIMIT = 128  # BA status below this: accepted (RFC 6275 6.1.8)
 EXPIRED_NONCES = (BAStatus.EXPIRED_HOME_NONCE_INDEX, BAStatus.EXPIRED_CAREOF_NONCE_INDEX, BAStatus.EXPIRED_NONCES)
 IDLE_WAIT_S = 0.05
@@ -113,11 +115,11 @@ class PhaseResult:
 
 class LoadDriver:
     def __init__(self, fleet: Fleet, transport: Transport, *, ba_timeout_s: float = 1.0,
-                 max_retransmissions: int = 4, keep_bas: bool = True) -> None:
+                 max_retransmissions: int | None = None, keep_bas: bool = True) -> None:
         self.fleet = fleet
         self.transport = transport
         self.ba_timeout_ns = int(ba_timeout_s * SECOND_NS)
-        self.max_retransmissions = max_retransmissions
+        self.max_retransmissions = max_retransmissions if max_retransmissions is not None else 1 << 30
         self.keep_bas = keep_bas
 
     # ------------------------------------------------------------------ jobs
@@ -323,7 +325,7 @@ class LoadDriver:
                 self._finish(job, "failed", f"no answer to {job.retransmissions + 1} transmissions")
                 continue
             job.retransmissions += 1
-            job.timeout_ns *= 2
+            job.timeout_ns = min(2 * job.timeout_ns, MAX_BINDACK_TIMEOUT_NS)
             if job.state == "tests":
                 self._send_tests(job, now)
             else:
