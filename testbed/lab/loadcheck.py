@@ -29,6 +29,7 @@ import ipaddress
 import json
 import math
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -41,7 +42,14 @@ from testbed.agent.config import parse_agent_config
 from testbed.agent.control import request
 from testbed.agent.eventlog import read_events
 from testbed.errors import ConfigError
-from testbed.lab.enginecost import EngineTransport, durable_write_cost, key_loading_cost, mean_us, median_us
+from testbed.lab.enginecost import (
+    EngineTransport,
+    durable_write_cost,
+    key_loading_cost,
+    mean_us,
+    median_us,
+    replay_cost,
+)
 from testbed.lab.errors import LabError, LabTimeout
 from testbed.lab.fleet import HOME_BASE, MAX_ROUND, Fleet, is_return_routability
 from testbed.lab.loaddriver import Job, LoadDriver, PhaseResult
@@ -148,24 +156,24 @@ def _r(value, digits: int = 3):
     return None if value is None else round(value, digits)
 
 
-def engine_figures(transport: EngineTransport, fleet: Fleet, jobs: int) -> dict:
-    """The CN engine's cost per binding: per precomputed BU, and per return-routability
-    binding (its BU, CoTI and, as often as the run sent one, HoTI), medians in us; the mix
-    weighted as in the run, and the rate it bounds (1 / cost)."""
-    t = transport.times_ns
-    pre = median_us(t.get("BU", []))
-    rr_parts = [median_us(t.get(k, [])) for k in ("BU rr", "CoTI")]
-    rr_jobs = len(t.get("BU rr", []))
-    hoti = median_us(t.get("HoTI", []))
+def engine_figures(times: dict[str, list[int]], jobs: int) -> dict:
+    """The CN engine's cost per binding from its timed calls (``what`` -> ns): per
+    precomputed BU, and per return-routability binding (its BU, CoTI and, as often as the
+    run sent one, HoTI), medians in us; the mix weighted as in the run, and the rate it
+    bounds (1 / cost)."""
+    pre = median_us(times.get("BU", []))
+    rr_parts = [median_us(times.get(k, [])) for k in ("BU rr", "CoTI")]
+    rr_jobs = len(times.get("BU rr", []))
+    hoti = median_us(times.get("HoTI", []))
     rr = None
     if rr_jobs and None not in rr_parts:
-        rr = sum(rr_parts) + (hoti or 0) * len(t.get("HoTI", [])) / rr_jobs
-    n_pre = len(t.get("BU", []))
+        rr = sum(rr_parts) + (hoti or 0) * len(times.get("HoTI", [])) / rr_jobs
+    n_pre = len(times.get("BU", []))
     per_binding = None
     if n_pre + rr_jobs:
         per_binding = ((pre or 0) * n_pre + (rr or 0) * rr_jobs) / (n_pre + rr_jobs)
     return {
-        "precomputed_bu_median_us": pre, "precomputed_bu_mean_us": mean_us(t.get("BU", [])),
+        "precomputed_bu_median_us": pre, "precomputed_bu_mean_us": mean_us(times.get("BU", [])),
         "rr_bu_median_us": rr_parts[0], "rr_coti_median_us": rr_parts[1], "rr_hoti_median_us": hoti,
         "rr_binding_us": _r(rr, 2), "per_binding_us": _r(per_binding, 2),
         "bound_per_s": _r(1e6 / per_binding, 1) if per_binding else None, "bindings_measured": jobs,
@@ -295,10 +303,17 @@ def run_load(lab, settings: LoadSettings, mobiles: int) -> dict:
 
 
 def in_process_figures(keys: _Keys, cn_bytes: bytes, mobiles: int, moves: int) -> dict:
-    """Key loading and the CN engine's cost per binding, on the bind and move rounds of the run."""
+    """Key loading, and the CN engine's cost per binding on the bind and move rounds of the
+    run: driven once (the return-routability exchanges need the engine's answers), then
+    replayed alone into an engine made alike and timed (``testbed.lab.enginecost``)."""
     loading, loaded = key_loading_cost(keys.paths, cn_bytes)
     fleet = Fleet.build(cn_bytes, mobiles, dict(zip(sorted(keys.peers), loaded)))
-    transport = EngineTransport(CorrespondentNode(cn_bytes, store=MemorySequenceStore(), peers=loaded))
+    seed = int.from_bytes(os.urandom(8), "big")
+
+    def engine() -> CorrespondentNode:  # the same RR key and nonces each time
+        return CorrespondentNode(cn_bytes, store=MemorySequenceStore(), peers=loaded, rng=random.Random(seed).randbytes)
+
+    transport = EngineTransport(engine())
     driver = LoadDriver(fleet, transport, keep_bas=False)
     jobs = driver.jobs(range(0, moves + 1))
     driver.prepare(jobs)
@@ -306,7 +321,12 @@ def in_process_figures(keys: _Keys, cn_bytes: bytes, mobiles: int, moves: int) -
     if result.failed:
         raise LabError(f"the in-process CN engine refused {len(result.failed)} of the run's bindings "
                        f"({result.failed[0].failure})")
-    return {"key_loading": loading, "engine": engine_figures(transport, fleet, len(jobs))}
+    times, accepted = replay_cost(engine(), transport.sent)
+    bus = len(times.get("BU", [])) + len(times.get("BU rr", []))
+    if accepted != bus:
+        raise LabError(f"the engine replay accepted {accepted} of {bus} BUs: it did not go as the run did")
+    return {"key_loading": loading, "engine": engine_figures(times, len(jobs)),
+            "engine_between_driver_steps": engine_figures(transport.times_ns, len(jobs))}
 
 
 def _drive(lab, agent: _CnAgent, fleet: Fleet, settings: LoadSettings, out: dict) -> list[Job]:

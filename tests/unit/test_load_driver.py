@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from testbed.lab.enginecost import EngineTransport, durable_write_cost, key_loading_cost
+from testbed.lab.enginecost import EngineTransport, durable_write_cost, key_loading_cost, replay_cost
 from testbed.lab.fleet import HOME_BASE, Fleet, careof, home_address, is_return_routability
 from testbed.lab.loadcheck import engine_figures, percentile, phase_figures
 from testbed.lab.loaddriver import LoadDriver
@@ -59,7 +59,7 @@ def test_closed_loop_binds_and_moves_every_mobile_with_both_mechanisms():
     # the return-routability mobiles fetched their home token once and reused it (RFC 6275 5.2.7)
     assert len(transport.times_ns["HoTI"]) == 10 and len(transport.times_ns["CoTI"]) == 40
     assert len(transport.times_ns["BU"]) == 120 and len(transport.times_ns["BU rr"]) == 40
-    figures = engine_figures(transport, fleet, len(jobs))
+    figures = engine_figures(transport.times_ns, len(jobs))
     assert 0 < figures["precomputed_bu_median_us"] < figures["rr_binding_us"]
     assert figures["precomputed_bu_median_us"] <= figures["per_binding_us"] <= figures["rr_binding_us"]
     assert figures["bound_per_s"] == pytest.approx(1e6 / figures["per_binding_us"], rel=1e-3)
@@ -200,3 +200,26 @@ def test_the_load_topology_routes_the_cn_through_the_load_node_and_holds_the_fle
         assert ipaddress.IPv6Address(home_address(i)) in homes
         assert ipaddress.IPv6Address(careof(i, 0)) in careofs and ipaddress.IPv6Address(careof(i, MAX_ROUND)) in careofs
     assert ipaddress.IPv6Address(home_address(0)) in ipaddress.IPv6Network(plan.home_prefix)
+
+
+def test_the_engine_replay_goes_as_the_run_did_and_times_every_call():
+    import random
+
+    peers = [generate(HOME_BASE + i, CN) for i in range(20) if not is_return_routability(i, 0.25)]
+    by_index = dict(zip([i for i in range(20) if not is_return_routability(i, 0.25)], peers))
+
+    def engine():
+        return CorrespondentNode(CN.packed, store=MemorySequenceStore(), peers=peers, rng=random.Random(7).randbytes)
+
+    fleet = Fleet.build(CN.packed, 20, by_index)
+    transport = EngineTransport(engine())
+    driver = LoadDriver(fleet, transport, keep_bas=False)
+    jobs = driver.jobs(range(0, 3))
+    driver.prepare(jobs)
+    assert not driver.run(jobs, window=1).failed
+    times, accepted = replay_cost(engine(), transport.sent)
+    assert accepted == 60 == len(times["BU"]) + len(times["BU rr"])
+    assert {k: len(v) for k, v in times.items()} == {k: len(v) for k, v in transport.times_ns.items()}
+    # an engine with another RR key refuses the replayed return-routability BUs
+    _, other = replay_cost(CorrespondentNode(CN.packed, store=MemorySequenceStore(), peers=peers), transport.sent)
+    assert other == len(times["BU"])
