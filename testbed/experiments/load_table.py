@@ -35,7 +35,7 @@ def title(summary: dict) -> str:
         return "correspondent under load"
     first = rows[0]
     return (f"Correspondent agent under load: persistence {first['persistence']}, sequence store on "
-            f"{first['state_filesystem']}, durable write median {first['durable_write_median_us']} us")
+            f"{first['state_filesystem']}")
 
 
 def plain(summary: dict) -> str:
@@ -58,6 +58,7 @@ def notes(summary: dict) -> list[str]:
         out.append(
             f"N={row['mobiles']:,}: {row['precomputed']:,} precomputed + {row['rr']:,} return routability; "
             f"{run.get('moves')} round(s) of moves; engine {row['engine_us_per_binding']} us/binding; "
+            f"durable write {row['durable_write_median_us']} us; "
             f"agent receive-to-BA median {turn.get('median_ms')} ms p99 {turn.get('p99_ms')} ms; "
             f"load node busy {moves.get('load_node_cpu_share')} of the moves phase; "
             f"none lost: {'yes' if row['none_lost'] else 'NO'}, moves/bound >= 0.5: "
