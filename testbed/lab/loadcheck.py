@@ -6,8 +6,8 @@
    directory on tmpfs (removed afterwards: keys never land in results);
 2. measures in-process, on this machine and now: reading and checking those files and
    building the engine's peers; the CN engine's cost per binding, fed the very packets of
-   the run (``testbed.lab.enginecost``); the durable write of the agents' store on the
-   file system of the agent's state directory;
+   the run (``EngineCost``: sampled now and again after the closed-loop phases); the
+   durable write of the agents' store on the file system of the agent's state directory;
 3. starts the CN agent (``testbed agent``, the real process) in node ``cn`` with
    ``preconfigured_dir`` = that directory, and times its start-up: from spawning it to its
    ``agent_started`` event;
@@ -272,7 +272,12 @@ def run_load(lab, settings: LoadSettings, mobiles: int) -> dict:
     agent = None
     out: dict = {"mobiles": mobiles, "precomputed": len(keys.peers), "rr": mobiles - len(keys.peers)}
     try:
-        out.update(in_process_figures(keys, cn_bytes, mobiles, settings.moves))
+        loading, loaded = key_loading_cost(keys.paths, cn_bytes)
+        out["key_loading"] = loading
+        cost = EngineCost(dict(zip(sorted(keys.peers), loaded)), cn_bytes, mobiles, settings.moves)
+        out["engine_between_driver_steps"] = cost.between_driver_steps
+        cost.sample()
+        out["engine"] = cost.figures()
         agent = _CnAgent(lab, settings, keys, str(mobiles))
         out["durable_write"] = durable_write_cost(agent.base)  # before the agent starts: nothing competes
         out["state_filesystem"] = filesystem_type(agent.base)
@@ -283,7 +288,7 @@ def run_load(lab, settings: LoadSettings, mobiles: int) -> dict:
         if status.get("peers") is not None and status["peers"] != len(keys.peers):
             raise LabError(f"the CN agent loaded {status['peers']} peers, not {len(keys.peers)}")
         fleet = Fleet.build(cn_bytes, mobiles, keys.peers)
-        jobs = _drive(lab, agent, fleet, settings, out)
+        jobs = _drive(lab, agent, fleet, settings, out, cost)
         out["cn_rss_loaded_mib"] = round(rss_bytes(agent.pid) / 2**20, 1)
         out["cn_cpu_per_bu_us"] = _overall_cpu_per_bu(out["phases"])
         out["check"] = check_bindings(agent, fleet, jobs)
@@ -302,35 +307,56 @@ def run_load(lab, settings: LoadSettings, mobiles: int) -> dict:
         keys.remove()
 
 
-def in_process_figures(keys: _Keys, cn_bytes: bytes, mobiles: int, moves: int) -> dict:
-    """Key loading, and the CN engine's cost per binding on the bind and move rounds of the
-    run: driven once (the return-routability exchanges need the engine's answers), then
-    replayed alone into an engine made alike and timed (``testbed.lab.enginecost``)."""
-    loading, loaded = key_loading_cost(keys.paths, cn_bytes)
-    fleet = Fleet.build(cn_bytes, mobiles, dict(zip(sorted(keys.peers), loaded)))
-    seed = int.from_bytes(os.urandom(8), "big")
+class EngineCost:
+    """The CN engine's cost per binding on the bind and move rounds of the run: driven once
+    (the return-routability exchanges need the engine's answers), then replayed alone into
+    an engine made alike and timed (``testbed.lab.enginecost``), once per ``sample()``. The
+    load run samples it before the agent's phases and again between its moves and its open
+    loop, so that the bound and the agent's rate are measured under the same conditions of
+    the machine; the figures pool every sample's calls."""
 
-    def engine() -> CorrespondentNode:  # the same RR key and nonces each time
-        return CorrespondentNode(cn_bytes, store=MemorySequenceStore(), peers=loaded, rng=random.Random(seed).randbytes)
+    def __init__(self, peers: dict, cn_bytes: bytes, mobiles: int, moves: int) -> None:
+        self.peers = list(peers.values())
+        self.cn_bytes = cn_bytes
+        self._seed = int.from_bytes(os.urandom(8), "big")
+        fleet = Fleet.build(cn_bytes, mobiles, peers)
+        transport = EngineTransport(self._engine())
+        driver = LoadDriver(fleet, transport, keep_bas=False)
+        self.jobs = driver.jobs(range(0, moves + 1))
+        driver.prepare(self.jobs)
+        result = driver.run(self.jobs, name="engine", window=1, deadline_s=300)
+        if result.failed:
+            raise LabError(f"the in-process CN engine refused {len(result.failed)} of the run's bindings "
+                           f"({result.failed[0].failure})")
+        self.sent = transport.sent
+        self.between_driver_steps = engine_figures(transport.times_ns, len(self.jobs))
+        self.samples: list[dict[str, list[int]]] = []
 
-    transport = EngineTransport(engine())
-    driver = LoadDriver(fleet, transport, keep_bas=False)
-    jobs = driver.jobs(range(0, moves + 1))
-    driver.prepare(jobs)
-    result = driver.run(jobs, name="engine", window=1, deadline_s=300)
-    if result.failed:
-        raise LabError(f"the in-process CN engine refused {len(result.failed)} of the run's bindings "
-                       f"({result.failed[0].failure})")
-    times, accepted = replay_cost(engine(), transport.sent)
-    bus = len(times.get("BU", [])) + len(times.get("BU rr", []))
-    if accepted != bus:
-        raise LabError(f"the engine replay accepted {accepted} of {bus} BUs: it did not go as the run did")
-    return {"key_loading": loading, "engine": engine_figures(times, len(jobs)),
-            "engine_between_driver_steps": engine_figures(transport.times_ns, len(jobs))}
+    def _engine(self) -> CorrespondentNode:  # the same RR key and nonces each time
+        return CorrespondentNode(self.cn_bytes, store=MemorySequenceStore(), peers=self.peers,
+                                 rng=random.Random(self._seed).randbytes)
+
+    def sample(self) -> dict:
+        times, accepted = replay_cost(self._engine(), self.sent)
+        bus = len(times.get("BU", [])) + len(times.get("BU rr", []))
+        if accepted != bus:
+            raise LabError(f"the engine replay accepted {accepted} of {bus} BUs: it did not go as the run did")
+        self.samples.append(times)
+        return engine_figures(times, len(self.jobs))
+
+    def figures(self) -> dict:
+        pooled: dict[str, list[int]] = {}
+        for times in self.samples:
+            for what, values in times.items():
+                pooled.setdefault(what, []).extend(values)
+        out = engine_figures(pooled, len(self.jobs))
+        out["per_binding_us_samples"] = [engine_figures(t, len(self.jobs))["per_binding_us"] for t in self.samples]
+        return out
 
 
-def _drive(lab, agent: _CnAgent, fleet: Fleet, settings: LoadSettings, out: dict) -> list[Job]:
-    """The bind, moves and open phases over the link; figures into ``out``; returns every job."""
+def _drive(lab, agent: _CnAgent, fleet: Fleet, settings: LoadSettings, out: dict, cost: EngineCost) -> list[Job]:
+    """The bind, moves and open phases over the link; figures into ``out``; returns every job.
+    The engine is sampled again after the closed-loop phases (the agent idle)."""
     mobiles = len(fleet.mobiles)
     link = LinkTransport(lab.node("load").pid, fleet.correspondent)
     phases = out["phases"] = []
@@ -338,9 +364,22 @@ def _drive(lab, agent: _CnAgent, fleet: Fleet, settings: LoadSettings, out: dict
         driver = LoadDriver(fleet, link, ba_timeout_s=settings.ba_timeout_s)
         rss, cpu = rss_bytes(agent.pid), cpu_seconds(agent.pid)
         out["cn_rss_idle_mib"] = round(rss / 2**20, 1)
-        plan = [("bind", range(0, 1), None)]
+        plan = [("bind", range(0, 1))]
         if settings.moves:
-            plan.append(("moves", range(1, settings.moves + 1), None))
+            plan.append(("moves", range(1, settings.moves + 1)))
+        every: list[Job] = []
+        for name, rounds_ in plan:
+            jobs = driver.jobs(rounds_)
+            driver.prepare(jobs)
+            result = driver.run(jobs, name=name, window=settings.window)
+            cpu_now = cpu_seconds(agent.pid)
+            phases.append(phase_figures(result, cpu_now - cpu))
+            cpu = cpu_now
+            if name == "bind":
+                out["memory_per_binding_bytes"] = round((rss_bytes(agent.pid) - rss) / max(1, len(result.accepted)))
+            every += jobs
+        cost.sample()  # the engine again, the agent idle: both samples pooled
+        out["engine"] = cost.figures()
         rate = settings.rate
         if rate is None:  # the goal: half the rate the engine alone allows
             bound = out["engine"]["bound_per_s"]
@@ -352,20 +391,10 @@ def _drive(lab, agent: _CnAgent, fleet: Fleet, settings: LoadSettings, out: dict
             rounds = math.ceil(count / mobiles)
             if first + rounds > MAX_ROUND:
                 raise ConfigError(f"open loop: {rounds} rounds of moves do not fit the care-of address plan")
-            plan.append(("open", range(first, first + rounds), count))
-        every: list[Job] = []
-        for name, rounds_, count in plan:
-            jobs = driver.jobs(rounds_)[:count]
+            jobs = driver.jobs(range(first, first + rounds))[:count]
             driver.prepare(jobs)
-            if name == "open":
-                result = driver.run(jobs, name=name, rate=rate)
-            else:
-                result = driver.run(jobs, name=name, window=settings.window)
-            cpu_now = cpu_seconds(agent.pid)
-            phases.append(phase_figures(result, cpu_now - cpu))
-            cpu = cpu_now
-            if name == "bind":
-                out["memory_per_binding_bytes"] = round((rss_bytes(agent.pid) - rss) / max(1, len(result.accepted)))
+            result = driver.run(jobs, name="open", rate=rate)
+            phases.append(phase_figures(result, cpu_seconds(agent.pid) - cpu))
             every += jobs
         out["load_node_socket_drops"] = link.drops()
         return every
