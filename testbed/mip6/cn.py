@@ -11,8 +11,16 @@ docs/protocol.md section 4:
    Kbm, Nonce Indices ignored (R5, R6); other peers by return routability;
 4. sequence number against the last accepted, modulo 2^16; for precomputed peers always,
    against the stored value (R4, R14), else BA 135 carrying the last accepted number;
-5. the new number is made durable before anything is sent, then the binding changes;
+   a precomputed key's total advance is bounded by 2^15 (R13): a BU that would carry it
+   further ends the key's use (``rekey_required``, the BU dropped, every later one too);
+5. the new number is made durable before anything is sent, then the binding changes (a
+   store that cannot make it durable: the BU is dropped with a ``store_failed`` event);
 6. a BA when A is set and always on rejection, with BAD (R7) except for statuses 136-138.
+
+Before any of this, a packet with an unrecognised option that must not be skipped is
+discarded (``testbed.mip6.icmp``). Binding Errors go only to unicast sources, carry the Home
+Address option's address or the unspecified address, and are rate-limited like ICMPv6
+errors (RFC 6275 9.3.3).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from testbed.mip6.crypto import (
 )
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import Action, Send, addr
+from testbed.mip6.icmp import UnrecognisedOptions, is_unicast
 from testbed.mip6.keys import PreconfiguredData, index_peers
 from testbed.mip6.messages import (
     BindingAck,
@@ -56,8 +65,9 @@ from testbed.mip6.nonces import NonceRing
 from testbed.mip6.options import AlternateCoA, BindingAuthData, NonceIndices
 from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, parse_packet
 from testbed.mip6.sealing import bad_valid, option_layout_error, seal_bad
-from testbed.mip6.seqno import kbm_exhausted, seq_greater
-from testbed.mip6.seqstore import SeqRecord, SequenceStore
+from testbed.mip6.ratelimit import TokenBucket
+from testbed.mip6.seqno import KBM_MAX_ADVANCE, kbm_exhausted, kbm_step_allowed, seq_greater, seq_step
+from testbed.mip6.seqstore import SeqRecord, SequenceStore, SequenceStoreError
 
 RR_MAX_LIFETIME_UNITS = MAX_RR_BINDING_LIFETIME_S // LIFETIME_UNIT_S  # 105
 
@@ -76,6 +86,9 @@ class _PrecomputedPeer:
     """One MN configured with preconfigured data: its home token is fixed, Kbm cached per CoA."""
 
     __slots__ = ("data", "home", "home_token", "store_key", "_kbm", "_dereg_kbm")
+
+    def __repr__(self) -> str:  # the tokens and keys it holds never show
+        return f"<precomputed peer {self.data.home_address} key {self.data.key_id}>"
 
     def __init__(self, data: PreconfiguredData) -> None:
         self.data = data
@@ -97,7 +110,7 @@ class _PrecomputedPeer:
         return kbm
 
 
-class CorrespondentNode(BindingCache):
+class CorrespondentNode(BindingCache, UnrecognisedOptions):
     def __init__(
         self,
         address: bytes,
@@ -107,6 +120,7 @@ class CorrespondentNode(BindingCache):
         node: str = "cn",
         rng: Callable[[int], bytes] = os.urandom,
         precomputed_max_lifetime_units: int = MAX_LIFETIME_UNITS,
+        error_limit: TokenBucket | None = None,
     ) -> None:
         self.address = address
         self.node = node
@@ -117,7 +131,12 @@ class CorrespondentNode(BindingCache):
         self._kcn = rng(KBM_LEN)  # this node's RR key, never leaves the engine
         self._nonces = NonceRing(rng)
         self._peers: dict[bytes, _PrecomputedPeer] = {}
+        self._be_limit = error_limit or TokenBucket()
+        self._icmp_limit = TokenBucket(self._be_limit.rate_per_s, self._be_limit.burst)
         self.set_peers(peers)
+
+    def __repr__(self) -> str:
+        return f"<CorrespondentNode {addr(self.address)} {len(self._peers)} precomputed peers, {len(self.bindings)} bindings>"
 
     # ------------------------------------------------------------------ configuration
 
@@ -138,6 +157,8 @@ class CorrespondentNode(BindingCache):
             return [self._drop(now, f"malformed packet: {exc}")]
         if packet.final_destination != self.address:
             return [self._drop(now, "not addressed to this node", dst=addr(packet.final_destination))]
+        if packet.unknown_option is not None:
+            return self._unrecognised_option(packet, data, now)
         if packet.next_header != IPPROTO_MH:
             if packet.home_address is not None and packet.home_address not in self.bindings:
                 return self._binding_error(packet, BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS, now)
@@ -259,11 +280,14 @@ class CorrespondentNode(BindingCache):
         binding = self.bindings.get(home)
         record = None
         if peer is not None:
-            record = self.store.get(peer.store_key)
-            if record is not None and kbm_exhausted(record.uses):
-                out.append(self._event(now, "rekey_required", home=addr(home), key_id=peer.data.key_id, uses=record.uses))
-                out.append(self._drop(now, "Kbm use limit reached (R13)", home=addr(home), seq=bu.seq))
+            try:
+                record = self.store.get(peer.store_key)
+            except SequenceStoreError as exc:
+                out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
+                out.append(self._drop(now, "BU dropped: its peer's sequence record cannot be read", home=addr(home), seq=bu.seq))
                 return out
+            if record is not None and kbm_exhausted(record.advance):
+                return out + self._key_used_up(home, peer, bu.seq, record.advance, now)
             last = record.last if record is not None else None
         else:
             last = binding.seq if binding is not None else None
@@ -273,8 +297,24 @@ class CorrespondentNode(BindingCache):
             return out
         # 5. persist, then change the binding
         if peer is not None:
-            uses = (record.uses if record is not None else 0) + 1
-            self.store.put(peer.store_key, SeqRecord(bu.seq, uses))
+            # R13: the first number accepted under a key counts one step, every later one its
+            # distance from the last; a BU that would carry the total past 2^15 ends the key.
+            if record is None:
+                advance = 1
+            else:
+                step = seq_step(bu.seq, record.last)
+                if not kbm_step_allowed(record.advance, step):
+                    return out + self._key_used_up(home, peer, bu.seq, record.advance, now, record=record, step=step)
+                advance = record.advance + step
+            try:
+                self.store.put(peer.store_key, SeqRecord(bu.seq, advance))
+            except SequenceStoreError as exc:
+                out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
+                out.append(self._drop(now, "BU dropped: its sequence number could not be made durable (R4)", home=addr(home), seq=bu.seq))
+                return out
+            if kbm_exhausted(advance):
+                out.append(self._event(now, "rekey_required", home=addr(home), key_id=peer.data.key_id, advance=advance,
+                                       reason="this BU used the last of the key's sequence space (R13)"))
         if deregistering:
             granted = 0
             if binding is not None:
@@ -299,6 +339,22 @@ class CorrespondentNode(BindingCache):
             out += self._ba(packet, home, careof, BAStatus.ACCEPTED, bu.seq, granted, kbm, now)
         return out
 
+    def _key_used_up(self, home: bytes, peer: _PrecomputedPeer, seq: int, advance: int, now: int, *,
+                     record: SeqRecord | None = None, step: int = 0) -> list[Action]:
+        """R13: the key may not move the sequence number further. The BU is dropped (no BA: the
+        key is not used any more); a BU that would have crossed the bound marks the key used up
+        in the store, so it stays so across restarts."""
+        out: list[Action] = []
+        if record is not None:
+            try:
+                self.store.put(peer.store_key, SeqRecord(record.last, KBM_MAX_ADVANCE))
+            except SequenceStoreError as exc:
+                out.append(self._event(now, "store_failed", home=addr(home), seq=seq, reason=str(exc)))
+        out.append(self._event(now, "rekey_required", home=addr(home), key_id=peer.data.key_id, advance=advance,
+                               step=step, reason="the key's sequence number advance would pass 2^15 (R13)"))
+        out.append(self._drop(now, "Kbm sequence space used up (R13): a new Kcn is required", home=addr(home), seq=seq))
+        return out
+
     def _ba(self, packet: Packet, home: bytes, careof: bytes, status: int, seq: int,
             lifetime: int, kbm: bytes | None, now: int) -> list[Action]:
         msg = BindingAck(status, seq, lifetime)
@@ -308,9 +364,16 @@ class CorrespondentNode(BindingCache):
     # ------------------------------------------------------------------ Binding Errors
 
     def _binding_error(self, packet: Packet, status: int, now: int) -> list[Action]:
-        home = packet.mh_source
+        """RFC 6275 9.3.3: to the packet's source only if it is unicast; the Home Address field
+        from the Home Address option, else the unspecified address; rate-limited."""
+        home = packet.home_address if packet.home_address is not None else bytes(16)
+        fields = dict(status=int(status), home=addr(home), to=addr(packet.src))
+        if not is_unicast(packet.src):
+            return [self._event(now, "error_not_sent", what="BE", reason="source is not a unicast address", **fields)]
+        if not self._be_limit.take(now):
+            return [self._event(now, "error_not_sent", what="BE", reason="rate limit (RFC 6275 9.3.3)", **fields)]
         mh = encode(BindingError(status, home))
         return [
             Send(build_packet(self.address, packet.src, IPPROTO_MH, mh), "BE"),
-            self._event(now, "be_sent", status=int(status), home=addr(home), to=addr(packet.src)),
+            self._event(now, "be_sent", **fields),
         ]

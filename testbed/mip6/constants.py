@@ -102,5 +102,7 @@ KBM_LEN = 20
 AUTHENTICATOR_LEN = 12  # first 96 bits of HMAC_SHA1
 MIN_KCN_LEN = 20
 
-# R13: one Kbm (one Kcn) may authenticate at most this many distinct sequence numbers.
-KBM_MAX_USES = 1 << 16
+# RFC 6275 section 12: the first home registration's initial retransmission timeout, and
+# how many messages of one type a mobile node sends to one node per second (section 11.8).
+INITIAL_BINDACK_TIMEOUT_FIRST_REG_NS = 1_500_000_000
+MAX_UPDATE_RATE = 3

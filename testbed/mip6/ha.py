@@ -3,10 +3,14 @@ forwarding decisions of the home agent's user-space data plane.
 
 Home registration BUs carry the RFC 4285 Mobility Message Replay Protection option and end
 with the MN-HA Mobility Message Authentication option. The home agent checks, in order:
-the option layout, the MN-HA authenticator (BA 146 when it fails or no key is configured),
-the replay-protection timestamp (BA 145 without it, BA 144 with our last accepted timestamp
-when it is not newer), the sequence number (BA 135), then registers and answers with an
-authenticated BA echoing the timestamp.
+the option layout, the MN-HA authenticator (BA 146, unauthenticated, when it fails or no key
+is configured for the home address), the replay-protection timestamp (BA 145 without it, BA
+144 with our last accepted timestamp when it is not newer), the home address against the
+home prefix (BA 132), the sequence number (BA 135), then registers and answers with an
+authenticated BA echoing the timestamp. Every rejection leaves a ``bu_rejected`` event; every
+BA after the authenticator check (132, 135, 144, 145, 0) is itself authenticated, and all but
+145 echo a timestamp, so an RFC 4285 mobile node can believe them. A packet with an
+unrecognised option that must not be skipped is discarded first (``testbed.mip6.icmp``).
 
 Data plane decisions (``receive`` of any packet the home agent sees):
 - a packet for a registered home address is tunnelled (IPv6-in-IPv6) to the care-of address
@@ -36,6 +40,7 @@ from testbed.mip6.constants import (
 )
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import Action, Send, addr
+from testbed.mip6.icmp import UnrecognisedOptions
 from testbed.mip6.messages import (
     BindingAck,
     BindingUpdate,
@@ -52,8 +57,9 @@ from testbed.mip6.sealing import (
     option_layout_error,
     seal_mn_ha,
 )
-from testbed.mip6.seqno import seq_greater
-from testbed.mip6.seqstore import SeqRecord, SequenceStore
+from testbed.mip6.ratelimit import TokenBucket
+from testbed.mip6.seqno import seq_greater, seq_step
+from testbed.mip6.seqstore import SeqRecord, SequenceStore, SequenceStoreError
 
 
 @dataclass(slots=True)
@@ -65,7 +71,7 @@ class HomeBinding:
     lifetime_units: int
 
 
-class HomeAgent(BindingCache):
+class HomeAgent(BindingCache, UnrecognisedOptions):
     EXPIRED_EVENT = "home_binding_expired"
 
     def __init__(
@@ -86,6 +92,10 @@ class HomeAgent(BindingCache):
         self.bindings: dict[bytes, HomeBinding] = {}
         self._keys = dict(keys)
         self._timestamps: dict[bytes, int] = {}
+        self._icmp_limit = TokenBucket()
+
+    def __repr__(self) -> str:
+        return f"<HomeAgent {addr(self.address)} {self.home_prefix} {len(self._keys)} MN-HA keys, {len(self.bindings)} bindings>"
 
     def set_keys(self, keys: Mapping[bytes, MnHaSecurityAssociation]) -> None:
         self._keys = dict(keys)
@@ -98,6 +108,8 @@ class HomeAgent(BindingCache):
         except CodecError as exc:
             return [self._drop(now, f"malformed packet: {exc}")]
         if packet.dst == self.address:
+            if packet.unknown_option is not None:
+                return self._unrecognised_option(packet, data, now)
             if packet.next_header == IPPROTO_MH:
                 return self._on_mh(packet, now)
             if packet.next_header == IPPROTO_IPV6:
@@ -170,8 +182,6 @@ class HomeAgent(BindingCache):
         if not bu.home:
             out.append(self._drop(now, "BU without H flag: this home agent is not a correspondent", home=addr(home)))
             return out
-        if ipaddress.IPv6Address(home) not in self.home_prefix:
-            return out + self._ba(packet, home, careof, BAStatus.NOT_HOME_SUBNET, bu.seq, 0, None, None, now)
         key = self._keys.get(home)
         auth = last_option(bu, MobilityMessageAuth)
         if (
@@ -179,22 +189,41 @@ class HomeAgent(BindingCache):
             or not mn_ha_valid(bu, key.key, careof, home)
         ):
             reason = "no MN-HA key for this home address" if key is None else "MN-HA authentication failed"
-            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, reason=reason))
+            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, reason=reason, status=int(BAStatus.MIPV6_AUTH_FAIL)))
             return out + self._ba(packet, home, careof, BAStatus.MIPV6_AUTH_FAIL, bu.seq, 0, None, None, now)
         replay = next((o for o in bu.options if type(o) is ReplayProtection), None)
         if replay is None:
+            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, reason="no replay protection option",
+                                   status=int(BAStatus.MIPV6_MESG_ID_REQD)))
             return out + self._ba(packet, home, careof, BAStatus.MIPV6_MESG_ID_REQD, bu.seq, 0, key, None, now)
         last_ts = self._timestamps.get(home)
         if last_ts is not None and replay.timestamp <= last_ts:
-            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, reason="replayed timestamp"))
+            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, reason="replayed timestamp",
+                                   status=int(BAStatus.MIPV6_ID_MISMATCH)))
             return out + self._ba(packet, home, careof, BAStatus.MIPV6_ID_MISMATCH, bu.seq, 0, key, last_ts, now)
+        self._timestamps[home] = replay.timestamp  # authentic and fresh: a replay of it is refused, whatever follows
+        if ipaddress.IPv6Address(home) not in self.home_prefix:
+            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, status=int(BAStatus.NOT_HOME_SUBNET),
+                                   reason=f"home address outside the home prefix {self.home_prefix}"))
+            return out + self._ba(packet, home, careof, BAStatus.NOT_HOME_SUBNET, bu.seq, 0, key, replay.timestamp, now)
         store_key = f"ha/{home.hex()}"
-        record = self.store.get(store_key)
+        try:
+            record = self.store.get(store_key)
+        except SequenceStoreError as exc:
+            out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
+            out.append(self._drop(now, "home registration dropped: its sequence record cannot be read", home=addr(home), seq=bu.seq))
+            return out
         if record is not None and not seq_greater(bu.seq, record.last):
-            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, last_seq=record.last, reason="sequence number not greater"))
+            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, last_seq=record.last, reason="sequence number not greater",
+                                   status=int(BAStatus.SEQUENCE_OUT_OF_WINDOW)))
             return out + self._ba(packet, home, careof, BAStatus.SEQUENCE_OUT_OF_WINDOW, record.last, 0, key, replay.timestamp, now)
-        self.store.put(store_key, SeqRecord(bu.seq, (record.uses if record else 0) + 1))
-        self._timestamps[home] = replay.timestamp
+        advance = 1 if record is None else record.advance + seq_step(bu.seq, record.last)
+        try:
+            self.store.put(store_key, SeqRecord(bu.seq, advance))
+        except SequenceStoreError as exc:
+            out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
+            out.append(self._drop(now, "home registration dropped: its sequence number could not be made durable", home=addr(home), seq=bu.seq))
+            return out
         if bu.lifetime == 0 or careof == home:
             granted = 0
             if self.bindings.pop(home, None) is not None:

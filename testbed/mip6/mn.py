@@ -12,11 +12,24 @@ correspondent in its Binding Update List:
 - any other peer: return routability. CoTI goes direct at once; HoTI is reverse-tunnelled
   through the home agent once the home registration carries the new CoA, unless a home
   keygen token younger than MAX_TOKEN_LIFETIME is at hand. The BU follows both tokens.
-Unacknowledged BUs (and HoTI/CoTI) are retransmitted after 1 s, doubling to 32 s, each BU
-with a new sequence number that is made durable before it is sent. A binding is refreshed
-before it runs out: once REFRESH_AT_FRACTION of the lifetime the BA granted has passed, the
-MN sends a new BU (a new return routability round for an RR peer, reusing a home token that
-is still valid). At the R13 limit the engine stops using the key and emits ``rekey_required``.
+Unacknowledged BUs (and HoTI/CoTI) are retransmitted after 1 s, doubling to 32 s (the first
+home registration, while the home agent holds no binding for us, after
+InitialBindackTimeoutFirstReg, 1.5 s), each BU with a new sequence number that is made
+durable before it is sent. A binding is refreshed before it runs out: once
+REFRESH_AT_FRACTION of the lifetime the BA granted has passed, the MN sends a new BU (a new
+return routability round for an RR peer, reusing a home token that is still valid).
+
+Rate limit (RFC 6275 11.8): at most MAX_UPDATE_RATE BUs, HoTIs or CoTIs (each type on its
+own) to one node within any second. A message over the limit is deferred, not lost: when
+the limit allows, the engine sends what the state then calls for (a BU for the care-of
+address of that moment), so a burst of moves or Binding Refresh Requests costs at most
+three messages a second per peer and type.
+
+R13: the total advance of a precomputed key's sequence number, resynchronisations after BA
+135 included, is kept durably beside the number; a step that would carry it past 2^15 ends
+the key's use (state ``rekey``, a ``rekey_required`` event, nothing more sent with it). A
+BA 135 moves the number only forward: one carrying a number behind ours is stale or replayed
+and ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ from typing import Callable, Iterable
 
 from testbed.errors import ConfigError
 from testbed.mip6.constants import (
+    INITIAL_BINDACK_TIMEOUT_FIRST_REG_NS,
     INITIAL_BINDACK_TIMEOUT_S,
     IPPROTO_IPV6,
     IPPROTO_MH,
@@ -37,6 +51,7 @@ from testbed.mip6.constants import (
     SECOND_NS,
     BAStatus,
     BEStatus,
+    MHType,
 )
 from testbed.mip6.crypto import (
     binding_management_key,
@@ -44,7 +59,8 @@ from testbed.mip6.crypto import (
     home_keygen_token,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Action, EventSource, Send, addr
+from testbed.mip6.events import Action, Send, addr
+from testbed.mip6.icmp import UnrecognisedOptions
 from testbed.mip6.keys import PreconfiguredData, index_peers
 from testbed.mip6.messages import (
     BindingAck,
@@ -68,8 +84,9 @@ from testbed.mip6.sealing import (
     seal_bad,
     seal_mn_ha,
 )
-from testbed.mip6.seqno import kbm_exhausted, seq_next
-from testbed.mip6.seqstore import SeqRecord, SequenceStore
+from testbed.mip6.ratelimit import TokenBucket, UpdateRateLimit
+from testbed.mip6.seqno import SEQ_HALF, KBM_MAX_ADVANCE, kbm_exhausted, kbm_step_allowed, seq_next, seq_step
+from testbed.mip6.seqstore import SeqRecord, SequenceStore, SequenceStoreError
 
 INITIAL_TIMEOUT_NS = INITIAL_BINDACK_TIMEOUT_S * SECOND_NS
 MAX_TIMEOUT_NS = MAX_BINDACK_TIMEOUT_S * SECOND_NS
@@ -81,8 +98,8 @@ class _Retransmit:
     at: int = 0
     timeout: int = INITIAL_TIMEOUT_NS
 
-    def arm(self, now: int) -> None:
-        self.timeout = INITIAL_TIMEOUT_NS
+    def arm(self, now: int, initial: int = INITIAL_TIMEOUT_NS) -> None:
+        self.timeout = initial
         self.at = now + self.timeout
 
     def backoff(self, now: int) -> None:
@@ -92,36 +109,40 @@ class _Retransmit:
 
 @dataclass(slots=True)
 class BulEntry:
-    """One Binding Update List entry (the home agent or a correspondent)."""
+    """One Binding Update List entry (the home agent or a correspondent). Its ``repr`` shows
+    no key material (keys, tokens, cookies)."""
 
     peer: bytes
     mechanism: str  # "home", "precomputed" or "rr"
     store_key: str
     seq: int = 0  # last sequence number used
-    uses: int = 0
+    advance: int = 0  # R13: total advance of the sequence number under this key
     state: str = "idle"  # idle | rr | bu_sent | bound | failed | rekey | unsupported
     careof: bytes | None = None  # CoA being registered / registered
     bound_careof: bytes | None = None
     bu_retx: _Retransmit | None = None
-    sent_kbm: bytes | None = None  # Kbm of the outstanding BU
+    sent_kbm: bytes | None = field(default=None, repr=False)  # Kbm of the outstanding BU
     lifetime: int = 0  # granted, units of 4 s
     refresh_at: int = 0  # when a bound entry sends a new BU to keep its binding (0: never)
+    deferred: dict = field(default_factory=dict)  # MH type -> when the rate limit lets it go (ns)
+    resync_after: int | None = None  # a BA 135's number: the next BU goes on after it
     # return routability
-    hoti_cookie: bytes | None = None
-    coti_cookie: bytes | None = None
+    hoti_cookie: bytes | None = field(default=None, repr=False)
+    coti_cookie: bytes | None = field(default=None, repr=False)
     coti_careof: bytes | None = None
     hoti_retx: _Retransmit | None = None
     coti_retx: _Retransmit | None = None
-    home_token: tuple[bytes, int, int] | None = None  # token, nonce index, received at
-    careof_token: tuple[bytes, int, bytes] | None = None  # token, nonce index, for CoA
+    home_token: tuple[bytes, int, int] | None = field(default=None, repr=False)  # token, nonce index, received at
+    careof_token: tuple[bytes, int, bytes] | None = field(default=None, repr=False)  # token, nonce index, for CoA
     # precomputed
     data: PreconfiguredData | None = field(default=None, repr=False)
     fixed_home_token: bytes | None = field(default=None, repr=False)
     # home registration
     timestamp: int = 0
+    registered_until: int = 0  # while the home agent holds a binding for us (ns; 0: none)
 
 
-class MobileNode(EventSource):
+class MobileNode(UnrecognisedOptions):
     def __init__(
         self,
         home_address: bytes,
@@ -146,12 +167,22 @@ class MobileNode(EventSource):
         self.home_lifetime_units = home_lifetime_units
         self.cn_lifetime_units = cn_lifetime_units
         self._last_timestamp = 0
+        self._rate = UpdateRateLimit()
+        self._icmp_limit = TokenBucket()
         self.home = self._entry(home_agent, "home", f"mn/ha/{home_agent.hex()}")
         self.bul: dict[bytes, BulEntry] = {}
         precomputed = self._index(peers)
         for cn in list(correspondents) + [c for c in precomputed if c not in correspondents]:
             data = precomputed.get(cn)
             self.bul[cn] = self._rr_entry(cn) if data is None else self._precomputed_entry(cn, data)
+
+    def __repr__(self) -> str:
+        return f"<MobileNode home {addr(self.home_address)} care-of {addr(self.careof)} {len(self.bul)} correspondents>"
+
+    @property
+    def address(self) -> bytes:
+        """The address this node answers from (its care-of address away from home)."""
+        return self.careof if self.careof is not None else self.home_address
 
     def _index(self, peers: Iterable[PreconfiguredData]) -> dict[bytes, PreconfiguredData]:
         indexed = index_peers(list(peers), "mn")
@@ -185,7 +216,7 @@ class MobileNode(EventSource):
         record = self.store.get(store_key)
         e = BulEntry(peer, mechanism, store_key)
         if record is not None:
-            e.seq, e.uses = record.last, record.uses
+            e.seq, e.advance = record.last, record.advance
         return e
 
     # ------------------------------------------------------------------ queries
@@ -209,21 +240,58 @@ class MobileNode(EventSource):
         for e in self.bul.values():
             if e.state in ("failed", "rekey", "unsupported"):
                 continue
-            e.careof = careof
             if e.mechanism == "precomputed":
                 out += self._send_cn_bu(e, now)
             else:
                 out += self._start_rr(e, now)
         return out
 
+    # ------------------------------------------------------------------ rate limit (RFC 6275 11.8)
+
+    def _over_rate(self, e: BulEntry, kind: int, now: int) -> list[Action] | None:
+        """None when a message of ``kind`` may go to ``e.peer`` now (and it is counted); else
+        the send is deferred to when the limit allows it, and the (possibly empty) events."""
+        wait = self._rate.wait_ns(e.peer, kind, now)
+        if not wait:
+            self._rate.record(e.peer, kind, now)
+            return None
+        if kind in e.deferred:
+            return []
+        e.deferred[kind] = now + wait
+        return [self._event(now, "send_deferred", peer=addr(e.peer), what=MHType(kind).name, until_t_ns=now + wait,
+                            reason="MAX_UPDATE_RATE messages of this type to this node within a second (RFC 6275 11.8)")]
+
+    def _send_deferred(self, e: BulEntry, kind: int, now: int) -> list[Action]:
+        """What the state calls for now, in place of a message the rate limit held back."""
+        if self.careof is None or e.state in ("failed", "rekey", "unsupported"):
+            return []
+        retransmission = e.state == "bu_sent" and e.bu_retx is not None
+        if kind == MHType.BU:
+            if e is self.home:
+                return self._send_home_bu(now, retransmission)
+            if e.mechanism == "precomputed":
+                return self._send_cn_bu(e, now, retransmission)
+            return self._maybe_rr_bu(e, now)
+        if kind == MHType.HOTI and e.state == "rr" and e.home_token is None:
+            return self._send_hoti(e, now)
+        if kind == MHType.COTI and e.state == "rr" and not self.at_home and (
+            e.careof_token is None or e.careof_token[2] != self.careof
+        ):
+            return self._send_coti(e, now)
+        return []
+
     # ------------------------------------------------------------------ home registration
 
     def _send_home_bu(self, now: int, retransmission: bool = False) -> list[Action]:
         e = self.home
+        held = self._over_rate(e, MHType.BU, now)
+        if held is not None:
+            return held
+        problem = self._next_seq(e, now)
+        if problem is not None:
+            return problem
         careof = self.careof
         e.careof = careof
-        if not self._next_seq(e):
-            return [self._event(now, "rekey_required", peer=addr(e.peer), mechanism="home")]
         self._last_timestamp = max(self._last_timestamp + 1, now)
         e.timestamp = self._last_timestamp
         lifetime = 0 if self.at_home else self.home_lifetime_units
@@ -236,7 +304,9 @@ class MobileNode(EventSource):
         e.state = "bu_sent"
         if not retransmission:
             e.bu_retx = _Retransmit()
-            e.bu_retx.arm(now)
+            # RFC 6275 11.8: InitialBindackTimeoutFirstReg while the home agent holds no binding for us
+            first = e.registered_until <= now
+            e.bu_retx.arm(now, INITIAL_BINDACK_TIMEOUT_FIRST_REG_NS if first else INITIAL_TIMEOUT_NS)
         return [
             Send(pkt, "BU home"),
             self._event(now, "bu_sent", peer=addr(e.peer), mechanism="home", seq=e.seq, careof=addr(careof), lifetime=lifetime),
@@ -257,8 +327,7 @@ class MobileNode(EventSource):
             out.append(self._drop(now, "home agent BA does not echo our timestamp", seq=ba.seq))
             return out
         if ba.status == BAStatus.SEQUENCE_OUT_OF_WINDOW:
-            e.seq = ba.seq
-            return out + self._send_home_bu(now)
+            return out + self._resynchronise(e, ba.seq, now, self._send_home_bu)
         if ba.seq != e.seq:
             out.append(self._drop(now, "home agent BA for another sequence number", seq=ba.seq, expected=e.seq))
             return out
@@ -270,6 +339,7 @@ class MobileNode(EventSource):
         e.state = "bound"
         e.bu_retx = None
         e.bound_careof = e.careof
+        e.registered_until = now + ba.lifetime * LIFETIME_UNIT_S * SECOND_NS if ba.lifetime else 0
         self._schedule_refresh(e, ba.lifetime, now)
         out.append(self._event(now, "home_registered", careof=addr(e.careof), lifetime=ba.lifetime, at_home=self.at_home))
         # reverse-tunnelled HoTIs were waiting for the home registration
@@ -277,6 +347,15 @@ class MobileNode(EventSource):
             if c.mechanism == "rr" and c.state == "rr" and c.hoti_cookie is None and c.home_token is None:
                 out += self._send_hoti(c, now)
         return out
+
+    def _resynchronise(self, e: BulEntry, last: int, now: int, send) -> list[Action]:
+        """An authenticated BA 135: go on after ``last``, the peer's last accepted number, but
+        only forward: a number behind ours comes from a stale or replayed BA."""
+        if seq_step(last, e.seq) > SEQ_HALF:
+            return [self._drop(now, "BA 135 carries a number behind ours: stale or replayed", peer=addr(e.peer),
+                               seq=last, ours=e.seq)]
+        e.resync_after = last
+        return send(now) if e is self.home else send(e, now)
 
     # ------------------------------------------------------------------ return routability
 
@@ -302,6 +381,9 @@ class MobileNode(EventSource):
         return out
 
     def _send_hoti(self, e: BulEntry, now: int) -> list[Action]:
+        held = self._over_rate(e, MHType.HOTI, now)
+        if held is not None:
+            return held
         if e.hoti_cookie is None:
             e.hoti_cookie = self._rng(8)
             e.hoti_retx = _Retransmit()
@@ -314,6 +396,9 @@ class MobileNode(EventSource):
         return [Send(pkt, what), self._event(now, "hoti_sent", peer=addr(e.peer), tunnelled=not self.at_home)]
 
     def _send_coti(self, e: BulEntry, now: int) -> list[Action]:
+        held = self._over_rate(e, MHType.COTI, now)
+        if held is not None:
+            return held
         if e.coti_cookie is None or e.coti_careof != self.careof:
             e.coti_cookie = self._rng(8)
             e.coti_careof = self.careof
@@ -349,16 +434,34 @@ class MobileNode(EventSource):
 
     # ------------------------------------------------------------------ correspondent registration
 
-    def _next_seq(self, e: BulEntry) -> bool:
-        """Take the next sequence number and make it durable; False at the R13 limit."""
-        if e.mechanism == "precomputed" and kbm_exhausted(e.uses):
+    def _next_seq(self, e: BulEntry, now: int) -> list[Action] | None:
+        """Take the next sequence number (after a BA 135's number when resynchronising) and
+        make it and the key's advance durable. None on success; else why not, as events: the
+        R13 bound reached (state ``rekey``), or a store that failed (retried a second later)."""
+        base = e.seq if e.resync_after is None else e.resync_after
+        new = seq_next(base)
+        step = seq_step(new, e.seq)
+        if e.mechanism == "precomputed" and not kbm_step_allowed(e.advance, step):
             e.state = "rekey"
             e.bu_retx = None
-            return False
-        e.seq = seq_next(e.seq)
-        e.uses += 1
-        self.store.put(e.store_key, SeqRecord(e.seq, e.uses))
-        return True
+            e.deferred.clear()
+            out: list[Action] = []
+            if not kbm_exhausted(e.advance):  # a jump would cross the bound: the key is used up, durably
+                try:
+                    self.store.put(e.store_key, SeqRecord(e.seq, KBM_MAX_ADVANCE))
+                except SequenceStoreError as exc:
+                    out.append(self._event(now, "store_failed", peer=addr(e.peer), reason=str(exc)))
+                e.advance = KBM_MAX_ADVANCE
+            out.append(self._event(now, "rekey_required", peer=addr(e.peer), key_id=e.data.key_id, advance=e.advance,
+                                   step=step, reason="the key's sequence number advance would pass 2^15 (R13)"))
+            return out
+        try:
+            self.store.put(e.store_key, SeqRecord(new, e.advance + step))
+        except SequenceStoreError as exc:
+            e.deferred[MHType.BU] = now + SECOND_NS
+            return [self._event(now, "store_failed", peer=addr(e.peer), reason=str(exc), retry_t_ns=now + SECOND_NS)]
+        e.seq, e.advance, e.resync_after = new, e.advance + step, None
+        return None
 
     def _send_cn_bu(self, e: BulEntry, now: int, retransmission: bool = False) -> list[Action]:
         careof = self.careof
@@ -379,8 +482,12 @@ class MobileNode(EventSource):
                 careof_token, careof_index, _ = e.careof_token
                 kbm = binding_management_key(home_token, careof_token)
             options = (NonceIndices(home_index, careof_index),)
-        if not self._next_seq(e):
-            return [self._event(now, "rekey_required", peer=addr(e.peer), key_id=e.data.key_id, uses=e.uses)]
+        held = self._over_rate(e, MHType.BU, now)
+        if held is not None:
+            return held
+        problem = self._next_seq(e, now)
+        if problem is not None:
+            return problem
         lifetime = 0 if deregistering else self.cn_lifetime_units
         bu = BindingUpdate(e.seq, lifetime, ack=True, options=options)
         mh = seal_bad(bu, kbm, careof, e.peer)
@@ -411,9 +518,8 @@ class MobileNode(EventSource):
         ):
             return [self._drop(now, "unauthenticated BA", **fields)]
         out: list[Action] = [self._event(now, "ba_received", **fields)]
-        if ba.status == BAStatus.SEQUENCE_OUT_OF_WINDOW:
-            e.seq = ba.seq  # continue after the number the CN last accepted
-            return out + self._send_cn_bu(e, now)
+        if ba.status == BAStatus.SEQUENCE_OUT_OF_WINDOW:  # continue after the number the CN last accepted
+            return out + self._resynchronise(e, ba.seq, now, self._send_cn_bu)
         if e.mechanism == "rr" and ba.status in (
             BAStatus.EXPIRED_HOME_NONCE_INDEX, BAStatus.EXPIRED_CAREOF_NONCE_INDEX, BAStatus.EXPIRED_NONCES,
         ):
@@ -463,6 +569,8 @@ class MobileNode(EventSource):
             packet = parse_packet(data)
         except CodecError as exc:
             return [self._drop(now, f"malformed packet: {exc}")]
+        if packet.unknown_option is not None:
+            return self._unrecognised_option(packet, data, now)
         if packet.next_header == IPPROTO_IPV6:
             if packet.src != self.home_agent:
                 return [self._drop(now, "tunnelled packet not from the home agent", src=addr(packet.src))]
@@ -472,6 +580,9 @@ class MobileNode(EventSource):
                 return [self._drop(now, f"malformed tunnelled packet: {exc}")]
             if inner.dst != self.home_address:
                 return [self._drop(now, "tunnelled packet not for the home address", dst=addr(inner.dst))]
+            if inner.unknown_option is not None:  # RFC 8200 4.2; no ICMPv6 error from inside the tunnel
+                return [self._drop(now, "unrecognised option in an extension header of a tunnelled packet: discarded",
+                                   src=addr(inner.src), option=packet.payload[inner.unknown_option[0]])]
             if inner.next_header != IPPROTO_MH:
                 return []
             packet = inner
@@ -535,11 +646,16 @@ class MobileNode(EventSource):
             if r is not None and r.at
         ]
         times += [e.refresh_at for e in self.entries() if e.state == "bound" and e.refresh_at]
+        times += [at for e in self.entries() for at in e.deferred.values()]
         return min(times, default=None)
 
     def handle_timer(self, now: int) -> list[Action]:
         out: list[Action] = []
         h = self.home
+        for e in self.entries():
+            for kind in [k for k, at in e.deferred.items() if at <= now]:
+                del e.deferred[kind]
+                out += self._send_deferred(e, kind, now)
         for e in self.entries():
             if e.state == "bound" and e.refresh_at and e.refresh_at <= now:
                 if self.at_home:  # nothing to keep: bindings are deleted at home

@@ -1,6 +1,13 @@
 """IPv6 packets as Mobile IPv6 uses them: the fixed header, the type 2 routing header, the
 Home Address destination option, the Mobility Header checksum and IPv6-in-IPv6.
 
+Options in Hop-by-Hop and Destination Options headers other than Pad1, PadN, the Home
+Address option (destination options only) and Router Alert (hop-by-hop only) are
+unrecognised: one whose two high-order type bits ("action") are not 00 must not be skipped
+(RFC 8200 section 4.2). ``parse_packet`` records the first such option in
+``Packet.unknown_option`` (its offset in the packet and its action bits); the engines
+discard the packet and answer as RFC 8200 says (``testbed.mip6.icmp``).
+
 ``build_packet`` writes the headers in the order RFC 6275 6.3/6.4 require (IPv6, routing
 header type 2, destination options with the Home Address option, upper layer). For a
 Mobility Header payload it fills in the checksum over the right pseudo-header: source = the
@@ -51,6 +58,9 @@ class Packet:
     rh2_address: bytes | None = None  # type 2 routing header's home address
     routing_type: int | None = None  # routing header type when one is present
     segments_left: int = 0
+    # The first unrecognised option whose action bits say "do not skip" (RFC 8200 4.2):
+    # (offset of its type octet in the packet, action bits 1..3), else None.
+    unknown_option: tuple[int, int] | None = None
 
     @property
     def mh_source(self) -> bytes:
@@ -88,11 +98,19 @@ def with_mh_checksum(src: bytes, dst: bytes, mh: bytes) -> bytes:
 
 
 def mh_checksum_ok(packet: Packet) -> bool:
-    """True when the Mobility Header's checksum is right for ``packet``'s pseudo-header."""
-    mh = packet.payload
-    if len(mh) < 6:
+    """True when the Mobility Header's checksum is right for ``packet``'s pseudo-header.
+
+    The checksum covers the Mobility Header as its Header Len delimits it (RFC 6275 6.1.1),
+    not octets that may follow it in the IPv6 payload; a Header Len running past the payload
+    is a bad checksum too."""
+    payload = packet.payload
+    if len(payload) < 6:
         return False
-    pseudo = packet.mh_source + packet.final_destination + struct.pack("!I3xB", len(mh), IPPROTO_MH)
+    length = (payload[1] + 1) * 8
+    if length > len(payload):
+        return False
+    mh = payload[:length] if length < len(payload) else payload
+    pseudo = packet.mh_source + packet.final_destination + struct.pack("!I3xB", length, IPPROTO_MH)
     return internet_checksum(pseudo + mh) == 0
 
 
@@ -137,28 +155,35 @@ def build_packet(
     return head + ext + payload
 
 
-def _parse_dstopts(data: bytes, start: int, end: int) -> bytes | None:
-    """Return the home address from a destination options header, if it carries one."""
+OPT_ROUTER_ALERT = 5  # hop-by-hop (RFC 2711)
+
+
+def _parse_options(data: bytes, start: int, end: int, destination: bool) -> tuple[bytes | None, int | None]:
+    """The home address a Destination Options header carries (None if none), and the
+    offset of its first unrecognised option that must not be skipped (None if none)."""
     pos = start + 2
     home = None
+    unknown = None
     while pos < end:
         otype = data[pos]
         if otype == 0:  # Pad1
             pos += 1
             continue
         if pos + 2 > end:
-            raise CodecError("truncated destination option")
+            raise CodecError("truncated destination or hop-by-hop option")
         olen = data[pos + 1]
         if pos + 2 + olen > end:
-            raise CodecError("destination option overruns its header")
-        if otype == OPT_HOME_ADDRESS:
+            raise CodecError("destination or hop-by-hop option overruns its header")
+        if otype == OPT_HOME_ADDRESS and destination:
             if olen != ADDRESS_LEN:
                 raise CodecError(f"Home Address option of length {olen}")
             if home is not None:
                 raise CodecError("more than one Home Address option")
             home = bytes(data[pos + 2 : pos + 18])
+        elif otype > 1 and otype >> 6 and unknown is None and (destination or otype != OPT_ROUTER_ALERT):
+            unknown = pos
         pos += 2 + olen
-    return home
+    return home, unknown
 
 
 def parse_packet(data: bytes) -> Packet:
@@ -175,6 +200,7 @@ def parse_packet(data: bytes) -> Packet:
     home = rh2 = None
     rtype = None
     segleft = 0
+    unknown = None
     while nh in (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT):
         if pos + 8 > end:
             raise CodecError(f"truncated extension header {nh}")
@@ -193,12 +219,14 @@ def parse_packet(data: bytes) -> Packet:
                 if data[pos + 1] != 2:
                     raise CodecError(f"type 2 routing header of length {data[pos + 1]}")
                 rh2 = bytes(data[pos + 8 : pos + 24])
-        elif nh == IPPROTO_DSTOPTS:
-            found = _parse_dstopts(data, pos, pos + hlen)
+        else:  # destination or hop-by-hop options
+            found, bad = _parse_options(data, pos, pos + hlen, nh == IPPROTO_DSTOPTS)
             if found is not None:
                 if home is not None:
                     raise CodecError("more than one Home Address option")
                 home = found
+            if bad is not None and unknown is None:
+                unknown = (bad, data[bad] >> 6)
         pos += hlen
         nh = next_nh
-    return Packet(src, dst, hop_limit, nh, bytes(data[pos:end]), home, rh2, rtype, segleft)
+    return Packet(src, dst, hop_limit, nh, bytes(data[pos:end]), home, rh2, rtype, segleft, unknown)

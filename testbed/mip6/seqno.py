@@ -1,13 +1,18 @@
-"""16-bit Binding Update sequence numbers (RFC 6275 9.5.1, docs/protocol.md section 4) and the R13 use limit.
+"""16-bit Binding Update sequence numbers (RFC 6275 9.5.1, docs/protocol.md section 4) and the
+R13 bound on how far one key may move them.
 
 A sequence number is "greater" than the last accepted one when the difference, taken modulo
 2^16 and read as a signed 16-bit integer, is positive: ``(int16)(new - last) > 0``. Exactly
 half of the space minus one (32767 values) is ahead of ``last``; ``last`` itself and the
 other 32768 values are behind and refused.
 
-R13 (RFC 4449 section 5): one Kbm authenticates at most 65,536 distinct Binding Updates
-(the 16-bit sequence space); then both sides stop using the key and ask for a new Kcn.
-``uses`` below counts the sequence numbers already consumed under a key.
+R13 (RFC 4449 section 5, docs/protocol.md "Interpretations"): with that comparison a BU
+captured more than 2^15 numbers ago compares as newer than the current one. So the life of
+a key is bounded by the total advance of the sequence number since the key was installed,
+every step and every jump counted (a resynchronisation after BA 135 included): at most
+``KBM_MAX_ADVANCE`` = 2^15. Every number authenticated under the key then lies within 2^15
+of every other, and a captured BU never compares as newer than the current number. Both
+sides keep the advance in their durable sequence store; at the bound they stop using the key.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ SEQ_MODULUS = 1 << SEQ_BITS  # 65536
 SEQ_MAX = SEQ_MODULUS - 1  # 65535
 SEQ_HALF = SEQ_MODULUS >> 1  # 32768: differences at or beyond this are "behind"
 
-KBM_MAX_USES = 65536
-"""R13: at most this many distinct uses (sequence numbers) of one precomputed Kbm."""
+KBM_MAX_ADVANCE = SEQ_HALF
+"""R13: the total advance of the sequence number one precomputed Kbm may authenticate (2^15)."""
 
 
 def _check(value: int, name: str) -> int:
@@ -49,13 +54,26 @@ def seq_next(seq: int) -> int:
     return (_check(seq, "seq") + 1) & SEQ_MAX
 
 
-def kbm_uses_left(uses: int) -> int:
-    """How many more Binding Updates one Kbm may authenticate after ``uses`` (R13), never negative."""
-    if not isinstance(uses, int) or isinstance(uses, bool) or uses < 0:
-        raise ValueError(f"uses must be a non-negative integer, not {uses!r}")
-    return max(0, KBM_MAX_USES - uses)
+def seq_step(new: int, last: int) -> int:
+    """How far a move from ``last`` forward to ``new`` advances the number, 0..65535 (R13).
+
+    The step is taken forward, modulo 2^16: an accepted BU (``seq_greater``) advances by
+    1..32767; a resynchronisation to the number after a BA 135's advances by up to 32768."""
+    return (_check(new, "new") - _check(last, "last")) & SEQ_MAX
 
 
-def kbm_exhausted(uses: int) -> bool:
-    """R13: True once ``uses`` has reached 65,536: no further BU with this key; a new Kcn is required."""
-    return kbm_uses_left(uses) == 0
+def kbm_advance_left(advance: int) -> int:
+    """How much further the sequence number may advance under one key after ``advance`` (R13), never negative."""
+    if not isinstance(advance, int) or isinstance(advance, bool) or advance < 0:
+        raise ValueError(f"advance must be a non-negative integer, not {advance!r}")
+    return max(0, KBM_MAX_ADVANCE - advance)
+
+
+def kbm_exhausted(advance: int) -> bool:
+    """R13: True once the advance has reached 2^15: no further BU with this key; a new Kcn is required."""
+    return kbm_advance_left(advance) == 0
+
+
+def kbm_step_allowed(advance: int, step: int) -> bool:
+    """R13: True when moving the number ``step`` further keeps the key's total advance within 2^15."""
+    return 0 < step <= kbm_advance_left(advance)

@@ -235,7 +235,7 @@ def test_bu_computed_with_rr_tokens_is_not_accepted_from_a_precomputed_peer_R15(
 def test_rule4_sequence_vectors_against_the_stored_value_R4(data, last, new, accepted):
     store = MemorySequenceStore()
     cn = CorrespondentNode(CN, store=store, peers=[data])
-    store.put(key_of(cn), SeqRecord(last, 5))
+    store.put(key_of(cn), SeqRecord(last, 1))  # one use so far: a step of 32767 stays within R13
     (ba,) = bas(cn.receive(bu_packet(pc_kbm(data), new), 0))
     if accepted:
         assert ba.status == BAStatus.ACCEPTED and store.get(key_of(cn)).last == new
@@ -303,12 +303,16 @@ def test_precomputed_deregistration(cn, data):
     assert p.dst == HOME and p.rh2_address is None and cn.binding_for(HOME) is None
 
 
-def test_kbm_use_limit_stops_the_cn_R13(cn, data, store):
-    store.put(key_of(cn), SeqRecord(100, 65536))
+def test_kbm_advance_bound_stops_the_cn_R13(cn, data, store):
+    store.put(key_of(cn), SeqRecord(100, 32768))
     out = cn.receive(bu_packet(pc_kbm(data), 101), 0)
     assert not sends(out) and events(out, "rekey_required") and cn.binding_for(HOME) is None
-    store.put(key_of(cn), SeqRecord(100, 65535))
-    assert bas(cn.receive(bu_packet(pc_kbm(data), 101), 0))[0].status == BAStatus.ACCEPTED
+    store.put(key_of(cn), SeqRecord(100, 32767))
+    out = cn.receive(bu_packet(pc_kbm(data), 101), 0)
+    assert bas(out)[0].status == BAStatus.ACCEPTED  # the last step the key allows
+    assert events(out, "rekey_required") and store.get(key_of(cn)) == SeqRecord(101, 32768)
+    out = cn.receive(bu_packet(pc_kbm(data), 102), 0)
+    assert not sends(out) and events(out, "rekey_required") and cn.binding_for(HOME).seq == 101
 
 
 def test_binding_expires_on_its_timer(cn, data):

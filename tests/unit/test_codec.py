@@ -425,7 +425,7 @@ HAO_OPT = h("c910") + HOME
         (_ipv6(60, bytes([59, 5]) + h("0102 0000") + HAO_OPT + h("0104 00000000") + HAO_OPT), "more than one Home"),
         (_ipv6(60, bytes([60, 2]) + h("0102 0000") + HAO_OPT + bytes([59, 2]) + h("0102 0000") + HAO_OPT),
          "more than one Home"),
-        (_ipv6(60, bytes([59, 0]) + h("0102 0000 00 c9")), "truncated destination option"),
+        (_ipv6(60, bytes([59, 0]) + h("0102 0000 00 c9")), "truncated destination or hop-by-hop option"),
         (_ipv6(60, bytes([59, 0]) + h("0102 0000 0102")), "overruns its header"),
     ],
 )

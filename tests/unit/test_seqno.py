@@ -1,18 +1,20 @@
-"""16-bit sequence-number arithmetic (docs/protocol.md section 4, R4, R14) and the R13 use limit."""
+"""16-bit sequence-number arithmetic (docs/protocol.md section 4, R4, R14) and the R13 bound on a key's advance."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from testbed.mip6.seqno import (
-    KBM_MAX_USES,
+    KBM_MAX_ADVANCE,
     SEQ_MAX,
     SEQ_MODULUS,
+    kbm_advance_left,
     kbm_exhausted,
-    kbm_uses_left,
+    kbm_step_allowed,
     seq_distance,
     seq_greater,
     seq_next,
+    seq_step,
 )
 
 seqs = st.integers(min_value=0, max_value=SEQ_MAX)
@@ -79,32 +81,46 @@ def test_out_of_range_sequence_numbers_are_programming_errors(bad):
         seq_next(bad)
 
 
-def test_r13_a_kbm_has_exactly_65536_uses():
-    """R13: at most 65,536 distinct uses of one Kbm; the 65,537th is refused (rekey required)."""
-    assert KBM_MAX_USES == 65536
-    uses = 0
-    while not kbm_exhausted(uses):
-        uses += 1
-    assert uses == 65536
-    assert kbm_uses_left(0) == 65536
-    assert kbm_uses_left(65535) == 1 and not kbm_exhausted(65535)
-    assert kbm_uses_left(65536) == 0 and kbm_exhausted(65536)
-    assert kbm_uses_left(70000) == 0 and kbm_exhausted(70000)
+def test_r13_a_key_may_advance_the_number_by_2_to_the_15():
+    """R13: the total advance under one key is at most 32,768; then the key is used up."""
+    assert KBM_MAX_ADVANCE == 32768
+    assert kbm_advance_left(0) == 32768 and not kbm_exhausted(0)
+    assert kbm_advance_left(32767) == 1 and not kbm_exhausted(32767)
+    assert kbm_advance_left(32768) == 0 and kbm_exhausted(32768)
+    assert kbm_advance_left(70000) == 0 and kbm_exhausted(70000)
+    assert kbm_step_allowed(0, 32768) and not kbm_step_allowed(0, 32769)
+    assert kbm_step_allowed(32767, 1) and not kbm_step_allowed(32767, 2) and not kbm_step_allowed(32768, 1)
+    assert not kbm_step_allowed(5, 0)  # standing still is not a step
 
 
-def test_r13_sequence_space_of_one_key_is_exhausted_before_a_number_repeats():
-    """R13: walking seq_next from any start, the 65,536 uses allowed never repeat a sequence number."""
-    seq, seen = 12345, set()
-    uses = 0
-    while not kbm_exhausted(uses):
-        seq = seq_next(seq)
-        assert seq not in seen
-        seen.add(seq)
-        uses += 1
-    assert len(seen) == KBM_MAX_USES
+@given(seqs, st.lists(st.integers(min_value=1, max_value=32767), min_size=1, max_size=40))
+def test_r13_within_the_bound_no_earlier_number_ever_compares_as_newer(start, steps):
+    """R13's reason: as long as the total advance stays within 2^15, every number used earlier
+    under the key compares as not greater than the current one (a replay gets BA 135)."""
+    seq, advance, used = start, 0, [start]
+    for step in steps:
+        new = (seq + step) % SEQ_MODULUS
+        if not kbm_step_allowed(advance, seq_step(new, seq)):
+            break
+        advance += seq_step(new, seq)
+        seq = new
+        used.append(seq)
+    assert advance <= KBM_MAX_ADVANCE
+    assert not any(seq_greater(old, seq) for old in used)
+
+
+def test_r13_beyond_the_bound_a_captured_number_would_compare_as_newer():
+    """Why the bound is 2^15 and not 2^16: one step further and the first number is "newer"."""
+    assert not seq_greater(1, (1 + 32768) % SEQ_MODULUS)
+    assert seq_greater(1, (1 + 32769) % SEQ_MODULUS)
+
+
+def test_seq_step_is_the_forward_distance():
+    assert seq_step(10, 5) == 5 and seq_step(5, 65535) == 6 and seq_step(5, 5) == 0
+    assert seq_step(42768, 10000) == 32768 and seq_step(9999, 10000) == 65535
 
 
 @pytest.mark.parametrize("bad", [-1, 1.0, True, None])
-def test_r13_bad_use_counts_are_programming_errors(bad):
+def test_r13_bad_advances_are_programming_errors(bad):
     with pytest.raises(ValueError):
         kbm_exhausted(bad)

@@ -38,9 +38,9 @@ def store(request, tmp_path):
 def test_store_interface_get_put_overwrite(store):
     assert isinstance(store, SequenceStore)
     assert store.get(KEY) is None
-    store.put(KEY, SeqRecord(last=10000, uses=1))
+    store.put(KEY, SeqRecord(last=10000, advance=1))
     assert store.get(KEY) == SeqRecord(10000, 1)
-    store.put(KEY, SeqRecord(last=10001, uses=2))
+    store.put(KEY, SeqRecord(last=10001, advance=2))
     store.put("mn/2001:db8:0:3::1/0123456789abcdef", SeqRecord(5, 5))
     assert store.get(KEY) == SeqRecord(10001, 2)
     assert store.items() == {KEY: SeqRecord(10001, 2), "mn/2001:db8:0:3::1/0123456789abcdef": SeqRecord(5, 5)}
@@ -65,11 +65,11 @@ def test_put_takes_only_seqrecords(store):
 
 
 @pytest.mark.parametrize(
-    "last, uses", [(-1, 0), (65536, 0), (True, 0), (1.0, 0), (0, -1), (0, None)]
+    "last, advance", [(-1, 0), (65536, 0), (True, 0), (1.0, 0), (0, -1), (0, None)]
 )
-def test_seqrecord_refuses_out_of_range_values(last, uses):
+def test_seqrecord_refuses_out_of_range_values(last, advance):
     with pytest.raises(ValueError):
-        SeqRecord(last, uses)
+        SeqRecord(last, advance)
 
 
 def test_r4_record_survives_close_and_reopen(tmp_path):
@@ -139,7 +139,7 @@ _WRITER = textwrap.dedent(
         store = SqliteSequenceStore(sys.argv[1], journal_mode=sys.argv[3])
     key = sys.argv[2]
     rec = store.get(key)
-    last, uses = (rec.last, rec.uses) if rec else (0, 0)
+    last, uses = (rec.last, rec.advance) if rec else (0, 0)
     print("ready", last, uses, flush=True)
     while True:
         last, uses = (last + 1) & 0xFFFF, uses + 1
@@ -197,8 +197,8 @@ def test_r4_last_printed_value_survives_kill_9(tmp_path, journal):
         with _reopen(path, journal) as s:
             got = s.get(KEY)
         following = ((printed[0] + 1) & 0xFFFF, printed[1] + 1)
-        assert (got.last, got.uses) in (printed, following)
-        expected_start = (got.last, got.uses)
+        assert (got.last, got.advance) in (printed, following)
+        expected_start = (got.last, got.advance)
 
 
 @pytest.mark.benchmark(group="seqstore-put", min_rounds=50, max_time=0.5, warmup=False)
