@@ -31,7 +31,8 @@ the files of ``preconfigured``; the directory is listed again on SIGHUP, so a pe
 by dropping its file there and reloading. It is what a correspondent with thousands of
 mobile nodes wants instead of a list of thousands of paths.
 
-Errors are ConfigError, one line ``<file>: <problem>``.
+Errors are ConfigError, one line ``<file>: <problem>``. The file is read only if it is a
+regular file of at most MAX_CONFIG_BYTES of UTF-8 text; anything else is refused at once.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ from pathlib import Path
 import yaml
 
 from testbed.errors import ConfigError
+from testbed.mip6.secretfile import read_text_file
 
 ROLES = ("mn", "cn", "ha")
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # room for a list of tens of thousands of key paths
 COMMON = ("role", "node", "interfaces", "state_dir", "event_log", "control_socket", "probe_port")
 PER_ROLE = {
     "mn": ("home_address", "home_agent", "home_prefix", "correspondents", "preconfigured", "preconfigured_dir",
@@ -127,14 +130,13 @@ def _path(source: str, key: str, value, base: Path) -> Path:
 
 def load_agent_config(path: str | os.PathLike) -> AgentConfig:
     source = os.fspath(path)
-    try:
-        text = Path(source).read_text()
-    except OSError as exc:
-        raise _fail(source, f"cannot read: {exc.strerror or exc}") from None
+    text = read_text_file(source, "an agent configuration", MAX_CONFIG_BYTES)
     try:  # libyaml when PyYAML has it: a list of 10,000 key paths parses in 0.1 s, not 1 s
         doc = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise _fail(source, f"not valid YAML: {' '.join(str(exc).split())[:200]}") from None
+    except RecursionError:
+        raise _fail(source, "not a usable configuration: nested too deeply") from None
     if not isinstance(doc, dict):
         raise _fail(source, "expected a YAML mapping")
     return parse_agent_config(doc, source)

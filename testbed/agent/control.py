@@ -43,20 +43,31 @@ class ControlServer:
         try:
             while line := await reader.readline():
                 try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                        raise ValueError("expected a JSON object with a string 'cmd'")
+                    request = _parse(line)
                     answer = self._handler(request)
                     if asyncio.iscoroutine(answer):
                         answer = await answer
                 except (ValueError, KeyError, TypeError) as exc:
                     answer = {"ok": False, "error": str(exc)}
+                except Exception as exc:  # noqa: BLE001 - a request must never end the connection unanswered
+                    answer = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
                 writer.write(json.dumps(answer, default=str).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
             writer.close()
+
+
+def _parse(line: bytes) -> dict:
+    """One request line as a JSON object with a string ``cmd``; ValueError saying what is wrong."""
+    try:
+        request = json.loads(line)
+    except RecursionError:  # nesting deeper than the parser's recursion limit
+        raise ValueError("request nested too deeply: expected a flat JSON object") from None
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        raise ValueError("expected a JSON object with a string 'cmd'")
+    return request
 
 
 def request(path: str | os.PathLike, command: dict, timeout: float = 5.0) -> dict:

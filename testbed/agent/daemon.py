@@ -27,7 +27,7 @@ from testbed.agent.icmp_filter import ParameterProblemFilter
 from testbed.agent.limits import raise_open_files_limit
 from testbed.agent.movement import Movement, MovementDetector
 from testbed.agent.packetio import PacketReceiver, PacketSender
-from testbed.agent.probes import probe_in, probe_packet
+from testbed.agent.probes import parse_probe_request, probe_in, probe_packet
 from testbed.agent.ra import parse_ra
 from testbed.agent.tun import TunDevice
 from testbed.errors import ConfigError, TestbedError
@@ -236,15 +236,27 @@ class Agent:
                     continue
             elif role == "ha" and packet[24:40] != self._address:
                 continue  # packets for home addresses come through the TUN device
-            self._apply(engine.receive(packet, t_ns), t_ns)
+            self._receive(engine, packet, t_ns)
         self.log.flush()
 
     def _on_tun(self) -> None:
         self._woke_ns = time.monotonic_ns()
         for packet in self._tun.drain():
-            t_ns = time.monotonic_ns()
-            self._apply(self.engine.receive(packet, t_ns), t_ns)
+            self._receive(self.engine, packet, time.monotonic_ns())
         self.log.flush()
+
+    def _receive(self, engine, packet: bytes, t_ns: int) -> None:
+        """Hand one packet to the engine. The engines turn bad input and store failures into
+        events; should one still raise, the packet is dropped with the error as its reason
+        and the agent goes on with the next one."""
+        try:
+            actions = engine.receive(packet, t_ns)
+        except Exception as exc:  # noqa: BLE001 - one packet must not stop the agent
+            self.log.event(t_ns, "internal_error", where="receive", error=f"{type(exc).__name__}: {exc}",
+                           packet_len=len(packet))
+            self._rearm()
+            return
+        self._apply(actions, t_ns)
 
     def _probe(self, data: bytes, t_ns: int) -> bool:
         try:
@@ -364,11 +376,7 @@ class Agent:
                  "careof": None if x.bound_careof is None else str(ipaddress.IPv6Address(x.bound_careof))}
                 for x in e.entries()]}
         if cmd == "probe_start" and self.role == "cn":
-            home = ipaddress.IPv6Address(request["home"]).packed
-            rate = float(request.get("rate", 100))
-            if not 0 < rate <= 10000:
-                raise ValueError("rate must be in (0, 10000] probes per second")
-            count = request.get("count")
+            home, rate, count = parse_probe_request(request)
             if self._probe_task is not None:
                 self._probe_task.cancel()
             self._probe_task = self._loop.create_task(self._probe_loop(home, rate, count))

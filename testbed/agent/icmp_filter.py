@@ -2,7 +2,10 @@
 packets the agent handles in user space (docs/host.md), and only while the agent runs.
 
 Rules go into the node's ip6tables OUTPUT chain tagged with a comment naming the agent
-(``mip6-testbed:<tag>``); ``remove`` deletes exactly those rules.
+(``mip6-testbed:<tag>``); ``remove`` deletes exactly those rules. They drop the kernel's
+Parameter Problems only: packets the agent sends itself carry the socket mark ``AGENT_MARK``
+(``PacketSender``), so the Parameter Problems its engine decides on (an unrecognised option,
+RFC 8200 4.2, rate-limited there) still leave.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import subprocess
 from testbed.errors import TestbedError
 
 PARAMETER_PROBLEM_CODES = ("4/0", "4/1", "4/2")
+AGENT_MARK = 0x6D36  # SO_MARK of the agent's own packets ("m6")
 
 
 TOOLS = ("ip6tables-legacy", "ip6tables", "ip6tables-nft")  # the first that takes a rule is used
 
 
 def _rule(code: str, tag: str) -> list[str]:
-    return ["OUTPUT", "-p", "ipv6-icmp", "--icmpv6-type", code, "-m", "comment",
-            "--comment", f"mip6-testbed:{tag}", "-j", "DROP"]
+    return ["OUTPUT", "-p", "ipv6-icmp", "--icmpv6-type", code, "-m", "mark", "!", "--mark", hex(AGENT_MARK),
+            "-m", "comment", "--comment", f"mip6-testbed:{tag}", "-j", "DROP"]
 
 
 class ParameterProblemFilter:

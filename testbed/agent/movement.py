@@ -1,6 +1,11 @@
 """Movement detection for the mobile node (RFC 6275 11.5), without kernel Mobile IPv6.
 
 An RA from a router advertising a prefix other than the current one means the MN has moved.
+Only a default router counts: an RA with router lifetime 0 (a router leaving, RFC 4861
+6.3.4) is no reason to move, and a deprecated prefix (preferred lifetime 0) or address is
+not used for a new care-of address (RFC 4862 5.5.4). At most MAX_UPDATE_RATE moves are acted
+on per second; of a burst of RAs only the newest counts, so an RA flood cannot drive the
+node (and its signalling) faster than that.
 The care-of address is the node's address in that prefix, usable as soon as the kernel
 adds it (optimistic DAD), learnt from netlink (pyroute2), not from ``ip`` text. The old
 care-of address and default router linger after a move (docs/host.md), so the detector also
@@ -21,9 +26,12 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_IPV6_IFADDR, RTMGRP_LINK
 
 from testbed.agent.ra import RouterAdvertisement, RouterSolicitor
+from testbed.mip6.constants import MAX_UPDATE_RATE, SECOND_NS
+from testbed.mip6.ratelimit import UpdateRateLimit
 
 IFA_F_OPTIMISTIC = 0x04
 IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20
 IFA_F_TENTATIVE = 0x40
 ROUTE_PRIORITY = 1  # beats the kernel's RA-learnt default routes (metric 1024)
 
@@ -38,7 +46,7 @@ class Movement:
 
 
 def usable(flags: int) -> bool:
-    if flags & IFA_F_DADFAILED:
+    if flags & (IFA_F_DADFAILED | IFA_F_DEPRECATED):
         return False
     return not flags & IFA_F_TENTATIVE or bool(flags & IFA_F_OPTIMISTIC)
 
@@ -61,6 +69,8 @@ class MovementDetector:
         self._ras: asyncio.Queue = asyncio.Queue()
         self._solicitor = RouterSolicitor(interface)
         self._route_installed = False
+        self._moves = UpdateRateLimit(MAX_UPDATE_RATE, SECOND_NS)
+        self._ignored_logged: dict[tuple[str, str], int] = {}
 
     async def start(self) -> None:
         self._ipr = AsyncIPRoute()
@@ -92,18 +102,35 @@ class MovementDetector:
     # ------------------------------------------------------------------ inputs
 
     def on_router_advertisement(self, ra: RouterAdvertisement, t_ns: int) -> None:
-        """Queue an RA; one task handles them in order, so a move is acted on once."""
-        if ra.prefixes:
+        """Queue an RA from a default router with a usable prefix; one task handles them in
+        order, so a move is acted on once."""
+        if ra.prefixes and ra.default_router:
             self._ras.put_nowait((ra, t_ns))
+        elif ra.prefixes or ra.deprecated:
+            reason = ("router lifetime 0: not a default router (RFC 4861 6.3.4)" if not ra.default_router
+                      else "only deprecated prefixes (RFC 4862 5.5.4)")
+            key = (str(ra.router), reason)
+            if t_ns - self._ignored_logged.get(key, -SECOND_NS) >= SECOND_NS:  # once a second per router and reason
+                self._ignored_logged[key] = t_ns
+                self._log(t_ns, "ra_ignored", router=str(ra.router), reason=reason,
+                          prefixes=[str(p) for p in ra.prefixes + ra.deprecated])
 
     async def _handle_ras(self) -> None:
         while True:
             ra, t_ns = await self._ras.get()
+            while not self._ras.empty():  # a burst of RAs: only the newest says where we are
+                ra, t_ns = self._ras.get_nowait()
             prefix = ra.prefixes[0]
             if prefix == self.prefix and ra.router == self.router:
                 continue
             if self._pending is not None and self._pending[0] == prefix:
                 continue
+            wait = self._moves.wait_ns(b"", 0, time.monotonic_ns())
+            if wait:  # MAX_UPDATE_RATE moves within the last second: wait, then look again
+                await asyncio.sleep(wait / 1e9)
+                if not self._ras.empty():
+                    continue  # newer RAs came meanwhile; they decide
+            self._moves.record(b"", 0, time.monotonic_ns())
             self._pending = (prefix, ra.router, t_ns)
             self._log(t_ns, "ra_new_prefix", prefix=str(prefix), router=str(ra.router),
                       home=prefix == self.home_prefix, router_lifetime=ra.router_lifetime)

@@ -6,7 +6,8 @@ so the agent sees whole IPv6 packets, headers included, even those the kernel it
 time it was received (kernel timestamp, converted to time.monotonic_ns at each read).
 
 Sending: one raw IPv6 socket with the header included (IPPROTO_RAW): every packet the
-engines build, whatever its extension headers and source address, goes out through it.
+engines build, whatever its extension headers and source address, goes out through it. Its
+packets carry the mark ``AGENT_MARK``, which the agent's ICMPv6 filter lets through.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 
 from testbed.agent.bpf import attach, program
+from testbed.agent.icmp_filter import AGENT_MARK
 
 ETH_P_ALL = 0x0003
 ETH_HLEN = 14
@@ -70,6 +72,7 @@ class PacketReceiver:
 class PacketSender:
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, AGENT_MARK)
         self._ntop = socket.inet_ntop
 
     def send(self, packet: bytes) -> None:

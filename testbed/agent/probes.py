@@ -8,6 +8,8 @@ routing header, or tunnelled by the home agent) and logs number, path and one-wa
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import struct
 from dataclasses import dataclass
 
@@ -16,6 +18,8 @@ from testbed.mip6.errors import CodecError
 from testbed.mip6.packet import Packet, build_packet, internet_checksum, parse_packet
 
 MAGIC = b"MIP6PRB1"
+MIN_RATE, MAX_RATE = 0.01, 10000.0  # probes per second
+MAX_COUNT = 10**9
 _BODY = struct.Struct("!8sQQ")  # magic, number, sent at (monotonic ns)
 _UDP = struct.Struct("!HHHH")
 
@@ -65,3 +69,24 @@ def probe_in(packet: Packet, port: int) -> ProbeArrival | None:
     if magic != MAGIC:
         return None
     return ProbeArrival(number, sent, path, to)
+
+
+def parse_probe_request(request: dict) -> tuple[bytes, float, int | None]:
+    """``probe_start``'s arguments: (home address, rate per second, count or None for no end).
+    ValueError naming the argument and what is wrong with it."""
+    home_text = request.get("home")
+    if not isinstance(home_text, str):
+        raise ValueError("home: expected the mobile node's home address")
+    try:
+        home = ipaddress.IPv6Address(home_text)
+    except ValueError:
+        raise ValueError(f"home: {home_text[:60]!r} is not an IPv6 address") from None
+    if home.is_multicast or home.is_unspecified or home.is_loopback:
+        raise ValueError(f"home: {home} is not a unicast address")
+    rate = request.get("rate", 100)
+    if type(rate) not in (int, float) or not math.isfinite(rate) or not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"rate: {str(rate)[:40]!r} is not a number of probes per second in {MIN_RATE:g}..{MAX_RATE:g}")
+    count = request.get("count")
+    if count is not None and (type(count) is not int or not 1 <= count <= MAX_COUNT):
+        raise ValueError(f"count: {str(count)[:40]!r} is not a whole number of probes in 1..{MAX_COUNT}")
+    return home.packed, float(rate), count

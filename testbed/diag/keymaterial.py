@@ -1,13 +1,16 @@
 """The values RFC 6275 5.2.5 derives from RFC 4449 preconfigured data for one care-of address.
 
-These are derived values (tokens, Kbm), safe to show for diagnostics; Kcn and the nonces
-never leave ``PreconfiguredData``.
+These are derived secrets: with RFC 4449 the home keygen token and the de-registration Kbm
+never change for a pair, so whoever reads them can forge de-registrations until the key is
+replaced. ``testbed kbm`` prints them only when asked to (``--show-secrets``), and the
+``repr`` of ``DerivedKeys`` shows none of them. Kcn and the nonces never leave
+``PreconfiguredData``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from testbed.mip6 import crypto
 from testbed.mip6.keys import PreconfiguredData
@@ -18,10 +21,10 @@ class DerivedKeys:
     home_address: ipaddress.IPv6Address
     correspondent: ipaddress.IPv6Address
     careof_address: ipaddress.IPv6Address
-    home_token: bytes
-    careof_token: bytes
-    kbm: bytes  # SHA1(home token | care-of token)
-    kbm_dereg: bytes  # SHA1(home token), for lifetime 0 or care-of address == home address
+    home_token: bytes = field(repr=False)
+    careof_token: bytes = field(repr=False)
+    kbm: bytes = field(repr=False)  # SHA1(home token | care-of token)
+    kbm_dereg: bytes = field(repr=False)  # SHA1(home token), for lifetime 0 or care-of address == home address
 
     def kbm_for(self, deregistration: bool) -> bytes:
         return self.kbm_dereg if deregistration else self.kbm

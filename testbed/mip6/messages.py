@@ -63,7 +63,7 @@ class CareofTestInit:
 class HomeTest:
     nonce_index: int
     cookie: bytes
-    token: bytes
+    token: bytes = field(repr=False)  # a keygen token: never in a repr
     options: tuple[MobilityOption, ...] = ()
     raw: bytes = field(default=b"", compare=False, repr=False)
     trailing_pad: int = field(default=0, compare=False, repr=False)
@@ -74,7 +74,7 @@ class HomeTest:
 class CareofTest:
     nonce_index: int
     cookie: bytes
-    token: bytes
+    token: bytes = field(repr=False)  # a keygen token: never in a repr
     options: tuple[MobilityOption, ...] = ()
     raw: bytes = field(default=b"", compare=False, repr=False)
     trailing_pad: int = field(default=0, compare=False, repr=False)

@@ -19,7 +19,7 @@ from testbed.mip6.crypto import (
     mn_ha_authenticator,
 )
 from testbed.mip6.messages import Message, encode
-from testbed.mip6.options import BindingAuthData, MobilityMessageAuth
+from testbed.mip6.options import BindingAuthData, MobilityMessageAuth, UnknownOption
 
 _PLACEHOLDER = bytes(AUTHENTICATOR_LEN)
 
@@ -41,15 +41,19 @@ def _with_option(msg: Message, opt) -> Message:
 
 
 def option_layout_error(msg: Message) -> str | None:
-    """Why ``msg``'s options break RFC 6275's rules, or None: duplicate options, and an
-    authenticating option that is not the last thing in the message."""
+    """Why ``msg``'s options break RFC 6275's rules, or None: an option type that appears
+    twice, and an authenticating option that is not the last thing in the message. Options of
+    unknown types are skipped by the receivers (RFC 6275 6.2.1), so two different ones are
+    fine; duplicates are told apart by option type, not by the class that holds them."""
     opts = msg.options
     seen = set()
     for opt in opts:
         kind = type(opt)
-        if kind in seen:
-            return f"duplicate {kind.__name__} option"
-        seen.add(kind)
+        key = ("unknown", opt.type) if kind is UnknownOption else kind
+        if key in seen:
+            name = f"option type {opt.type}" if kind is UnknownOption else f"{kind.__name__} option"
+            return f"duplicate {name}"
+        seen.add(key)
     for kind in (BindingAuthData, MobilityMessageAuth):
         if kind in seen:
             if type(opts[-1]) is not kind:

@@ -71,8 +71,13 @@ def shown_key(key: object) -> str:
     return "(a key not shown)"
 
 
-def read_secret_text(path: str | os.PathLike, what: str) -> str:
-    """The text of secret file ``path``; ``what`` names its kind in errors ("preconfigured data")."""
+def read_text_file(path: str | os.PathLike, what: str, max_bytes: int, *, secret: bool = False) -> str:
+    """The UTF-8 text of the small file ``path``; ``what`` names its kind in errors.
+
+    Refused at once, each with a ConfigError of one line: a path that cannot be opened, one
+    that is not a regular file (a named pipe is never waited on: it is opened non-blocking
+    and refused), more than ``max_bytes`` (judged by its size before anything is read), text
+    that is not UTF-8, and with ``secret`` any permission bit for group or others."""
     source = os.fspath(path)
     try:
         fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -81,29 +86,35 @@ def read_secret_text(path: str | os.PathLike, what: str) -> str:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise fail(source, "not a regular file")
-        if st.st_mode & 0o077:
+            raise fail(source, f"not a regular file, so not {what}")
+        if secret and st.st_mode & 0o077:
             raise fail(
                 source,
                 f"mode {stat.S_IMODE(st.st_mode):04o} lets group or others access the keys; "
                 "it must be 0600 or stricter (chmod 600)",
             )
-        if st.st_size > MAX_FILE_BYTES:
-            raise fail(source, f"{st.st_size} bytes, too large for {what}")
+        if st.st_size > max_bytes:
+            raise fail(source, f"{st.st_size} bytes, too large for {what} (at most {max_bytes})")
         chunks = []
-        while chunk := os.read(fd, MAX_FILE_BYTES + 1):
+        total = 0
+        while chunk := os.read(fd, max_bytes + 1):
             chunks.append(chunk)
-            if sum(map(len, chunks)) > MAX_FILE_BYTES:
-                raise fail(source, f"too large for {what}")
+            total += len(chunk)
+            if total > max_bytes:
+                raise fail(source, f"too large for {what} (at most {max_bytes} bytes)")
     except OSError as exc:
         raise fail(source, f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
     try:
-        text = b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError:
-        raise fail(source, "not UTF-8 text") from None
-    return text
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise fail(source, f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+
+
+def read_secret_text(path: str | os.PathLike, what: str) -> str:
+    """The text of secret file ``path``; ``what`` names its kind in errors ("preconfigured data")."""
+    return read_text_file(path, what, MAX_FILE_BYTES, secret=True)
 
 
 def load_strict_yaml(text: str, source: str, fields: Sequence[str], *, required: Sequence[str] | None = None) -> dict:
@@ -112,6 +123,8 @@ def load_strict_yaml(text: str, source: str, fields: Sequence[str], *, required:
         doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - BaseLoader builds only str/list/dict
     except _DuplicateKey as dup:
         raise fail(source, f"key {shown_key(dup)} appears twice") from None
+    except RecursionError:
+        raise fail(source, "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -1,5 +1,6 @@
 """``testbed kbm``: tokens and Kbm (R2) for preconfigured data and a care-of address, computed here
-independently with hmac/hashlib; Kcn and the nonces never printed; bad input = one line, exit 2."""
+independently with hmac/hashlib; the derived secrets printed only with --show-secrets; Kcn and
+the nonces never printed; bad input = one line, exit 2."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def assert_no_secrets(text: str, data) -> None:
 
 
 def test_kbm_json(keyfile, capsys):
-    assert main(["kbm", "--keys", keyfile.source, "--coa", COA, "--json"]) == 0
+    assert main(["kbm", "--keys", keyfile.source, "--coa", COA, "--json", "--show-secrets"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     got = json.loads(out)
@@ -57,7 +58,7 @@ def test_kbm_json(keyfile, capsys):
 
 
 def test_kbm_text(keyfile, capsys):
-    assert main(["kbm", "--keys", keyfile.source, "--coa", COA]) == 0
+    assert main(["kbm", "--keys", keyfile.source, "--coa", COA, "--show-secrets"]) == 0
     out = capsys.readouterr().out
     want = expected(keyfile, COA)
     lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in out.splitlines())
@@ -69,12 +70,37 @@ def test_kbm_text(keyfile, capsys):
 
 
 def test_kbm_changes_with_the_careof_address_but_not_the_dereg_kbm(keyfile, capsys):
-    main(["kbm", "--keys", keyfile.source, "--coa", COA, "--json"])
+    main(["kbm", "--keys", keyfile.source, "--coa", COA, "--json", "--show-secrets"])
     first = json.loads(capsys.readouterr().out)
-    main(["kbm", "--keys", keyfile.source, "--coa", "2001:db8:0:4::1234", "--json"])
+    main(["kbm", "--keys", keyfile.source, "--coa", "2001:db8:0:4::1234", "--json", "--show-secrets"])
     second = json.loads(capsys.readouterr().out)
     assert first["home_token"] == second["home_token"] and first["kbm_dereg"] == second["kbm_dereg"]
     assert first["careof_token"] != second["careof_token"] and first["kbm"] != second["kbm"]
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"]])
+def test_kbm_without_show_secrets_prints_no_token_or_key(keyfile, capsys, fmt):
+    """The home token and the de-registration Kbm never change for a pair (RFC 4449): whoever
+    reads them can forge de-registrations. Without --show-secrets none of the four derived
+    values, nor any 16+ hex digit run that could be part of one, is printed."""
+    assert main(["kbm", "--keys", keyfile.source, "--coa", COA, *fmt]) == 0
+    out = capsys.readouterr().out
+    for value in expected(keyfile, COA).values():
+        assert value not in out and value[:16] not in out
+    assert_no_secrets(out, keyfile)
+    assert keyfile.key_id in out and COA in out
+    if fmt:
+        got = json.loads(out)
+        assert not {"home_token", "careof_token", "kbm", "kbm_dereg"} & set(got)
+    else:
+        assert out.count("--show-secrets") == 4
+
+
+def test_kbm_help_says_secrets_need_show_secrets(capsys):
+    with pytest.raises(SystemExit):
+        main(["kbm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--show-secrets" in text and "only with --show-secrets" in text
 
 
 def test_kbm_at_home_notes_deregistration(keyfile, capsys):
