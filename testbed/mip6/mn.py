@@ -638,13 +638,23 @@ class MobileNode(UnrecognisedOptions):
             return out + self._send_cn_bu(e, now)
         return out + self._start_rr(e, now)
 
+    @staticmethod
+    def _armed(e: BulEntry) -> list[_Retransmit]:
+        """The retransmission timers ``handle_timer`` would act on: one whose message is no
+        longer outstanding (a HoTI whose cookie a move dropped, say) is not a timer; counting
+        it would wake the agent at once, again and again."""
+        out = []
+        if e.bu_retx is not None and e.state == "bu_sent":
+            out.append(e.bu_retx)
+        if e.state == "rr":
+            if e.hoti_retx is not None and e.hoti_cookie is not None:
+                out.append(e.hoti_retx)
+            if e.coti_retx is not None and e.coti_cookie is not None:
+                out.append(e.coti_retx)
+        return out
+
     def next_timer(self) -> int | None:
-        times = [
-            r.at
-            for e in self.entries()
-            for r in (e.bu_retx, e.hoti_retx, e.coti_retx)
-            if r is not None and r.at
-        ]
+        times = [r.at for e in self.entries() for r in self._armed(e) if r.at]
         times += [e.refresh_at for e in self.entries() if e.state == "bound" and e.refresh_at]
         times += [at for e in self.entries() for at in e.deferred.values()]
         return min(times, default=None)

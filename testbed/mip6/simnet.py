@@ -114,6 +114,9 @@ class SimNetwork:
         elif node.timer_at == payload:
             node.timer_at = None
             self.apply(name, node.engine.handle_timer(self.now))
+            due = node.engine.next_timer()
+            if due is not None and due <= self.now:  # an agent would wake for it again at once, for ever
+                raise RuntimeError(f"{name}: a timer still due at {due} after handle_timer({self.now})")
         return True
 
     def run_until(self, condition: Callable[[], bool], deadline_ns: int) -> bool:

@@ -354,3 +354,114 @@ def test_events_never_carry_secrets(cn, data):
     text = repr([a.as_dict() for a in out if type(a) is Event]) + repr(cn._peers[HOME].data)
     for secret in (data.kcn, data.home_nonce, data.careof_nonce, pc_kbm(data)):
         assert secret.hex() not in text and repr(secret) not in text
+
+
+# ---------------------------------------------------------------- options the CN does not know
+
+
+def _dstopts_packet(mh, *, option_type, src=COA1, dst=CN, hao=True):
+    """A BU packet whose Destination Options header holds ``option_type`` (2 data octets)
+    beside the Home Address option; the MH checksum as build_packet computes it."""
+    ref = parse_packet(build_packet(src, dst, IPPROTO_MH, mh, home_address=HOME if hao else None))
+    body = bytes((option_type, 2, 0, 0))  # the unknown option, then PadN(2), then the HAO at 8n+6
+    opts = body + b"\x01\x00" + bytes((201, 16)) + HOME if hao else body + b"\x01\x00"
+    ext = bytes((IPPROTO_MH, (2 + len(opts)) // 8 - 1 + (1 if (2 + len(opts)) % 8 else 0))) + opts
+    ext += bytes(-len(ext) % 8)
+    ext = ext[:1] + bytes((len(ext) // 8 - 1,)) + ext[2:]
+    payload = ext + ref.payload
+    head = bytes.fromhex("60000000") + len(payload).to_bytes(2, "big") + bytes((60, 64)) + src + dst
+    return head + payload
+
+
+@pytest.mark.parametrize("option_type,pp", [(0x3E, False), (0x7E, False), (0xBE, True), (0xFE, True)])
+def test_unrecognised_destination_option_discards_an_authentic_bu(cn, data, option_type, pp):
+    """RFC 8200 4.2: action bits 00 skip the option; 01 discard; 10 discard and ICMPv6
+    Parameter Problem code 2; 11 the same unless the destination was multicast."""
+    mh = seal_bad(BindingUpdate(1, 105, ack=True), pc_kbm(data), COA1, CN)
+    pkt = _dstopts_packet(mh, option_type=option_type)
+    out = cn.receive(pkt, 0)
+    if option_type >> 6 == 0:
+        assert [b.status for b in bas(out)] == [BAStatus.ACCEPTED]
+        return
+    assert not bas(out) and cn.binding_for(HOME) is None and cn.store.get(key_of(cn)) is None
+    assert "unrecognised option" in events(out, "drop")[0]["reason"]
+    icmp = [p for p in sends(out) if p.next_header == 58]
+    if not pp:
+        assert not sends(out)
+        return
+    (p,) = icmp
+    assert (p.src, p.dst, p.payload[0], p.payload[1]) == (CN, COA1, 4, 2)
+    pointer = int.from_bytes(p.payload[4:8], "big")
+    assert pointer == 42 and pkt[pointer] == option_type  # the option's type octet
+    assert p.payload[8:] == pkt  # the invoking packet, whole (it is short)
+    from testbed.mip6.packet import internet_checksum
+    pseudo = p.src + p.dst + len(p.payload).to_bytes(4, "big") + bytes((0, 0, 0, 58))
+    assert internet_checksum(pseudo + p.payload) == 0
+
+
+def test_unrecognised_option_parameter_problems_are_rate_limited(cn, data):
+    mh = seal_bad(BindingUpdate(1, 105, ack=True), pc_kbm(data), COA1, CN)
+    pkt = _dstopts_packet(mh, option_type=0xBE)
+    sent = sum(len(sends(cn.receive(pkt, 0))) for _ in range(40))
+    assert sent == 10  # the burst, at one instant
+    assert len(sends(cn.receive(pkt, SECOND_NS // 10))) == 1  # refilled at 10 a second
+    out = cn.receive(pkt, SECOND_NS // 10)
+    assert not sends(out) and events(out, "error_not_sent")[0]["reason"].startswith("rate limit")
+
+
+def test_two_different_unknown_mobility_options_are_skipped(cn, data):
+    from testbed.mip6.options import UnknownOption
+
+    kbm = pc_kbm(data)
+    out = cn.receive(bu_packet(kbm, 1, options=(UnknownOption(0x20, b"ab"), UnknownOption(0x21, b"cd"))), 0)
+    assert [b.status for b in bas(out)] == [BAStatus.ACCEPTED]
+    out = cn.receive(bu_packet(kbm, 2, options=(UnknownOption(0x20, b"ab"), UnknownOption(0x20, b"cd"))), 0)
+    assert not sends(out) and "duplicate option type 32" in events(out, "drop")[0]["reason"]
+
+
+def test_mh_checksum_covers_the_mobility_header_that_header_len_delimits(cn, data):
+    """Octets after the Mobility Header (Payload Proto 59: ignored, RFC 8200 4.7) are not in
+    the checksum; a checksum computed over the whole IPv6 payload is wrong."""
+    from testbed.mip6.packet import mh_checksum
+
+    mh = seal_bad(BindingUpdate(1, 105, ack=True), pc_kbm(data), COA1, CN)
+    good = bytearray(build_packet(COA1, CN, IPPROTO_MH, mh, home_address=HOME) + b"trailing")
+    good[4:6] = (int.from_bytes(good[4:6], "big") + 8).to_bytes(2, "big")
+    assert [b.status for b in bas(cn.receive(bytes(good), 0))] == [BAStatus.ACCEPTED]
+    whole = bytes(mh[:4]) + b"\0\0" + bytes(mh[6:]) + b"trailing"
+    wrong = bytearray(good)
+    off = len(good) - len(whole)
+    wrong[off + 4 : off + 6] = mh_checksum(HOME, CN, whole).to_bytes(2, "big")
+    out = cn.receive(bytes(wrong), 0)
+    assert not sends(out) and "checksum" in events(out, "drop")[0]["reason"]
+
+
+# ---------------------------------------------------------------- Binding Errors (RFC 6275 9.3.3)
+
+
+def test_binding_error_home_address_field_is_unspecified_without_a_home_address_option(cn):
+    mh = encode(UnknownMessage(42, b"\x00\x00"))
+    (p,) = sends(cn.receive(build_packet(ATTACKER, CN, IPPROTO_MH, mh), 0))
+    be = decode(p.payload)
+    assert be.home_address == bytes(16) and p.dst == ATTACKER
+    (p,) = sends(cn.receive(build_packet(COA1, CN, IPPROTO_MH, mh, home_address=HOME), 0))
+    assert decode(p.payload).home_address == HOME and p.dst == COA1
+
+
+@pytest.mark.parametrize("source", ["ff02::1", "ff05::2", "::"])
+def test_binding_error_never_goes_to_a_source_that_is_not_unicast(cn, source):
+    import ipaddress
+
+    src = ipaddress.IPv6Address(source).packed
+    for pkt in (build_packet(src, CN, IPPROTO_MH, encode(UnknownMessage(42, b"\x00\x00"))),
+                build_packet(src, CN, IPPROTO_UDP, b"\x00" * 16, home_address=HOME)):
+        out = cn.receive(pkt, 0)
+        assert not sends(out) and "not a unicast" in events(out, "error_not_sent")[0]["reason"]
+
+
+def test_binding_errors_are_rate_limited_like_icmpv6_errors(cn):
+    mh = encode(UnknownMessage(42, b"\x00\x00"))
+    pkt = build_packet(ATTACKER, CN, IPPROTO_MH, mh)
+    sent = [len(sends(cn.receive(pkt, i * 1_000_000))) for i in range(150)]  # 150 in 0.15 s
+    assert sum(sent) == 11  # a burst of 10, then 10 a second
+    assert sum(len(sends(cn.receive(pkt, 2 * SECOND_NS))) for _ in range(20)) == 10  # full again
