@@ -13,10 +13,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from testbed.agent.daemon import run_agent
     from testbed.errors import ConfigError
 
-    config = load_agent_config(args.config)
+    config = load_agent_config(args.config)  # checked before the agent's heavier imports
     if args.role is not None and args.role != config.role:
         raise ConfigError(f"{args.config}: role is {config.role}, not {args.role}")
+    from testbed.agent.daemon import run_agent
+
     return run_agent(config)

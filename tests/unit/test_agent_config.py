@@ -48,3 +48,50 @@ def test_bad_configurations_are_refused_in_one_line(doc, words):
         parse_agent_config(doc, "/etc/mip6/agent.yaml")
     message = str(err.value)
     assert message.startswith("/etc/mip6/agent.yaml: ") and words in message and "\n" not in message
+
+
+# ---------------------------------------------------------------- configuration files the agent refuses at once
+
+import os
+import subprocess
+import sys
+import time
+
+
+def _bad_files(tmp_path):
+    """The issue's three files: not UTF-8 (was a traceback, exit 1), a named pipe (was read
+    for ever), 50 MB (was read and parsed for 30 s)."""
+    nonutf8 = tmp_path / "latin1.yaml"
+    nonutf8.write_bytes(b"role: cn\nnode: caf\xe9\n")
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(50 * 1000 * 1000)  # sparse: 50 MB of zeros without writing them
+    return {"not UTF-8": nonutf8, "not a regular file": fifo, "too large": big}
+
+
+def test_bad_configuration_files_are_refused_in_one_line_with_exit_2_at_once(tmp_path):
+    """Each within the deadline (the process is killed after 10 s: a hang or a 30 s read
+    fails the test), one line naming the file and the problem, exit 2, nothing created.
+    benchmarks/test_agent_config_refusal.py measures how long it takes (well under 1 s)."""
+    for problem, path in _bad_files(tmp_path).items():
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "testbed.cli", "agent", "--config", str(path)],
+                              capture_output=True, text=True, timeout=10)
+        elapsed = time.monotonic() - start
+        assert done.returncode == 2, (problem, done.stderr)
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        assert str(path) in done.stderr and problem in done.stderr, done.stderr
+        print(f"{problem}: refused in {elapsed:.2f} s")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml", "fifo.yaml", "latin1.yaml"]
+
+
+def test_configuration_nested_too_deeply_is_one_line(tmp_path):
+    from testbed.agent.config import load_agent_config
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("[" * 5000)
+    with pytest.raises(ConfigError, match="nested too deeply") as err:
+        load_agent_config(path)
+    assert "\n" not in str(err.value)

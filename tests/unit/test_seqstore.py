@@ -268,3 +268,64 @@ def test_r4_file_store_put_latency_benchmark(benchmark, tmp_path):
     with FileSequenceStore(tmp_path / "st") as s:
         benchmark(lambda: s.put(KEY, SeqRecord(next(counter) & 0xFFFF, 1)))
         assert s.get(KEY) is not None
+
+
+def test_file_store_creation_cut_short_leaves_nothing_that_locks_the_key_out(tmp_path):
+    """A key's first record is written under a temporary name and renamed into place: a crash
+    or a full disk before the rename leaves a temporary file, which is never read and is
+    removed when the store opens; the key then binds as a new one."""
+    with FileSequenceStore(tmp_path / "st") as s:
+        path = s._file(KEY)
+    temp = path[: -len(".seq")] + ".seq-new"
+    with open(temp, "wb") as f:  # a creation torn after some of its octets
+        f.write(FileSequenceStore._MAGIC + KEY.encode())
+    with FileSequenceStore(tmp_path / "st") as s:
+        assert not os.path.exists(temp)
+        assert s.get(KEY) is None
+        s.put(KEY, SeqRecord(5, 1))
+    with FileSequenceStore(tmp_path / "st") as s:
+        assert s.get(KEY) == SeqRecord(5, 1)
+
+
+@pytest.mark.parametrize("content", [b"", b"MIP6SE", FileSequenceStore._MAGIC + b"cn/", bytes(100)])
+def test_file_store_recovers_a_record_file_never_completely_written(tmp_path, content):
+    """What an older store left when its first write failed (disk full) or was cut: a record
+    file shorter than a whole one. It was never acknowledged: it is removed, not refused."""
+    with FileSequenceStore(tmp_path / "st") as s:
+        path = s._file(KEY)
+    with open(path, "wb") as f:
+        f.write(content)
+    with FileSequenceStore(tmp_path / "st") as s:
+        assert s.get(KEY) is None and not os.path.exists(path)
+        s.put(KEY, SeqRecord(9, 1))
+        assert s.get(KEY) == SeqRecord(9, 1)
+
+
+def test_file_store_write_failure_is_a_store_error_and_leaves_no_file(tmp_path, monkeypatch):
+    with FileSequenceStore(tmp_path / "st") as s:
+        real = os.pwrite
+
+        def full(fd, data, offset):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "pwrite", full)
+        with pytest.raises(SequenceStoreError, match="No space left on device"):
+            s.put(KEY, SeqRecord(1, 1))
+        monkeypatch.setattr(os, "pwrite", real)
+        assert os.listdir(tmp_path / "st") == []
+        s.put(KEY, SeqRecord(1, 1))
+        assert s.get(KEY) == SeqRecord(1, 1)
+
+
+def test_sqlite_store_of_schema_1_is_migrated(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE seq (key TEXT PRIMARY KEY, last INTEGER NOT NULL, uses INTEGER NOT NULL) WITHOUT ROWID")
+    db.execute("INSERT INTO seq VALUES (?, 7, 3)", (KEY,))
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with SqliteSequenceStore(path) as s:
+        assert s.get(KEY) == SeqRecord(7, 3)
+        s.put(KEY, SeqRecord(8, 4))
+        assert s.get(KEY) == SeqRecord(8, 4)
