@@ -66,7 +66,7 @@ from testbed.mip6.options import AlternateCoA, BindingAuthData, NonceIndices
 from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, parse_packet
 from testbed.mip6.sealing import bad_valid, option_layout_error, seal_bad
 from testbed.mip6.ratelimit import TokenBucket
-from testbed.mip6.seqno import KBM_MAX_ADVANCE, kbm_exhausted, kbm_step_allowed, seq_greater, seq_step
+from testbed.mip6.seqno import KBM_MAX_ADVANCE, SEQ_MAX, seq_greater
 from testbed.mip6.seqstore import SeqRecord, SequenceStore, SequenceStoreError
 
 RR_MAX_LIFETIME_UNITS = MAX_RR_BINDING_LIFETIME_S // LIFETIME_UNIT_S  # 105
@@ -163,12 +163,12 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             if packet.home_address is not None and packet.home_address not in self.bindings:
                 return self._binding_error(packet, BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS, now)
             return []
-        if not mh_checksum_ok(packet):
-            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
         try:
             msg = decode(packet.payload)
         except CodecError as exc:
             return [self._drop(now, f"malformed Mobility Header: {exc}", src=addr(packet.src))]
+        if not mh_checksum_ok(packet):  # over the Mobility Header that Header Len delimits
+            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
         kind = type(msg)
         if kind is BindingUpdate:
             return self._on_bu(packet, msg, now)
@@ -286,7 +286,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
                 out.append(self._drop(now, "BU dropped: its peer's sequence record cannot be read", home=addr(home), seq=bu.seq))
                 return out
-            if record is not None and kbm_exhausted(record.advance):
+            if record is not None and record.advance >= KBM_MAX_ADVANCE:
                 return out + self._key_used_up(home, peer, bu.seq, record.advance, now)
             last = record.last if record is not None else None
         else:
@@ -302,8 +302,8 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             if record is None:
                 advance = 1
             else:
-                step = seq_step(bu.seq, record.last)
-                if not kbm_step_allowed(record.advance, step):
+                step = (bu.seq - record.last) & SEQ_MAX  # seqno.seq_step, inline: the per-BU path
+                if record.advance + step > KBM_MAX_ADVANCE:
                     return out + self._key_used_up(home, peer, bu.seq, record.advance, now, record=record, step=step)
                 advance = record.advance + step
             try:
@@ -312,7 +312,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
                 out.append(self._drop(now, "BU dropped: its sequence number could not be made durable (R4)", home=addr(home), seq=bu.seq))
                 return out
-            if kbm_exhausted(advance):
+            if advance >= KBM_MAX_ADVANCE:
                 out.append(self._event(now, "rekey_required", home=addr(home), key_id=peer.data.key_id, advance=advance,
                                        reason="this BU used the last of the key's sequence space (R13)"))
         if deregistering:

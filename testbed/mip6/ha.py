@@ -158,12 +158,12 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
     # ------------------------------------------------------------------ home registration
 
     def _on_mh(self, packet: Packet, now: int) -> list[Action]:
-        if not mh_checksum_ok(packet):
-            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
         try:
             msg = decode(packet.payload)
         except CodecError as exc:
             return [self._drop(now, f"malformed Mobility Header: {exc}", src=addr(packet.src))]
+        if not mh_checksum_ok(packet):  # over the Mobility Header that Header Len delimits
+            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
         if type(msg) is not BindingUpdate:
             return [self._drop(now, f"unexpected {type(msg).__name__} at the home agent", src=addr(packet.src))]
         return self._on_bu(packet, msg, now)

@@ -588,12 +588,12 @@ class MobileNode(UnrecognisedOptions):
             packet = inner
         elif packet.next_header != IPPROTO_MH:
             return []
-        if not mh_checksum_ok(packet):
-            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
         try:
             msg = decode(packet.payload)
         except CodecError as exc:
             return [self._drop(now, f"malformed Mobility Header: {exc}", src=addr(packet.src))]
+        if not mh_checksum_ok(packet):  # over the Mobility Header that Header Len delimits
+            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
         problem = option_layout_error(msg)
         if problem is not None:
             return [self._drop(now, f"{type(msg).__name__} dropped: {problem}", src=addr(packet.src))]

@@ -4,6 +4,7 @@ socket; send one packet from a namespace and collect what comes back."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -39,10 +40,12 @@ class AgentProc:
         self.config.write_text(json.dumps(config))
         self.proc: subprocess.Popen | None = None
 
-    def start(self):
+    def start(self, wrapper: tuple[str, ...] = (), env: dict | None = None):
+        """Start the agent (under ``wrapper``, e.g. strace, when given) and wait for its control socket."""
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, PYTHON, "-m", "testbed.cli", "agent", "--config", str(self.config)],
+            ["ip", "netns", "exec", self.ns, *wrapper, PYTHON, "-m", "testbed.cli", "agent", "--config", str(self.config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=None if env is None else {**os.environ, **env},
         )
 
         def up():
@@ -63,6 +66,17 @@ class AgentProc:
         self.ctl("flush")
         return read_events(self.log)
 
+    def wait_event(self, name: str, deadline_s: float = 5.0, since: int = 0, **fields) -> dict:
+        """The first event ``name`` (after the ``since``-th event) whose fields include ``fields``."""
+
+        def found():
+            for e in self.events()[since:]:
+                if e["event"] == name and all(e.get(k) == v for k, v in fields.items()):
+                    return e
+            return None
+
+        return wait_for(found, deadline_s, f"event {name} {fields or ''} in {self.log.name}")
+
     def stop(self, sig=signal.SIGTERM):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -70,10 +84,12 @@ class AgentProc:
         return None if self.proc is None else self.proc.returncode
 
 
-def exchange(ns: str, packet: bytes, deadline: float = 2.0, want: int = 1) -> list[Packet]:
-    """Send ``packet`` from namespace ``ns``; the IPv6 packets (not ICMPv6) that arrive there."""
+def exchange(ns: str, packet: bytes, deadline: float = 2.0, want: int = 1, errors: bool = False) -> list[Packet]:
+    """Send ``packet`` from namespace ``ns``; the IPv6 packets (not ICMPv6, unless ``errors``:
+    then ICMPv6 error messages too) that arrive there."""
     out = subprocess.run(
-        ["ip", "netns", "exec", ns, PYTHON, str(DRIVER), packet.hex(), str(deadline), str(want)],
+        ["ip", "netns", "exec", ns, PYTHON, str(DRIVER), packet.hex(), str(deadline), str(want),
+         "errors" if errors else "-"],
         capture_output=True, text=True, check=True,
     ).stdout
     return [parse_packet(bytes.fromhex(json.loads(line)["hex"])) for line in out.splitlines()]

@@ -3,9 +3,16 @@ that need no routers (a correspondent agent and a hand-driven mobile node)."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import secrets
+import socket
 import subprocess
+import threading
 from contextlib import contextmanager
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -34,3 +41,28 @@ def netns_pair(a_addrs: list[str], b_addrs: list[str], a_routes: tuple = (), b_r
     finally:
         for ns in (a, b):
             sh("ip", "netns", "del", ns, check=False)
+
+
+def ns_socket(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside the named network namespace ``ns`` (a thread joins it, creates
+    the socket and ends; the socket keeps working from any thread)."""
+    result: dict = {}
+
+    def create() -> None:
+        try:
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {ns}")
+            finally:
+                os.close(fd)
+            result["socket"] = socket.socket(family, kind, proto)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            result["error"] = exc
+
+    thread = threading.Thread(target=create, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["socket"]

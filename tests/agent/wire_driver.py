@@ -1,5 +1,8 @@
 """Run inside a namespace: send one packet (hex on argv) through a raw socket and print, as
-JSON lines, the IPv6 packets that arrive within a deadline (hex), for agent tests."""
+JSON lines, the IPv6 packets that arrive within a deadline (hex), for agent tests.
+
+argv: packet hex, deadline s, how many packets to wait for, and optionally "errors" to
+include ICMPv6 error messages (types below 128; never ND or RAs)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ def main() -> int:
     packet = bytes.fromhex(sys.argv[1])
     deadline = time.monotonic() + float(sys.argv[2])
     want = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    errors = len(sys.argv) > 4 and sys.argv[4] == "errors"
     rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
     tx.sendto(packet, (socket.inet_ntop(socket.AF_INET6, packet[24:40]), 0))
@@ -28,7 +32,7 @@ def main() -> int:
         if addr[2] != socket.PACKET_HOST or frame[12:14] != b"\x86\xdd":
             continue
         ip = frame[14:]
-        if ip[6] in (58,) :  # ICMPv6 (ND, RAs): not what the tests wait for
+        if ip[6] == 58 and not (errors and ip[40] < 128):  # ICMPv6 (ND, RAs): not what the tests wait for
             continue
         print(json.dumps({"hex": ip.hex()}), flush=True)
         got += 1
