@@ -465,3 +465,11 @@ def test_binding_errors_are_rate_limited_like_icmpv6_errors(cn):
     sent = [len(sends(cn.receive(pkt, i * 1_000_000))) for i in range(150)]  # 150 in 0.15 s
     assert sum(sent) == 11  # a burst of 10, then 10 a second
     assert sum(len(sends(cn.receive(pkt, 2 * SECOND_NS))) for _ in range(20)) == 10  # full again
+
+
+def test_rule3_an_authenticator_wrong_only_in_its_last_octet_is_a_silent_drop(cn, data):
+    mh = bytearray(seal_bad(BindingUpdate(1, 105, ack=True), pc_kbm(data), COA1, CN))
+    mh[-1] ^= 0x01
+    out = cn.receive(build_packet(COA1, CN, IPPROTO_MH, bytes(mh), home_address=HOME), 0)
+    assert not sends(out) and "mismatch" in events(out, "drop")[0]["reason"]
+    assert cn.store.get(key_of(cn)) is None and cn.binding_for(HOME) is None

@@ -1,0 +1,78 @@
+"""The authenticator checks themselves (``testbed.mip6.sealing``), each case a change of the
+code that all earlier tests let through (issue 9's mutants): an authenticator wrong only in
+its last octet, padding after the Binding Authorization Data, and the layout rules that
+guard the engines before these checks run."""
+
+from __future__ import annotations
+
+import pytest
+from engine_fixtures import CN_PC, COA1, HA, HOME, MN_HA
+
+from testbed.mip6.messages import BindingAck, BindingUpdate, decode
+from testbed.mip6.options import BindingAuthData, BindingRefreshAdvice, ReplayProtection, UnknownOption
+from testbed.mip6.sealing import bad_valid, mn_ha_valid, option_layout_error, seal_bad, seal_mn_ha
+
+KBM = bytes(range(20))
+
+
+def _flip(mh: bytes, index: int) -> bytes:
+    out = bytearray(mh)
+    out[index] ^= 0x01
+    return bytes(out)
+
+
+def _padded(mh: bytes) -> bytes:
+    """``mh`` with PadN(6) after its last option (Header Len raised by one)."""
+    return mh[:1] + bytes((mh[1] + 1,)) + mh[2:] + b"\x01\x06" + bytes(6)
+
+
+@pytest.mark.parametrize("msg", [BindingUpdate(7, 100, ack=True), BindingAck(0, 7, 100)])
+def test_bad_valid_needs_all_12_authenticator_octets(msg):
+    mh = seal_bad(msg, KBM, COA1, CN_PC)
+    assert bad_valid(decode(mh), KBM, COA1, CN_PC)
+    for i in range(1, 13):  # each authenticator octet, the last one (-1) included
+        assert not bad_valid(decode(_flip(mh, -i)), KBM, COA1, CN_PC), i
+    assert not bad_valid(decode(mh), bytes(20), COA1, CN_PC)
+    assert not bad_valid(decode(mh), KBM, HOME, CN_PC)  # the care-of address is covered
+    assert not bad_valid(decode(mh), KBM, COA1, HA)  # and the correspondent
+
+
+@pytest.mark.parametrize("msg", [BindingUpdate(7, 100, ack=True), BindingAck(0, 7, 100)])
+def test_bad_valid_refuses_padding_after_bad(msg):
+    """The engines drop such messages earlier (option_layout_error: rule 1 at the CN, every
+    message at the MN); ``bad_valid`` refuses them on its own too."""
+    mh = _padded(seal_bad(msg, KBM, COA1, CN_PC))
+    got = decode(mh)
+    assert got.trailing_pad == 8 and type(got.options[-1]) is BindingAuthData
+    assert not bad_valid(got, KBM, COA1, CN_PC)
+    assert option_layout_error(got) == "padding follows BindingAuthData"
+
+
+def test_bad_valid_refuses_a_message_whose_last_option_is_not_bad():
+    mh = seal_bad(BindingUpdate(7, 100, ack=True), KBM, COA1, CN_PC)
+    tail = b"\x02\x02\x00\x01" + b"\x01\x02\x00\x00"
+    moved = mh[:1] + bytes(((len(mh) + len(tail)) // 8 - 1,)) + mh[2:] + tail
+    assert not bad_valid(decode(moved), KBM, COA1, CN_PC)
+    assert not bad_valid(decode(seal_mn_ha(BindingUpdate(7, 100), 300, KBM, COA1, HOME)), KBM, COA1, CN_PC)
+
+
+def test_mn_ha_valid_needs_all_12_octets_and_nothing_after_it():
+    spi, key = MN_HA
+    msg = BindingAck(0, 3, 100, options=(ReplayProtection(99),))
+    mh = seal_mn_ha(msg, spi, key, COA1, HOME)
+    assert mn_ha_valid(decode(mh), key, COA1, HOME)
+    for i in range(1, 13):
+        assert not mn_ha_valid(decode(_flip(mh, -i)), key, COA1, HOME), i
+    assert not mn_ha_valid(decode(_flip(mh, -13)), key, COA1, HOME)  # the SPI is covered
+    assert not mn_ha_valid(decode(_padded(mh)), key, COA1, HOME)
+    assert not mn_ha_valid(decode(mh), key, COA1, CN_PC)  # the home address is covered
+    assert not mn_ha_valid(decode(seal_bad(msg, KBM, COA1, HOME)), key, COA1, HOME)
+
+
+def test_layout_duplicates_are_by_option_type():
+    assert option_layout_error(BindingUpdate(1, 1, options=(UnknownOption(32, b""), UnknownOption(33, b"")))) is None
+    assert option_layout_error(BindingUpdate(1, 1, options=(UnknownOption(32, b""), UnknownOption(32, b"x")))) \
+        == "duplicate option type 32"
+    assert option_layout_error(BindingUpdate(1, 1, options=(BindingRefreshAdvice(1), BindingRefreshAdvice(2)))) \
+        == "duplicate BindingRefreshAdvice option"
+    assert option_layout_error(BindingUpdate(1, 1, options=(BindingRefreshAdvice(1), UnknownOption(2, b"")))) is None
