@@ -145,9 +145,6 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         indexed = index_peers(list(peers), "cn")
         self._peers = {home.packed: _PrecomputedPeer(data) for home, data in indexed.items()}
 
-    def is_precomputed_peer(self, home: bytes) -> bool:
-        return home in self._peers
-
     # ------------------------------------------------------------------ input
 
     def receive(self, data: bytes, now: int) -> list[Action]:
