@@ -236,24 +236,24 @@ class Agent:
                     continue
             elif role == "ha" and packet[24:40] != self._address:
                 continue  # packets for home addresses come through the TUN device
-            self._receive(engine, packet, t_ns)
+            self._engine_call("receive", engine.receive, packet, t_ns)
         self.log.flush()
 
     def _on_tun(self) -> None:
         self._woke_ns = time.monotonic_ns()
         for packet in self._tun.drain():
-            self._receive(self.engine, packet, time.monotonic_ns())
+            self._engine_call("receive", self.engine.receive, packet, time.monotonic_ns())
         self.log.flush()
 
-    def _receive(self, engine, packet: bytes, t_ns: int) -> None:
-        """Hand one packet to the engine. The engines turn bad input and store failures into
-        events; should one still raise, the packet is dropped with the error as its reason
-        and the agent goes on with the next one."""
+    def _engine_call(self, where: str, call, arg, t_ns: int) -> None:
+        """Hand one input (a packet, a timer, a move) to the engine and carry out its actions.
+        The engines turn bad input and store failures into events; should one still raise,
+        the input is dropped with the error as its reason, the timer re-armed, and the agent
+        goes on."""
         try:
-            actions = engine.receive(packet, t_ns)
-        except Exception as exc:  # noqa: BLE001 - one packet must not stop the agent
-            self.log.event(t_ns, "internal_error", where="receive", error=f"{type(exc).__name__}: {exc}",
-                           packet_len=len(packet))
+            actions = call(arg, t_ns)
+        except Exception as exc:  # noqa: BLE001 - one input must not stop the agent
+            self.log.event(t_ns, "internal_error", where=where, error=f"{type(exc).__name__}: {exc}")
             self._rearm()
             return
         self._apply(actions, t_ns)
@@ -322,14 +322,14 @@ class Agent:
         self._timer = None
         self._timer_at = None
         now = self._woke_ns = time.monotonic_ns()
-        self._apply(self.engine.handle_timer(now), now)
+        self._engine_call("timer", lambda _, t: self.engine.handle_timer(t), None, now)
         self.log.flush()
 
     def _on_move(self, movement: Movement) -> None:
         self.log.event(movement.usable_t_ns, "movement", prefix=str(movement.prefix), router=str(movement.router),
                        careof=str(movement.careof), ra_t_ns=movement.ra_t_ns)
         now = self._woke_ns = time.monotonic_ns()
-        self._apply(self.engine.move(movement.careof.packed, now), now)
+        self._engine_call("move", self.engine.move, movement.careof.packed, now)
         self.log.flush()
 
     # ------------------------------------------------------------------ probes (CN)
