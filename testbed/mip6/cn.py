@@ -127,7 +127,6 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         self.store = store
         self.bindings: dict[bytes, Binding] = {}
         self.precomputed_max_lifetime_units = precomputed_max_lifetime_units
-        self._rng = rng
         self._kcn = rng(KBM_LEN)  # this node's RR key, never leaves the engine
         self._nonces = NonceRing(rng)
         self._peers: dict[bytes, _PrecomputedPeer] = {}

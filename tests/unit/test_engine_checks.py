@@ -419,3 +419,36 @@ def test_mn_home_token_is_valid_for_less_than_max_token_lifetime():
     e.home_token = (b"t" * 8, 1, 1000)
     assert w.mn._home_token_valid(e, 1000 + MAX_TOKEN_LIFETIME_S * SECOND_NS - 1)
     assert not w.mn._home_token_valid(e, 1000 + MAX_TOKEN_LIFETIME_S * SECOND_NS)
+
+
+def test_mn_set_peers_adds_a_new_correspondent_and_a_peer_need_not_be_listed_twice():
+    from testbed.mip6.mn import MobileNode
+
+    data = preconfigured()
+    mn = MobileNode(HOME, HA, mn_ha=MN_HA_SA, store=MemorySequenceStore(), correspondents=[], peers=[data])
+    assert mn.bul[CN_PC].mechanism == "precomputed"  # configured with preconfigured data only
+    other = preconfigured(cn=ipaddress.IPv6Address("2001:db8:5::1").packed, seed=12)
+    mn.set_peers([data, other])
+    assert mn.bul[other.correspondent.packed].mechanism == "precomputed" and mn.bul[CN_PC].data is data
+
+
+def test_a_move_still_reaches_the_peers_after_one_that_is_out_of_use():
+    w = make_world()
+    w.move(COA1)
+    assert w.net.run_until(lambda: w.bound_everywhere(COA1), 10 * SECOND_NS)
+    w.mn.bul[CN_RR].state = "unsupported"  # first in the Binding Update List
+    w.move(COA2)
+    assert w.net.run_until(lambda: w.cn_pc.binding_for(HOME).careof == COA2, 10 * SECOND_NS)
+
+
+def test_ha_set_keys_replaces_the_mn_ha_keys():
+    import ipaddress as ip
+
+    from testbed.mip6.mnha import MnHaSecurityAssociation
+
+    ha = _ha()
+    assert one_ba(ha.receive(_home_bu(1, 1), 0))[1].status == 0
+    new_key = bytes.fromhex("9b7e31c04d2a58f6e1b09c3d7a42e8f5d60c1b93")
+    ha.set_keys({HOME: MnHaSecurityAssociation(ip.IPv6Address(HOME), ip.IPv6Address(HA), MN_HA[0], new_key)})
+    assert one_ba(ha.receive(_home_bu(2, 2), 0))[1].status == BAStatus.MIPV6_AUTH_FAIL
+    assert one_ba(ha.receive(_home_bu(3, 3, key=new_key), 0))[1].status == 0
