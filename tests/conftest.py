@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("testbed", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("testbed")
 
-LAB_TOOLS = ("mnexec", "radvd", "tcpdump", "ip", "ping", "tshark", "ethtool", "unshare")
+LAB_TOOLS = ("mnexec", "radvd", "tcpdump", "ip", "ping", "tshark", "ethtool", "unshare", "strace")
 
 
 def _lab_unavailable_reason() -> str | None:
