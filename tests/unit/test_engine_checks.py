@@ -452,3 +452,40 @@ def test_ha_set_keys_replaces_the_mn_ha_keys():
     ha.set_keys({HOME: MnHaSecurityAssociation(ip.IPv6Address(HOME), ip.IPv6Address(HA), MN_HA[0], new_key)})
     assert one_ba(ha.receive(_home_bu(2, 2), 0))[1].status == BAStatus.MIPV6_AUTH_FAIL
     assert one_ba(ha.receive(_home_bu(3, 3, key=new_key), 0))[1].status == 0
+
+
+def test_ha_parameter_problem_bucket_refills():
+    ha = _ha()
+    pkt = _with_option(_home_bu(1, 1), 0xBE)
+    assert sum(len(sends(ha.receive(pkt, 0))) for _ in range(15)) == 10
+    assert len(sends(ha.receive(pkt, SECOND_NS // 10))) == 1
+
+
+def test_mn_after_ba_137_fetches_only_a_new_careof_token():
+    """Care-of nonce index expired (137): the home token stays, a new CoTI goes, then a BU."""
+    w, e = _rr_bound_world()
+    home_token = e.home_token
+    w.net.filters.append(lambda src, dst, pkt: dst != "cn_rr")
+    w.net.call("mn", lambda now: w.mn._send_cn_bu(e, now))
+    ba = build_packet(CN_RR, COA1, IPPROTO_MH, encode(BindingAck(BAStatus.EXPIRED_CAREOF_NONCE_INDEX, e.seq, 0)),
+                      rh2_address=HOME)
+    out = w.mn.receive(ba, w.net.now)
+    assert e.state == "rr" and e.home_token == home_token and e.careof_token is None
+    assert events(out, "coti_sent") and not events(out, "hoti_sent")
+    w.net.filters.clear()
+    assert w.net.run_until(lambda: e.state == "bound", 10 * SECOND_NS)
+
+
+def test_mn_after_ba_136_fetches_only_a_new_home_token():
+    """Home nonce index expired (136): the care-of token stays, a new HoTI goes, then a BU."""
+    w, e = _rr_bound_world()
+    careof_token = e.careof_token
+    w.net.filters.append(lambda src, dst, pkt: dst != "cn_rr")
+    w.net.call("mn", lambda now: w.mn._send_cn_bu(e, now))
+    ba = build_packet(CN_RR, COA1, IPPROTO_MH, encode(BindingAck(BAStatus.EXPIRED_HOME_NONCE_INDEX, e.seq, 0)),
+                      rh2_address=HOME)
+    out = w.mn.receive(ba, w.net.now)
+    assert e.state == "rr" and e.careof_token == careof_token and e.home_token is None
+    assert events(out, "ba_received") and events(out, "hoti_sent") and not events(out, "coti_sent")
+    w.net.filters.clear()
+    assert w.net.run_until(lambda: e.state == "bound", 10 * SECOND_NS)
