@@ -657,3 +657,22 @@ def test_property_mutated_mobility_headers_raise_only_codec_error(msg, data):
 def test_mh_type_constants_match_rfc6275():
     assert [t.value for t in (MHType.BRR, MHType.HOTI, MHType.COTI, MHType.HOT, MHType.COT, MHType.BU,
                               MHType.BA, MHType.BE)] == list(range(8))
+
+
+@pytest.mark.parametrize(
+    "nh, options, unknown",
+    [
+        (60, h("1e02 0000 0100"), None),  # action 00: skipped
+        (60, h("7e02 0000 0100"), (42, 1)),  # 01
+        (60, h("be02 0000 0100"), (42, 2)),  # 10
+        (60, h("fe02 0000 0100"), (42, 3)),  # 11
+        (0, h("0502 0000 0100"), None),  # Router Alert: known in hop-by-hop options
+        (0, h("c910" + "00" * 16 + "0102 0000"), (42, 3)),  # a Home Address option is no hop-by-hop option
+        (60, h("0100 0502 0000"), None),  # Router Alert in destination options: action 00, skipped
+    ],
+)
+def test_unrecognised_extension_header_options_are_recorded_with_their_action(nh, options, unknown):
+    """RFC 8200 4.2: the first option that must not be skipped, by offset and action bits."""
+    header = bytes((59, (2 + len(options)) // 8 - 1)) + options
+    p = packet.parse_packet(_ipv6(nh, header))
+    assert p.unknown_option == unknown
