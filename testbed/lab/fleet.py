@@ -67,7 +67,7 @@ class Mobile:
     home: bytes
     data: PreconfiguredData | None  # None: return routability
     last_seq: int = 0  # the last sequence number it sent
-    home_token: bytes | None = None  # return routability: the last home keygen token and its nonce index
+    home_token: bytes | None = field(default=None, repr=False)  # return routability: the last home keygen token and its nonce index
     home_nonce_index: int = 0
     home_token_ns: int = 0
     _home_kgt: bytes | None = field(default=None, repr=False)  # precomputed: the fixed home keygen token
@@ -107,7 +107,7 @@ class Reply:
     index: int = -1  # HoT, CoT: from the cookie
     round: int = -1
     nonce_index: int = 0
-    token: bytes = b""
+    token: bytes = field(default=b"", repr=False)  # HoT, CoT: a keygen token, never in a repr
 
 
 class Fleet:

@@ -69,9 +69,9 @@ class Job:
     timeout_ns: int = 0
     deadline_ns: int = 0
     careof_index: int = 0
-    careof_token: bytes | None = None
+    careof_token: bytes | None = field(default=None, repr=False)  # key material: never in a repr
     wants_home_token: bool = False
-    kbm: bytes | None = None  # the Kbm of the BU the BA answered (to check the BA afterwards)
+    kbm: bytes | None = field(default=None, repr=False)  # the Kbm of the BU the BA answered (to check the BA afterwards)
     ba_packet: bytes | None = None
     sent: dict[int, int] = field(default_factory=dict)  # seq -> send time
 

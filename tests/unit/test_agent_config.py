@@ -92,6 +92,6 @@ def test_configuration_nested_too_deeply_is_one_line(tmp_path):
 
     path = tmp_path / "deep.yaml"
     path.write_text("[" * 5000)
-    with pytest.raises(ConfigError, match="nested too deeply") as err:
+    with pytest.raises(ConfigError, match="nest") as err:  # libyaml says it, or our RecursionError guard
         load_agent_config(path)
     assert "\n" not in str(err.value)

@@ -71,7 +71,7 @@ def test_objects_holding_key_material_show_none_of_it(bound_world):
 
 _SECRET_NAMES = ("kcn", "nonce", "token", "kbm", "key", "secret")
 _NOT_SECRET = {"key_id", "store_key", "nonce_index", "home_nonce_index", "careof_nonce_index", "mn_ha_keys",
-               "key_mgmt", "keys", "key_file", "coti_careof"}
+               "key_mgmt", "keys", "key_file", "coti_careof", "home_token_ns", "wants_home_token"}
 _NOT_SECRET_FIELDS = {
     "testbed.diag.verify.MHRecord.kbm",  # "registration" / "de-registration": which Kbm, not its value
     "testbed.provision.inventory.Inventory.key_dirs",  # where each node keeps its key files: paths
