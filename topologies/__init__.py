@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from topologies.base import LabTopo
+from topologies.conformance import ConformanceTopo
 from topologies.corporate import CorporateTopo
 from topologies.handover import HandoverTopo
 from topologies.load import LoadTopo
@@ -14,6 +15,7 @@ TOPOLOGIES: dict[str, type[LabTopo]] = {
     HandoverTopo.NAME: HandoverTopo,
     CorporateTopo.NAME: CorporateTopo,
     LoadTopo.NAME: LoadTopo,
+    ConformanceTopo.NAME: ConformanceTopo,
 }
 
-__all__ = ["TOPOLOGIES", "CorporateTopo", "HandoverTopo", "LabTopo", "LoadTopo"]
+__all__ = ["TOPOLOGIES", "ConformanceTopo", "CorporateTopo", "HandoverTopo", "LabTopo", "LoadTopo"]

@@ -5,7 +5,8 @@ bridges, addresses, routes, delays and daemons. The declarations live in Mininet
 and link options, so the same class loads with ``mn --custom`` (where Mininet ignores the
 extra options and ``--link tc`` applies the ``delay`` option with netem).
 
-Node options: ``role`` (one of ROLES); ``home_iid`` (mobile nodes: the interface id of the
+Node options: ``role`` (one of ROLES; ``tester`` and ``iut`` are the conformance suite's
+plain hosts, addressed by the suite itself); ``home_iid`` (mobile nodes: the interface id of the
 home address on the home link).
 
 Link options: ``subnet`` (point-to-point links: the link's /64; links to a segment use
@@ -29,7 +30,7 @@ from mininet.topo import Topo
 from testbed.errors import ConfigError
 from testbed.lab.params import Param, format_delay, parse_params
 
-ROLES = ("mn", "ar", "router", "ha", "cn", "attacker")
+ROLES = ("mn", "ar", "router", "ha", "cn", "attacker", "tester", "iut")
 ROUTER_ROLES = frozenset({"ar", "router", "ha"})
 MAX_SEGMENT_NAME = 3
 

@@ -7,6 +7,8 @@
     event_log: /var/log/mip6/mn.jsonl
     control_socket: /run/mip6/mn.sock
     probe_port: 7777
+    test_weaken: []                   # TEST ONLY, see testbed/mip6/weakening.py: refused unless
+                                      # MIP6_TESTBED_ALLOW_WEAKENING=1 is in the environment
 
     # mn
     home_address: 2001:db8:1::100
@@ -49,7 +51,7 @@ from testbed.mip6.secretfile import read_text_file
 
 ROLES = ("mn", "cn", "ha")
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # room for a list of tens of thousands of key paths
-COMMON = ("role", "node", "interfaces", "state_dir", "event_log", "control_socket", "probe_port")
+COMMON = ("role", "node", "interfaces", "state_dir", "event_log", "control_socket", "probe_port", "test_weaken")
 PER_ROLE = {
     "mn": ("home_address", "home_agent", "home_prefix", "correspondents", "preconfigured", "preconfigured_dir",
            "mn_ha_keys"),
@@ -83,6 +85,7 @@ class AgentConfig:
     mn_ha_keys: tuple[Path, ...] = field(default=())
     precomputed_max_lifetime: int = 0xFFFF
     preconfigured_dir: Path | None = None
+    test_weaken: frozenset[str] = frozenset()  # test-only: defences turned off (testbed/mip6/weakening.py)
 
     def preconfigured_paths(self) -> list[Path]:
         """The files of ``preconfigured``, then the key files in ``preconfigured_dir`` (listed now)."""
@@ -126,6 +129,16 @@ def _path(source: str, key: str, value, base: Path) -> Path:
         raise _fail(source, f"{key}: expected a path")
     p = Path(value)
     return p if p.is_absolute() else base / p
+
+
+def _weakenings(source: str, role: str, value) -> frozenset[str]:
+    """``test_weaken`` (test-only): refused unless MIP6_TESTBED_ALLOW_WEAKENING=1 is set."""
+    from testbed.mip6.weakening import ENV, check_names
+
+    if os.environ.get(ENV) != "1":
+        raise _fail(source, f"test_weaken turns defences off and is for tests only; it is refused unless {ENV}=1 "
+                            "is set in the environment")
+    return check_names(role, _list(source, "test_weaken", value), source)
 
 
 def load_agent_config(path: str | os.PathLike) -> AgentConfig:
@@ -181,6 +194,8 @@ def parse_agent_config(doc: dict, source: str) -> AgentConfig:
             if type(value) is not int or not lo <= value <= hi:
                 raise _fail(source, f"{key}: {value!r} is not a whole number in {lo}..{hi}")
             kw[key] = value
+    if doc.get("test_weaken"):
+        kw["test_weaken"] = _weakenings(source, role, doc["test_weaken"])
     node = doc.get("node", role)
     if not isinstance(node, str) or not node or len(node) > 32:
         raise _fail(source, "node: expected a short name")

@@ -244,9 +244,10 @@ def build_plan(topo: LabTopo) -> AddressPlan:
     _compute_routes(nodes, where)
 
     homes = [s for s in segments.values() if s.home]
-    if len(homes) != 1:
+    has_mobiles = any(node.role == "mn" for node in nodes.values())
+    if len(homes) > 1 or (has_mobiles and not homes):
         raise ConfigError(f"{where}: needs exactly one home link (an access link with home=True)")
-    home = homes[0]
+    home = homes[0] if homes else Segment("", "", None, None, True)  # no mobile nodes, no home link
     mobiles: dict[str, Mobile] = {}
     for node in nodes.values():
         if node.role != "mn":

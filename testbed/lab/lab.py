@@ -438,12 +438,13 @@ class Lab:
 
     def popen(self, node_name: str, argv: Sequence[str], *, tag: str, stdout: Any = None,
               stderr: Any = None, env: dict[str, str] | None = None,
-              cwd: str | None = None) -> LabProcess:
+              cwd: str | None = None, stdin: Any = subprocess.DEVNULL) -> LabProcess:
         """Start ``argv`` inside node ``node_name``; it is stopped when the lab closes.
 
         ``tag`` names the process in logs and the state file (letters, digits, ``_.-``).
         ``stdout``/``stderr``: as for subprocess.Popen; by default both go to
-        ``<run_dir>/logs/<node>-<tag>.log``. ``env``: variables added to the environment.
+        ``<run_dir>/logs/<node>-<tag>.log``. ``stdin``: nothing by default (``subprocess.PIPE``
+        for a process driven by commands). ``env``: variables added to the environment.
         """
         if not _TAG_RE.match(tag):
             raise ConfigError(f"process tag {tag!r} must be 1-40 letters, digits, '_', '.', '-'")
@@ -458,7 +459,8 @@ class Lab:
             stdout = opened if stdout is None else stdout
             stderr = (subprocess.STDOUT if stdout is opened else opened) if stderr is None else stderr
         try:
-            popen = popen_in_node(node.pid, list(argv), stdout=stdout, stderr=stderr, env=env, cwd=cwd)
+            popen = popen_in_node(node.pid, list(argv), stdout=stdout, stderr=stderr, env=env, cwd=cwd,
+                                  stdin=stdin)
         finally:
             if opened is not None:
                 opened.close()

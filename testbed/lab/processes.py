@@ -170,6 +170,11 @@ class LabProcess:
                 if _group_exists(self.pid):
                     os.killpg(self.pid, signal.SIGKILL)
             finally:
+                if self.popen.stdin is not None:
+                    try:
+                        self.popen.stdin.close()
+                    except OSError:  # a command pipe whose reader is gone
+                        pass
                 for name in ("stdout", "stderr"):
                     pipe = getattr(self.popen, name)
                     if pipe is not None:
@@ -202,7 +207,7 @@ def _group_exists(pgid: int) -> bool:
 
 
 def popen_in_node(node_pid: int, argv: Sequence[str], *, stdout: Any, stderr: Any,
-                  env: dict[str, str] | None, cwd: str | None) -> subprocess.Popen:
+                  env: dict[str, str] | None, cwd: str | None, stdin: Any = subprocess.DEVNULL) -> subprocess.Popen:
     """Start ``argv`` in the namespaces of ``node_pid`` (a Mininet node shell)."""
     full_env = None
     if env is not None:
@@ -210,7 +215,7 @@ def popen_in_node(node_pid: int, argv: Sequence[str], *, stdout: Any, stderr: An
         full_env.update(env)
     try:
         return subprocess.Popen([mnexec_path(), "-da", str(node_pid), *argv],
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                stdin=stdin, stdout=stdout, stderr=stderr,
                                 env=full_env, cwd=cwd, close_fds=True)
     except OSError as exc:
         raise LabError(f"could not start {argv[0]!r}: {exc.strerror or exc}") from None
