@@ -10,7 +10,7 @@ from testbed import __version__
 from testbed.errors import TestbedError
 
 # Subcommand modules in testbed/commands/, in the order `testbed --help` lists them.
-COMMANDS = ("keygen", "keys", "kbm", "verify_pcap", "agent", "agent_ctl", "lab", "experiment", "load")
+COMMANDS = ("keygen", "keys", "kbm", "verify_pcap", "agent", "agent_ctl", "lab", "experiment", "load", "conformance")
 
 
 def build_parser() -> argparse.ArgumentParser:

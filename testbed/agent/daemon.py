@@ -110,7 +110,8 @@ class Agent:
         c = self.config
         if self.role == "cn":
             return CorrespondentNode(c.address.packed, store=self.store, peers=self._peers, node=c.node,
-                                     precomputed_max_lifetime_units=c.precomputed_max_lifetime)
+                                     precomputed_max_lifetime_units=c.precomputed_max_lifetime,
+                                     weaken=c.test_weaken)
         if self.role == "mn":
             return MobileNode(c.home_address.packed, c.home_agent.packed, mn_ha=self._mn_ha, store=self.store,
                               correspondents=[a.packed for a in c.correspondents], peers=self._peers, node=c.node)

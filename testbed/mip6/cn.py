@@ -67,9 +67,15 @@ from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, parse_pack
 from testbed.mip6.sealing import bad_valid, option_layout_error, seal_bad
 from testbed.mip6.ratelimit import TokenBucket
 from testbed.mip6.seqno import KBM_MAX_ADVANCE, SEQ_MAX, seq_greater
-from testbed.mip6.seqstore import SeqRecord, SequenceStore, SequenceStoreError
+from testbed.mip6.seqstore import MemorySequenceStore, SeqRecord, SequenceStore, SequenceStoreError
+from testbed.mip6.weakening import check_names
 
 RR_MAX_LIFETIME_UNITS = MAX_RR_BINDING_LIFETIME_S // LIFETIME_UNIT_S  # 105
+
+
+def packet_ack(packet: Packet) -> bool:
+    """The A flag of the BU in ``packet`` (test-only weakening ``ack_on_reject``)."""
+    return len(packet.payload) > 8 and bool(packet.payload[8] & 0x80)
 
 
 @dataclass(slots=True)
@@ -121,8 +127,15 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         rng: Callable[[int], bytes] = os.urandom,
         precomputed_max_lifetime_units: int = MAX_LIFETIME_UNITS,
         error_limit: TokenBucket | None = None,
+        weaken: frozenset[str] = frozenset(),
     ) -> None:
         self.address = address
+        # TEST ONLY (testbed/mip6/weakening.py): defences turned off to show the checks can fail.
+        # Empty in every real configuration; the per-packet path tests one boolean.
+        self._weaken = check_names("cn", weaken, "CorrespondentNode") if weaken else frozenset()
+        self._weak = bool(self._weaken)
+        if "persist" in self._weaken:
+            store = MemorySequenceStore()
         self.node = node
         self.store = store
         self.bindings: dict[bytes, Binding] = {}
@@ -153,17 +166,22 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             return [self._drop(now, f"malformed packet: {exc}")]
         if packet.final_destination != self.address:
             return [self._drop(now, "not addressed to this node", dst=addr(packet.final_destination))]
-        if packet.unknown_option is not None:
+        if packet.unknown_option is not None and not (self._weak and "unknown_options" in self._weaken):
             return self._unrecognised_option(packet, data, now)
         if packet.next_header != IPPROTO_MH:
-            if packet.home_address is not None and packet.home_address not in self.bindings:
-                return self._binding_error(packet, BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS, now)
+            if packet.home_address is not None and not (self._weak and "binding_errors" in self._weaken):
+                binding = self.bindings.get(packet.home_address)
+                # RFC 6275 9.3.1: a corresponding entry has this home address AND the packet's
+                # source as its registered care-of address
+                if binding is None or (binding.careof != packet.src
+                                       and not (self._weak and "be_careof" in self._weaken)):
+                    return self._binding_error(packet, BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS, now)
             return []
         try:
             msg = decode(packet.payload)
         except CodecError as exc:
             return [self._drop(now, f"malformed Mobility Header: {exc}", src=addr(packet.src))]
-        if not mh_checksum_ok(packet):  # over the Mobility Header that Header Len delimits
+        if not mh_checksum_ok(packet) and not (self._weak and "checksum" in self._weaken):
             return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
         kind = type(msg)
         if kind is BindingUpdate:
@@ -173,6 +191,8 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         if kind is CareofTestInit:
             return self._on_coti(packet, msg, now)
         if kind is UnknownMessage:
+            if self._weak and "binding_errors" in self._weaken:
+                return []
             return self._binding_error(packet, BEStatus.UNRECOGNIZED_MH_TYPE, now)
         return [self._drop(now, f"unexpected {kind.__name__} at a correspondent node", src=addr(packet.src))]
 
@@ -182,7 +202,9 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         home = packet.src
         if packet.home_address is not None:
             return [self._drop(now, "HoTI with a Home Address option", src=addr(home))]
-        if home in self._peers:  # R15: never run return routability with a precomputed peer
+        if self._weak and "rr" in self._weaken:
+            return [self._drop(now, "weakened: return routability not served", home=addr(home))]
+        if home in self._peers and not (self._weak and "rr_for_precomputed" in self._weaken):  # R15
             return [self._drop(now, "HoTI from a peer configured for precomputed Kbm (R15)", home=addr(home))]
         index, nonce = self._nonces.current(now)
         token = home_keygen_token(self._kcn, home, nonce)
@@ -227,12 +249,14 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         ]
         # 1. layout rules
         problem = option_layout_error(bu)
+        if problem is not None and self._weak:
+            problem = self._weakened_layout(problem)
         if problem is not None:
             out.append(self._drop(now, f"BU dropped: {problem}", home=addr(home), seq=bu.seq))
             return out
         peer = self._peers.get(home)
         # 2. home registration sent to a correspondent node
-        if bu.home:
+        if bu.home and not (self._weak and "home_reg" in self._weaken):
             if nonce_indices is not None:
                 out.append(self._drop(now, "BU with H flag and Nonce Indices", home=addr(home), seq=bu.seq))
                 return out
@@ -242,12 +266,19 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             return out
         # 3. authorisation
         if peer is not None:
-            if not any(type(o) is BindingAuthData for o in bu.options):
+            if not any(type(o) is BindingAuthData for o in bu.options) \
+                    and not (self._weak and "bad_required" in self._weaken):
                 out.append(self._drop(now, "BU from a precomputed peer without Binding Authorization Data (R5)", home=addr(home), seq=bu.seq))
                 return out
             kbm = peer.kbm(careof, deregistering)
             mechanism = "precomputed"
+            if self._weak and nonce_indices is not None and "nonce_indices_strict" in self._weaken:
+                out.append(self._drop(now, "weakened: precomputed BU with Nonce Indices dropped", home=addr(home), seq=bu.seq))
+                return out
         else:
+            if nonce_indices is None and self._weak and "rr_indices" in self._weaken:
+                index = self._nonces.current(now)[0]
+                nonce_indices = NonceIndices(index, index)
             if nonce_indices is None:
                 out.append(self._drop(now, "return-routability BU without Nonce Indices", home=addr(home), seq=bu.seq))
                 return out
@@ -256,6 +287,9 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 return out
             home_nonce = self._nonces.lookup(nonce_indices.home_nonce_index, now)
             careof_nonce = None if deregistering else self._nonces.lookup(nonce_indices.careof_nonce_index, now)
+            if self._weak and "nonce_expiry" in self._weaken:
+                current = self._nonces.current(now)[1]
+                home_nonce, careof_nonce = home_nonce or current, careof_nonce or (None if deregistering else current)
             if home_nonce is None or (careof_nonce is None and not deregistering):
                 if home_nonce is None and careof_nonce is None and not deregistering:
                     status = BAStatus.EXPIRED_NONCES
@@ -269,7 +303,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             careof_token = None if deregistering else careof_keygen_token(self._kcn, careof, careof_nonce)
             kbm = binding_management_key(home_token, careof_token)
             mechanism = "rr"
-        if not bad_valid(bu, kbm, careof, self.address):
+        if not bad_valid(bu, kbm, careof, self.address) and not (self._weak and self._auth_weakened(bu)):
             out.append(self._drop(now, f"BU authenticator mismatch ({mechanism})", home=addr(home), seq=bu.seq))
             return out
         # 4. sequence number
@@ -282,12 +316,12 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
                 out.append(self._drop(now, "BU dropped: its peer's sequence record cannot be read", home=addr(home), seq=bu.seq))
                 return out
-            if record is not None and record.advance >= KBM_MAX_ADVANCE:
+            if record is not None and record.advance >= KBM_MAX_ADVANCE and not (self._weak and "r13" in self._weaken):
                 return out + self._key_used_up(home, peer, bu.seq, record.advance, now)
             last = record.last if record is not None else None
         else:
             last = binding.seq if binding is not None else None
-        if last is not None and not seq_greater(bu.seq, last):
+        if last is not None and not (seq_greater(bu.seq, last) if not self._weak else self._seq_ok(bu.seq, last)):
             out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, last_seq=last, reason="sequence number not greater (R4/R14)"))
             out += self._ba(packet, home, careof, BAStatus.SEQUENCE_OUT_OF_WINDOW, last, 0, kbm, now)
             return out
@@ -299,25 +333,28 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 advance = 1
             else:
                 step = (bu.seq - record.last) & SEQ_MAX  # seqno.seq_step, inline: the per-BU path
-                if record.advance + step > KBM_MAX_ADVANCE:
+                if record.advance + step > KBM_MAX_ADVANCE and not (self._weak and "r13" in self._weaken):
                     return out + self._key_used_up(home, peer, bu.seq, record.advance, now, record=record, step=step)
                 advance = record.advance + step
             try:
                 self.store.put(peer.store_key, SeqRecord(bu.seq, advance))
             except SequenceStoreError as exc:
                 out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
-                out.append(self._drop(now, "BU dropped: its sequence number could not be made durable (R4)", home=addr(home), seq=bu.seq))
-                return out
+                if not (self._weak and "store_ack" in self._weaken):
+                    out.append(self._drop(now, "BU dropped: its sequence number could not be made durable (R4)", home=addr(home), seq=bu.seq))
+                    return out
             if advance >= KBM_MAX_ADVANCE:
                 out.append(self._event(now, "rekey_required", home=addr(home), key_id=peer.data.key_id, advance=advance,
                                        reason="this BU used the last of the key's sequence space (R13)"))
         if deregistering:
             granted = 0
-            if binding is not None:
+            if binding is not None and not (self._weak and "dereg" in self._weaken):
                 del self.bindings[home]
                 out.append(self._event(now, "binding_deleted", home=addr(home), seq=bu.seq, mechanism=mechanism))
         else:
             cap = self.precomputed_max_lifetime_units if peer is not None else RR_MAX_LIFETIME_UNITS
+            if self._weak:
+                cap = self._weakened_cap(cap, peer is not None)
             granted = min(bu.lifetime, cap)
             expires = now + granted * LIFETIME_UNIT_S * SECOND_NS
             if binding is None:
@@ -331,9 +368,37 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 binding.mechanism, binding.lifetime_units = mechanism, granted
                 out.append(self._event(now, "binding_updated" if moved else "binding_refreshed", home=addr(home), careof=addr(careof), seq=bu.seq, mechanism=mechanism, lifetime=granted))
         # 6. acknowledge
-        if bu.ack:
+        if bu.ack or (self._weak and "ack_optional" in self._weaken):
             out += self._ba(packet, home, careof, BAStatus.ACCEPTED, bu.seq, granted, kbm, now)
         return out
+
+    # ------------------------------------------------------------------ test-only weakenings
+
+    def _weakened_layout(self, problem: str) -> str | None:
+        if problem.startswith("duplicate") and "duplicates" in self._weaken:
+            return None
+        if ("is not the last option" in problem or "padding follows" in problem) and "bad_last" in self._weaken:
+            return None
+        return problem
+
+    def _auth_weakened(self, bu: BindingUpdate) -> bool:
+        if "auth" in self._weaken:
+            return True
+        return "bad_required" in self._weaken and not any(type(o) is BindingAuthData for o in bu.options)
+
+    def _seq_ok(self, new: int, last: int) -> bool:
+        if "sequence" in self._weaken:
+            return True
+        if "wrap" in self._weaken:
+            return new > last
+        return seq_greater(new, last)
+
+    def _weakened_cap(self, cap: int, precomputed: bool) -> int:
+        if precomputed and "precomputed_lifetime" in self._weaken:
+            return min(cap, RR_MAX_LIFETIME_UNITS)
+        if not precomputed and "rr_lifetime" in self._weaken:
+            return MAX_LIFETIME_UNITS
+        return cap
 
     def _key_used_up(self, home: bytes, peer: _PrecomputedPeer, seq: int, advance: int, now: int, *,
                      record: SeqRecord | None = None, step: int = 0) -> list[Action]:
@@ -353,6 +418,11 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
 
     def _ba(self, packet: Packet, home: bytes, careof: bytes, status: int, seq: int,
             lifetime: int, kbm: bytes | None, now: int) -> list[Action]:
+        if self._weak:
+            if status >= 128 and "ack_on_reject" in self._weaken and not packet_ack(packet):
+                return [self._event(now, "ba_not_sent", status=int(status), reason="weakened: ack_on_reject")]
+            if "ba_auth" in self._weaken:
+                kbm = None
         msg = BindingAck(status, seq, lifetime)
         mh = seal_bad(msg, kbm, careof, self.address) if kbm is not None else encode(msg)
         return self._ba_actions(packet, home, careof, mh, status=status, seq=seq, authenticated=kbm is not None, now=now)

@@ -15,47 +15,36 @@ from testbed.errors import ConfigError
 ENV = "MIP6_TESTBED_ALLOW_WEAKENING"
 
 CN = {
-    "auth": "the authenticator of a precomputed peer's BU is not checked (R5)",
+    "auth": "the authenticator of a BU is not checked (R5)",
     "bad_required": "a precomputed peer's BU without Binding Authorization Data is taken as authenticated (R5)",
     "bad_last": "Binding Authorization Data need not be the last option; options after it are honoured",
     "duplicates": "options that appear twice are not refused (the layout check is off)",
     "sequence": "sequence numbers are not compared: any number is accepted (R4, R14)",
+    "wrap": "sequence numbers are compared as plain integers, not modulo 2^16",
     "persist": "sequence numbers are kept in memory only: a restart forgets them (R4)",
     "r13": "no bound on the total advance of a key's sequence number (R13)",
     "store_ack": "a BU whose number could not be made durable is accepted and acknowledged anyway (R4)",
+    "rr": "return routability is not served: HoTIs are dropped (R12)",
     "rr_for_precomputed": "HoTIs of precomputed home addresses are answered (R15)",
     "home_reg": "BUs with the H flag are processed as correspondent registrations (no BA 131/139)",
     "ack_on_reject": "a rejected BU is answered only when its A flag is set",
-    "ba_auth": "BAs to precomputed peers carry no Binding Authorization Data (R7)",
+    "ack_optional": "an accepted BU is answered even when its A flag is clear",
+    "ba_auth": "BAs carry no Binding Authorization Data (R7)",
     "binding_errors": "no Binding Errors are sent",
     "be_careof": "a packet with a Home Address option is judged by its home address alone, not its source",
     "rr_lifetime": "return-routability bindings are not capped at 420 s",
     "precomputed_lifetime": "precomputed bindings are capped at 420 s like return routability (R16)",
-    "nonce_expiry": "nonce indices the node never issued are taken as current ones (no BA 136-138)",
+    "nonce_expiry": "nonce indices the node never issued are taken as the current ones (no BA 136-138)",
     "rr_indices": "a return-routability BU without Nonce Indices uses the current nonces",
     "nonce_indices_strict": "a precomputed peer's BU with Nonce Indices is dropped (R6)",
     "checksum": "the Mobility Header checksum is not checked",
     "unknown_options": "unrecognised destination options are skipped whatever their action bits",
     "dereg": "a de-registration leaves the binding in place",
-    "ack_optional": "an accepted BU is answered even when its A flag is clear",
 }
-HA = {
-    "ha_auth": "the MN-HA authenticator is not checked",
-    "ha_replay": "replay protection timestamps are not checked",
-    "ha_prefix": "home addresses outside the home prefix are registered",
-    "ha_sequence": "home registration sequence numbers are not compared",
-    "ha_tunnel_source": "reverse-tunnelled packets are forwarded from any outer source",
-}
-MN = {
-    "mn_bidding_down": "Binding Errors and BAs 136-138 make a precomputed peer fall back to return routability (R15)",
-    "mn_ba_auth": "BAs from a precomputed peer are believed without Binding Authorization Data (R7)",
-    "mn_rate": "no MAX_UPDATE_RATE limit on BUs",
-    "mn_first_reg": "the first home registration is retransmitted after 1 s, not 1.5 s",
-    "mn_resync": "BA 135 is ignored (no resynchronisation)",
-    "mn_brr": "Binding Refresh Requests are ignored",
-    "mn_home_ba_auth": "home BAs are believed without a valid MN-HA authenticator",
-    "mn_nonce_indices": "BUs to precomputed peers carry a Nonce Indices option",
-}
+# Only the correspondent node can be weakened so far; home agent and mobile node checks are
+# shown able to fail by their own tests (tests/agent).
+HA: dict[str, str] = {}
+MN: dict[str, str] = {}
 BY_ROLE = {"cn": CN, "ha": HA, "mn": MN}
 
 
