@@ -4,6 +4,7 @@
     testbed conformance --target my-stack.yaml         # another stack (docs/conformance.md)
     testbed conformance --target ours --only CN-4449-03 --only CN-BE-1
     testbed conformance --target ours --weaken auth    # TEST ONLY: our CN with one defence off
+    testbed conformance --target ours --broken-variants   # TEST ONLY: every weakening fails its checks
 
 Exit status: 0 when every applicable check passed, 1 when one failed or could not run, 2
 for bad arguments or a bad target file.
@@ -36,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--weaken", action="append", default=[], metavar="NAME",
                    help="TEST ONLY: turn one defence of our agents off (testbed/mip6/weakening.py), to show "
                         "that the checks can fail; only with --target ours")
+    p.add_argument("--broken-variants", action="store_true",
+                   help="TEST ONLY: run our CN with each weakening in turn (or those given with --weaken) against "
+                        "the checks that guard it; each of those checks must fail")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
     p.add_argument("--out", metavar="DIR",
                    help="results directory (default results/conformance-<target>-<time>); must not exist")
@@ -77,7 +81,12 @@ def run(args) -> int:
         if not args.json:
             print(f"{o.verdict:>14}  {o.name:18} {o.requirement}: {o.detail}"[:200], flush=True)
 
-    summary = run_conformance(target, out, weaken=tuple(args.weaken), only=only, progress=progress)
+    if args.broken_variants:
+        from testbed.experiments.conformance.suite import run_broken_variants
+
+        summary = run_broken_variants(target, out, names=tuple(args.weaken) or None, progress=progress)
+    else:
+        summary = run_conformance(target, out, weaken=tuple(args.weaken), only=only, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
     else:

@@ -1,4 +1,5 @@
-"""``testbed experiment handover``: the handover latency experiment (the main job)."""
+"""``testbed experiment handover``: the handover latency experiment (the main job).
+``testbed experiment security``: attack scenarios against our agents, with verdicts."""
 
 from __future__ import annotations
 
@@ -10,23 +11,29 @@ from pathlib import Path
 
 from testbed.errors import ConfigError, TestbedError
 
-EXPERIMENTS = ("handover",)
+EXPERIMENTS = ("handover", "security")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("experiment", help="run a scripted experiment (handover latency)")
+    p = sub.add_parser("experiment", help="run a scripted experiment (handover latency, security scenarios)")
     p.add_argument("name", choices=EXPERIMENTS, help="which experiment")
     p.add_argument("--moves", type=int, default=10, help="moves AR1 <-> AR2 per mechanism (default 10)")
     p.add_argument("--mechanism", action="append", choices=("rr", "precomputed"),
                    help="only this mechanism (repeatable; default both)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="lab parameter of the handover topology, e.g. core_ha_delay=50ms")
-    p.add_argument("--out", metavar="DIR", help="results directory (default results/handover-<time>); must not exist")
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   help="security: only this scenario (repeatable; names as in the report)")
+    p.add_argument("--weaken", action="append", default=[], metavar="NAME",
+                   help="security, TEST ONLY: run the CN with this defence off (testbed/mip6/weakening.py)")
+    p.add_argument("--out", metavar="DIR", help="results directory (default results/<name>-<time>); must not exist")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.name == "security":
+        return run_security_command(args)
     from testbed.experiments.handover import HandoverSpec, run_handover_experiment
     from testbed.lab.params import parse_assignments, parse_params
     from topologies.handover import HandoverTopo
@@ -78,3 +85,35 @@ def _print_table(summary: dict, out: Path) -> None:
         if m["error"]:
             console.print(f"{name}: error: {m['error']}")
     console.print(f"results: {out} (report.md, metrics.csv, handover.png)")
+
+
+def run_security_command(args) -> int:
+    from testbed.experiments.security.run import run_security, scenario_names
+    from testbed.mip6.weakening import CN
+
+    names = scenario_names()
+    for name in args.scenario or ():
+        if name not in names:
+            raise ConfigError(f"--scenario {name}: no such scenario (known: {', '.join(names)})")
+    for name in args.weaken:
+        if name not in CN:
+            raise ConfigError(f"--weaken {name}: not a weakening of our CN (known: {', '.join(sorted(CN))})")
+    out = Path(args.out) if args.out else Path("results") / f"security-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
+    if os.geteuid() != 0:
+        raise TestbedError("the security experiment builds network namespaces: run it as root")
+
+    def progress(o) -> None:
+        if not args.json:
+            print(f"{o.verdict:>9}  {o.name:30} {o.requirement:10} {o.detail}"[:220], flush=True)
+
+    summary = run_security(out, only=set(args.scenario) if args.scenario else None, weaken=tuple(args.weaken),
+                           progress=progress)
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        c = summary["counts"]
+        print(f"{c['pass']} passed, {c['expected']} expected, {c['fail']} failed, {c['error']} errors; "
+              f"results: {out} (report.md, summary.json, junit.xml)")
+    return 0 if summary["ok"] else 1

@@ -30,6 +30,10 @@ class CheckFailed(Exception):
     """The node did not do what the check requires (the message says what it did)."""
 
 
+class Expected(str):
+    """What a scenario returns for behaviour the RFC accepts (verdict ``expected``)."""
+
+
 class NotApplicable(Exception):
     """The check cannot apply to this target (e.g. it cannot be restarted)."""
 
@@ -52,11 +56,13 @@ class Check:
 REGISTRY: list[Check] = []
 
 
-def check(id: str, profile: str, title: str, rfc: str, requirement: str | None = None, level: str = "MUST"):
-    """Register a check function ``f(ctx) -> detail`` (raise CheckFailed to fail)."""
+def check(id: str, profile: str, title: str, rfc: str, requirement: str | None = None, level: str = "MUST",
+          registry: list[Check] | None = None):
+    """Register a check function ``f(ctx) -> detail`` (raise CheckFailed to fail) in
+    ``registry`` (default: the conformance suite's)."""
 
     def wrap(fn):
-        REGISTRY.append(Check(id, profile, title, rfc, requirement, fn, level))
+        (REGISTRY if registry is None else registry).append(Check(id, profile, title, rfc, requirement, fn, level))
         return fn
 
     return wrap
@@ -70,6 +76,7 @@ class Context:
     pairs: dict[str, craft.PairKeys] = field(default_factory=dict)  # by home address (text)
     mn_ha: dict[str, craft.MnHaKeys] = field(default_factory=dict)
     trace: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)  # the node's own events a scenario cites
     seq: dict[str, int] = field(default_factory=dict)
     max_lifetime: int | None = None
     t0: int = 0
@@ -101,6 +108,18 @@ class Context:
         """Send ``packet`` and listen ``SILENCE_S`` for anything matching (a silent drop: [])."""
         t = self.send(packet)
         return self.heard(t, SILENCE_S, None, **match)
+
+    def node_events(self, since_ns: int, kind: str, deadline_s: float = ANSWER_S, **fields) -> list[dict]:
+        """The node under test's events of ``kind`` (with ``fields``) logged since monotonic
+        ``since_ns``, waiting up to ``deadline_s`` for the first; each is added to the evidence."""
+        end = time.monotonic() + deadline_s
+        while True:
+            found = [e for e in self.iut.events() if e.get("event") == kind and int(e.get("t_ns", 0)) >= since_ns
+                     and all(e.get(k) == v for k, v in fields.items())]
+            if found or time.monotonic() >= end:
+                self.events.extend(found)
+                return found
+            time.sleep(0.05)
 
     def alive(self) -> None:
         if not self.iut.alive():

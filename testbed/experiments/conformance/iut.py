@@ -120,6 +120,8 @@ class Iut:
 
     def install_keys(self, pairs: list[PairFile], mn_ha: list[MnHaFile]) -> None:
         """Write each key file with the target's template (0600, the private key directory)."""
+        self.installed_pairs = {p.home: p for p in pairs}
+        self.installed_mn_ha = list(mn_ha)
         files = []
         for index, pair in enumerate(pairs, start=1):
             d = pair.data
@@ -166,6 +168,20 @@ class Iut:
             self.process = self.lab.popen("iut", argv, tag=f"iut-{self.role}", stdout=log, stderr=log, env=env)
         self.starts += 1
         self._wait_ready()
+
+    def reload_keys(self, pairs: list[PairFile], mn_ha: list[MnHaFile]) -> None:
+        """Write the key files again (new keys replace old ones in place) and make the running
+        implementation read them (its target's ``reload`` command); LabError when it cannot."""
+        if self.spec.reload is None:
+            raise LabError(f"target {self.target.name} ({self.role}) has no reload command")
+        self.install_keys(pairs, mn_ha)
+        done = self.lab.run("iut", [render(a, self.values) for a in self.spec.reload], tag="iut-reload", timeout=15)
+        if done.returncode != 0:
+            raise LabError(f"target {self.target.name}: reload failed: {(done.stderr or done.stdout).strip()[:200]}")
+
+    def run_in_node(self, argv: list[str], timeout: float = 20.0):
+        """Run a command in the node under test (the testbed's own tools); its CompletedProcess."""
+        return self.lab.run("iut", argv, tag="iut-tool", timeout=timeout)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.spec.ready_timeout

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from testbed.experiments.conformance import checks_cn, checks_ha, checks_mn, plan  # noqa: F401 - registers checks
-from testbed.experiments.conformance.context import REGISTRY, Check, CheckFailed, Context, NotApplicable
+from testbed.experiments.conformance.context import REGISTRY, Check, CheckFailed, Context, Expected, NotApplicable
 from testbed.experiments.conformance.iut import Iut, MnHaFile, PairFile
 from testbed.experiments.conformance.target import Target
 from testbed.experiments.verdicts import (
     ERROR,
+    EXPECTED,
     FAIL,
     NOT_APPLICABLE,
     PASS,
@@ -33,6 +34,7 @@ from testbed.experiments.verdicts import (
     write_outcomes,
 )
 from testbed.lab import craft
+from testbed.errors import ConfigError
 from testbed.lab.errors import LabError
 from testbed.lab.lab import Lab
 from testbed.lab.tester import NodeWire
@@ -70,19 +72,23 @@ def _session_keys(role: str, target: Target):
 
 def run_check(ctx: Context, c: Check) -> Outcome:
     ctx.trace = []
+    ctx.events = []
     ctx.t0 = time.monotonic_ns()
     timer = Timer()
     try:
         detail = c.run(ctx)
         ctx.alive()
-        verdict = PASS
+        verdict = EXPECTED if isinstance(detail, Expected) else PASS
     except CheckFailed as exc:
         verdict, detail = FAIL, str(exc)
     except NotApplicable as exc:
         verdict, detail = NOT_APPLICABLE, str(exc)
     except LabError as exc:
         verdict, detail = ERROR, f"the check could not run: {exc}"
-    return Outcome(c.id, c.reference, verdict, {"detail": detail, "packets": list(ctx.trace), "level": c.level},
+    evidence = {"detail": str(detail), "packets": list(ctx.trace), "level": c.level}
+    if ctx.events:
+        evidence["events"] = list(ctx.events)
+    return Outcome(c.id, c.reference, verdict, evidence,
                    group=c.profile, title=c.title, seconds=timer.seconds)
 
 
@@ -126,8 +132,8 @@ def _order(name: str) -> int:
     return ids.index(name) if name in ids else len(ids)
 
 
-def _session(lab, wire, target, role, profile, todo, out, weaken, outcomes, progress) -> dict:
-    iut = Iut(lab, target, profile, out / "lab", weaken=weaken)
+def _session(lab, wire, target, role, profile, todo, out, weaken, outcomes, progress, *, run_dir=None) -> dict:
+    iut = Iut(lab, target, profile, run_dir or out / "lab", weaken=weaken)
     info = {"role": role, "checks": len(todo)}
     try:
         iut.address()
@@ -198,6 +204,61 @@ def _report(target: Target, outcomes: list[Outcome], sessions: list[dict], weake
     lines += ["", "Files: `summary.json`, `junit.xml`, `lab/tester-tester-eth0.pcap` (everything the tester saw), "
                   "`lab/iut/<profile>/` (the node's configuration, event log and output).", ""]
     return "\n".join(lines)
+
+
+def run_broken_variants(target: Target, out: Path, *, names: tuple[str, ...] | None = None,
+                        progress: Callable[[Outcome], None] | None = None) -> dict:
+    """Each test-only weakening of our CN against the checks that guard its defence
+    (``broken.BREAKS``): every one of those checks must fail. One outcome per (weakening,
+    check): ``pass`` when the check failed as it must, ``fail`` when it passed anyway."""
+    from testbed.experiments.conformance.broken import BREAKS
+    from testbed.mip6.weakening import CN
+
+    if target.name != "ours":
+        raise ConfigError("--broken-variants: only with --target ours (the weakenings are our agents')")
+    chosen = tuple(names) if names else tuple(BREAKS)
+    for name in chosen:
+        if name not in BREAKS:
+            raise ConfigError(f"--weaken {name}: no broken variant with checks (known: {', '.join(BREAKS)})")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    outcomes: list[Outcome] = []
+    sessions = []
+    profile = "rfc4449"
+    with Lab("conformance", run_dir=out / "lab") as lab:
+        iut_mac = lab.addresses.nodes["iut"].interfaces[plan.IUT_IFACE].mac
+        capture = lab.capture("tester", plan.TESTER_IFACE)
+        wire = NodeWire(lab, "tester", plan.TESTER_IFACE, dst_mac=iut_mac)
+        try:
+            for name in chosen:
+                todo = [c for c in REGISTRY if c.id in BREAKS[name]]
+                raw: list[Outcome] = []
+                info = _session(lab, wire, target, "cn", profile, todo, out, (name,), raw, None,
+                                run_dir=out / "lab" / "variants" / name)
+                info["weakening"] = name
+                sessions.append(info)
+                for o in raw:
+                    held = o.verdict == FAIL
+                    v = Outcome(f"{name} -> {o.name}", o.requirement, PASS if held else (ERROR if o.verdict == ERROR else FAIL),
+                                {"detail": (f"with '{name}' off ({CN[name]}) the check failed: {o.detail}" if held else
+                                            f"with '{name}' off ({CN[name]}) the check did not fail ({o.verdict}): "
+                                            f"{o.detail}"),
+                                 "packets": o.evidence.get("packets", []), "check_verdict": o.verdict},
+                                group=name, title=o.title, seconds=o.seconds)
+                    outcomes.append(v)
+                    if progress:
+                        progress(v)
+        finally:
+            wire.close()
+            capture.stop()
+    lines = ["# Broken variants of our correspondent node", "",
+             "Each test-only weakening (testbed/mip6/weakening.py; an agent accepts one only with "
+             "MIP6_TESTBED_ALLOW_WEAKENING=1 in its environment) turns one defence off. The checks that guard "
+             "that defence ran against the weakened CN: a row passes when its check **failed**, as it must.", ""]
+    lines += verdict_table(outcomes, name_header="weakening -> check")
+    lines += ["", "## Evidence", ""] + evidence_sections(outcomes, packets=12)
+    return write_outcomes(out, "conformance-broken-variants", outcomes, report="\n".join(lines) + "\n",
+                          target=target.name, started=started, sessions=sessions)
 
 
 def describe(outcome: Outcome) -> str:

@@ -43,7 +43,7 @@ KEY_PLACEHOLDERS = {
     "mn_ha": COMMON | {"index", "home_address", "home_agent", "spi"} | {"key"},
 }
 TOP = ("name", "description", "profiles", "settings", "roles", "keys")
-ROLE_KEYS = ("files", "setup", "start", "ready", "ready_timeout", "stop_signal", "events")
+ROLE_KEYS = ("files", "setup", "start", "ready", "ready_timeout", "stop_signal", "events", "reload")
 SETTINGS = ("precomputed_max_lifetime", "restartable")
 SIGNALS = ("TERM", "INT", "KILL", "HUP")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -58,6 +58,7 @@ class RoleSpec:
     ready_timeout: float = 15.0
     stop_signal: str = "TERM"
     events: str | None = None
+    reload: list[str] | None = None  # a command that makes it read its key files again
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,8 @@ def _role(source: str, role: str, spec) -> RoleSpec:
         raise _fail(source, f"{where}: missing key 'start'")
     start = _strings(source, f"{where}.start", spec["start"])
     ready = _strings(source, f"{where}.ready", spec["ready"]) if spec.get("ready") is not None else None
-    for i, cmd in enumerate(setup + [start] + ([ready] if ready else [])):
+    reload = _strings(source, f"{where}.reload", spec["reload"]) if spec.get("reload") is not None else None
+    for i, cmd in enumerate(setup + [start] + ([ready] if ready else []) + ([reload] if reload else [])):
         for arg in cmd:
             _placeholders(source, f"{where} (command {i + 1})", arg, allowed)
     timeout = spec.get("ready_timeout", 15.0)
@@ -217,7 +219,7 @@ def _role(source: str, role: str, spec) -> RoleSpec:
         if not isinstance(events, str):
             raise _fail(source, f"{where}.events: expected a path")
         _placeholders(source, f"{where}.events", events, allowed)
-    return RoleSpec(dict(files), setup, start, ready, float(timeout), stop, events)
+    return RoleSpec(dict(files), setup, start, ready, float(timeout), stop, events, reload)
 
 
 def render(template: str, values: dict) -> str:
