@@ -41,6 +41,7 @@ from testbed.mip6.constants import (
     BEStatus,
 )
 from testbed.mip6.crypto import (
+    binding_authenticator,
     binding_management_key,
     careof_keygen_token,
     home_keygen_token,
@@ -303,7 +304,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             careof_token = None if deregistering else careof_keygen_token(self._kcn, careof, careof_nonce)
             kbm = binding_management_key(home_token, careof_token)
             mechanism = "rr"
-        if not bad_valid(bu, kbm, careof, self.address) and not (self._weak and self._auth_weakened(bu)):
+        if not bad_valid(bu, kbm, careof, self.address) and not (self._weak and self._auth_weakened(bu, kbm, careof)):
             out.append(self._drop(now, f"BU authenticator mismatch ({mechanism})", home=addr(home), seq=bu.seq))
             return out
         # 4. sequence number
@@ -381,9 +382,22 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             return None
         return problem
 
-    def _auth_weakened(self, bu: BindingUpdate) -> bool:
+    def _auth_weakened(self, bu: BindingUpdate, kbm: bytes, careof: bytes) -> bool:
         if "auth" in self._weaken:
             return True
+        if "bad_last" in self._weaken:  # a BAD anywhere, over the octets before its authenticator
+            raw = bytearray(bu.raw)
+            raw[4:6] = b"\0\0"
+            pos = 12
+            while pos + 1 < len(raw):
+                if raw[pos] == 0:
+                    pos += 1
+                    continue
+                if raw[pos] == 5 and raw[pos + 1] == 12:
+                    at = pos + 2
+                    got = bytes(raw[at:at + 12])
+                    return binding_authenticator(kbm, careof, self.address, bytes(raw[:at])) == got
+                pos += 2 + raw[pos + 1]
         return "bad_required" in self._weaken and not any(type(o) is BindingAuthData for o in bu.options)
 
     def _seq_ok(self, new: int, last: int) -> bool:

@@ -75,8 +75,10 @@ def wrong_key(ctx: Context) -> str:
        "right its authenticator over what precedes it", "RFC 6275 6.2.7, 9.5.1", "R5")
 def bad_not_last(ctx: Context) -> str:
     _bind(ctx, P.main, COA1)
+    # right in every other way: authenticated for the Alternate CoA that follows the BAD, so
+    # only the layout rule can refuse it
     packet = craft.binding_update(COA2, CN, seq=ctx.next_seq(P.main), home=P.main,
-                                  key=ctx.pairs[P.main].kbm(craft.a16(COA2)),
+                                  key=ctx.pairs[P.main].kbm(craft.a16(COA3)), careof=COA3,
                                   after_bad=[craft.MIP6OptAltCoA(acoa=COA3)])
     ctx.expect_silence(packet, "a BU with an option after BAD")
     for coa in (COA2, COA3):

@@ -1,0 +1,124 @@
+"""Test-only weakenings of the CN (testbed/mip6/weakening.py): refused in any configuration
+unless the environment allows them, unknown names refused, and each one used by the broken
+variants turns exactly its defence off in the engine (the rest of the engine unchanged)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from testbed.agent.config import parse_agent_config
+from testbed.errors import ConfigError
+from testbed.experiments.conformance.broken import BREAKS
+from testbed.experiments.conformance.suite import REGISTRY  # the suite registers every check
+from testbed.lab import craft
+from testbed.mip6.cn import CorrespondentNode
+from testbed.mip6.events import Event, Send
+from testbed.mip6.keys import PreconfiguredData
+from testbed.mip6.seqstore import MemorySequenceStore
+from testbed.mip6.weakening import CN, ENV, check_names
+
+KCN = bytes.fromhex("0102030405060708090a0b0c0d0e0f1011121314")
+HOME, COA, COA2, CNA = "2001:db8:0:1::1234", "2001:db8:0:2::1234", "2001:db8:0:5::1", "2001:db8:0:3::1"
+DATA = PreconfiguredData(HOME, CNA, KCN, bytes.fromhex("1111111111111111"), bytes.fromhex("2222222222222222"))
+PAIR = craft.PairKeys.of(DATA)
+CFG = {"role": "cn", "address": CNA, "state_dir": "st", "event_log": "ev.jsonl", "control_socket": "c.sock",
+       "preconfigured": ["a.yaml"], "test_weaken": ["auth"]}
+
+
+def A(t):
+    return craft.a16(t)
+
+
+def test_a_configuration_with_test_weaken_is_refused_without_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(ENV, raising=False)
+    with pytest.raises(ConfigError, match="for tests only.*MIP6_TESTBED_ALLOW_WEAKENING=1"):
+        parse_agent_config(CFG, str(tmp_path / "a.yaml"))
+    monkeypatch.setenv(ENV, "yes")  # only exactly "1"
+    with pytest.raises(ConfigError, match="for tests only"):
+        parse_agent_config(CFG, str(tmp_path / "a.yaml"))
+
+
+def test_with_the_environment_known_names_are_taken_and_unknown_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV, "1")
+    assert parse_agent_config(CFG, str(tmp_path / "a.yaml")).test_weaken == frozenset({"auth"})
+    with pytest.raises(ConfigError, match="'nope' is not a weakening of a cn agent"):
+        parse_agent_config({**CFG, "test_weaken": ["nope"]}, str(tmp_path / "a.yaml"))
+    with pytest.raises(ConfigError, match="not a weakening of a ha agent"):
+        check_names("ha", ["auth"], "x")
+
+
+def test_no_shipped_configuration_playbook_or_script_names_test_weaken():
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    for top in ("playbooks", "topologies", "scripts"):
+        for dirpath, _, files in os.walk(os.path.join(root, top)):
+            for name in files:
+                with open(os.path.join(dirpath, name), errors="replace") as f:
+                    assert "test_weaken" not in f.read(), os.path.join(dirpath, name)
+
+
+def test_every_broken_variant_names_real_checks_and_every_cn_check_but_two_can_fail():
+    ids = {c.id for c in REGISTRY}
+    named = {c for checks in BREAKS.values() for c in checks}
+    assert named <= ids
+    cn_checks = {c.id for c in REGISTRY if c.profile in ("rfc4449", "rr", "cn")}
+    # the two left: a Header Len too short is refused by the message codec itself; "keeps serving"
+    # is a liveness check that every other failure precedes
+    assert cn_checks - named == {"CN-HDRLEN", "CN-KEEPS-SERVING"}
+    assert set(BREAKS) <= set(CN)
+
+
+def _engine(*weaken):
+    return CorrespondentNode(A(CNA), store=MemorySequenceStore(), peers=[DATA], weaken=frozenset(weaken))
+
+
+def _sent(actions):
+    return [a for a in actions if isinstance(a, Send)]
+
+
+def _events(actions, kind):
+    return [a for a in actions if isinstance(a, Event) and a.event == kind]
+
+
+def _bu(seq, coa=COA, key=None, **kw):
+    return craft.binding_update(coa, CNA, seq=seq, home=HOME, key=key or PAIR.kbm(A(coa)), **kw)
+
+
+@pytest.mark.parametrize("weaken", [(), ("auth",)])
+def test_auth_weakening_accepts_a_wrong_authenticator_and_only_then(weaken):
+    out = _engine(*weaken).receive(_bu(1, key=os.urandom(20)), 1)
+    assert bool(_events(out, "binding_created")) == bool(weaken)
+
+
+@pytest.mark.parametrize("weaken", [(), ("sequence", "r13")])  # alone, R13 catches the backward step
+def test_sequence_weakening_accepts_a_replay(weaken):
+    cn = _engine(*weaken)
+    cn.receive(_bu(5), 1)
+    cn.receive(_bu(6, coa=COA2), 2)
+    out = cn.receive(_bu(5), 3)
+    assert bool(_events(out, "binding_updated")) == bool(weaken)
+    assert bool(_events(out, "bu_rejected")) == (not weaken)
+
+
+@pytest.mark.parametrize("weaken", [(), ("bad_last",)])
+def test_bad_last_weakening_honours_an_option_after_the_bad(weaken):
+    alt = "2001:db8:bad::2"
+    pkt = _bu(1, key=PAIR.kbm(A(alt)), careof=alt, after_bad=[craft.MIP6OptAltCoA(acoa=alt)])
+    out = _engine(*weaken).receive(pkt, 1)
+    assert bool(_events(out, "binding_created")) == bool(weaken)
+
+
+def test_binding_error_when_the_source_is_not_the_registered_care_of_address_unless_weakened():
+    for weaken, want in (((), [1]), (("be_careof",), [])):
+        cn = _engine(*weaken)
+        cn.receive(_bu(1), 1)
+        assert not _sent(cn.receive(craft.with_home_address(COA, CNA, HOME), 2))  # the registered CoA: no error
+        sent = _sent(cn.receive(craft.with_home_address(COA2, CNA, HOME), 3))
+        assert [craft.read(s.packet).status for s in sent] == want
+
+
+def test_an_unweakened_engine_reports_no_weakening_and_a_bad_name_is_refused():
+    assert _engine()._weak is False
+    with pytest.raises(ConfigError):
+        _engine("no_such_defence")
