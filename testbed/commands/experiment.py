@@ -11,7 +11,7 @@ from pathlib import Path
 
 from testbed.errors import ConfigError, TestbedError
 
-EXPERIMENTS = ("handover", "security")
+EXPERIMENTS = ("handover", "security", "fuzz")
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
                    help="only this mechanism (repeatable; default both)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="lab parameter of the handover topology, e.g. core_ha_delay=50ms")
+    p.add_argument("--count", type=int, default=100_000, help="fuzz: packets per agent (default 100,000)")
+    p.add_argument("--rate", type=float, default=4000.0, help="fuzz: packets a second (default 4,000)")
+    p.add_argument("--seed", type=int, default=1, help="fuzz: the run's random seed (default 1)")
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="security: only this scenario (repeatable; names as in the report)")
     p.add_argument("--weaken", action="append", default=[], metavar="NAME",
@@ -34,6 +37,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.name == "security":
         return run_security_command(args)
+    if args.name == "fuzz":
+        return run_fuzz_command(args)
     from testbed.experiments.handover import HandoverSpec, run_handover_experiment
     from testbed.lab.params import parse_assignments, parse_params
     from topologies.handover import HandoverTopo
@@ -116,4 +121,29 @@ def run_security_command(args) -> int:
         c = summary["counts"]
         print(f"{c['pass']} passed, {c['expected']} expected, {c['fail']} failed, {c['error']} errors; "
               f"results: {out} (report.md, summary.json, junit.xml)")
+    return 0 if summary["ok"] else 1
+
+
+def run_fuzz_command(args) -> int:
+    from testbed.experiments.fuzzing import run_fuzz
+
+    if not 1 <= args.count <= 10_000_000:
+        raise ConfigError(f"--count {args.count}: expected 1..10000000")
+    if not 10 <= args.rate <= 100_000:
+        raise ConfigError(f"--rate {args.rate:g}: expected 10..100000 packets a second")
+    out = Path(args.out) if args.out else Path("results") / f"fuzz-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
+    if os.geteuid() != 0:
+        raise TestbedError("the fuzz experiment builds network namespaces: run it as root")
+
+    def progress(o) -> None:
+        if not args.json:
+            print(f"{o.verdict:>6}  {o.name:8} {o.detail}"[:300], flush=True)
+
+    summary = run_fuzz(out, count=args.count, rate=args.rate, seed=args.seed, progress=progress)
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        print(f"results: {out} (report.md, summary.json, junit.xml)")
     return 0 if summary["ok"] else 1

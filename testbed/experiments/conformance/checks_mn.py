@@ -182,8 +182,9 @@ def return_routability_default(ctx: Context) -> str:
     t, coa = move(ctx, 0)
     answer_home(ctx, home_bu(ctx, t, coa))
     answer_cn(ctx, cn_bu(ctx, t, coa), coa)
-    coti = ctx.heard(t, ANSWER_S, 1, mh_type=craft.COTI, dst=CN_RR)
-    hoti = ctx.heard(t, ANSWER_S, 1, nh=craft.IPV6_IN_IPV6, dst=HA, inner_mh_type=craft.HOTI)
+    # from this care-of address: a HoTI of the move before may still be on its way
+    coti = ctx.heard(t, ANSWER_S, 1, mh_type=craft.COTI, dst=CN_RR, src=coa)
+    hoti = ctx.heard(t, ANSWER_S, 1, nh=craft.IPV6_IN_IPV6, dst=HA, inner_mh_type=craft.HOTI, src=coa)
     if not coti or not hoti:
         raise CheckFailed(f"no {'CoTI' if not coti else 'reverse-tunnelled HoTI'} for the correspondent without "
                           "preconfigured data")

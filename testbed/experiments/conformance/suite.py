@@ -86,6 +86,8 @@ def run_check(ctx: Context, c: Check) -> Outcome:
     except LabError as exc:
         verdict, detail = ERROR, f"the check could not run: {exc}"
     evidence = {"detail": str(detail), "packets": list(ctx.trace), "level": c.level}
+    evidence.update(getattr(ctx, "fuzz_figures", None) or {})
+    ctx.fuzz_figures = None
     if ctx.events:
         evidence["events"] = list(ctx.events)
     return Outcome(c.id, c.reference, verdict, evidence,
