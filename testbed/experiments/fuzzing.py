@@ -12,6 +12,7 @@ and its memory read again. One verdict per agent in ``report.md``, ``summary.jso
 from __future__ import annotations
 
 import collections
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,7 @@ def _fuzz(ctx: Context, seeds: list[bytes], sources: list[tuple[str, str]]) -> d
             continue
         kinds[e.get("event", "?")] += 1
         if e.get("event") == "drop":
-            reasons[str(e.get("reason", "?")).split(":")[0][:80]] += 1
+            reasons[re.sub(r"\d+", "N", str(e.get("reason", "?")).split(":")[0])[:90]] += 1
     if kinds.get("internal_error"):
         raise CheckFailed(f"{kinds['internal_error']} internal_error events (an engine raised) during the fuzz run")
     return {"sent": answer["sent"], "seconds": round(answer["seconds"], 1), "strategies": answer["strategies"],

@@ -114,3 +114,21 @@ def test_weakenings_are_refused_for_another_target_and_unknown_names(tmp_path):
     done = _testbed("experiment", "security", "--weaken", "nope", "--out", str(tmp_path / "s"))
     assert done.returncode == 2 and "--weaken nope" in done.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
+
+
+def test_fuzzing_leaves_every_agent_running_and_binding(tmp_path):
+    """A reduced count in CI (the full run: ``testbed experiment fuzz``, 100,000 packets per agent)."""
+    out = tmp_path / "fuzz"
+    done = _testbed("experiment", "fuzz", "--count", "3000", "--rate", "3000", "--seed", "7", "--json",
+                    "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-3000:]
+    summary = json.loads(done.stdout)
+    rows = {s["name"]: s for s in summary["scenarios"]}
+    assert set(rows) == {"fuzz-cn", "fuzz-ha", "fuzz-mn"} and all(r["verdict"] == "pass" for r in rows.values())
+    for r in rows.values():
+        ev = r["evidence"]
+        assert ev["sent"] == 3000 and ev["restarts"] == 0 and not ev["send_errors"]
+        assert ev["drops"] > 100 and ev["drop_reasons"]  # the malformed ones were refused, with reasons
+        assert ev["rss_kib_before"] > 0 and ev["rss_kib_after"] > 0
+        assert set(ev["strategies"]) >= {"bitflip", "truncate", "options", "generated"}
+    assert [s["still_running"] for s in summary["sessions"]] == [True, True, True]
