@@ -48,7 +48,9 @@ def _no_key_material(out: Path) -> None:
         if path.is_file() and path.suffix in (".md", ".json", ".xml", ".jsonl", ".yaml", ".log"):
             text = path.read_text(errors="replace")
             # the key files' fields (what the suite writes 0600 on tmpfs, removed after the run)
-            assert not re.search(r"(kcn|home_nonce|careof_nonce|key)\W{1,4}[0-9a-fA-F]{16,}", text), path
+            # (a key_id is a 16-digit fingerprint and may appear)
+            assert not re.search(r"(home_nonce|careof_nonce)\W{1,4}[0-9a-fA-F]{16}", text), path
+            assert not re.search(r"(kcn|key)\W{1,4}[0-9a-fA-F]{32,}", text), path
 
 
 def test_security_experiment_gives_every_scenario_its_verdict_with_evidence(tmp_path):
