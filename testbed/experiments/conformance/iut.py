@@ -27,7 +27,7 @@ from testbed.lab.errors import LabError, LabTimeout
 
 KEY_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 READY_POLL_S = 0.1
-# The environment variable that lets an agent accept ``test_weaken`` (testbed/agent/weaken.py).
+# The environment variable that lets an agent accept ``test_weaken`` (testbed/mip6/weakening.py).
 WEAKEN_ENV = "MIP6_TESTBED_ALLOW_WEAKENING"
 
 
