@@ -151,6 +151,9 @@ class Agent:
         try:
             await self._start()
             self.log.event(time.monotonic_ns(), "agent_started", role=self.role, pid=os.getpid())
+            if self.store.read_only is not None:
+                self.log.event(time.monotonic_ns(), "store_read_only", reason=self.store.read_only,
+                               effect="nothing is acknowledged that needs a durable write; stored numbers still hold")
             self.log.flush()
             await self._stop.wait()
         finally:

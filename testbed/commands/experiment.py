@@ -11,7 +11,7 @@ from pathlib import Path
 
 from testbed.errors import ConfigError, TestbedError
 
-EXPERIMENTS = ("handover", "security", "fuzz")
+EXPERIMENTS = ("handover", "security", "fuzz", "faults")
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
                    help="lab parameter of the handover topology, e.g. core_ha_delay=50ms")
     p.add_argument("--count", type=int, default=100_000, help="fuzz: packets per agent (default 100,000)")
     p.add_argument("--rate", type=float, default=4000.0, help="fuzz: packets a second (default 4,000)")
-    p.add_argument("--seed", type=int, default=1, help="fuzz: the run's random seed (default 1)")
+    p.add_argument("--seed", type=int, default=1, help="fuzz, faults: the run's random seed (default 1)")
+    p.add_argument("--kills", type=int, default=20, help="faults: SIGKILLs during BU floods (default 20)")
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="security: only this scenario (repeatable; names as in the report)")
     p.add_argument("--weaken", action="append", default=[], metavar="NAME",
@@ -39,6 +40,8 @@ def run(args) -> int:
         return run_security_command(args)
     if args.name == "fuzz":
         return run_fuzz_command(args)
+    if args.name == "faults":
+        return run_faults_command(args)
     from testbed.experiments.handover import HandoverSpec, run_handover_experiment
     from testbed.lab.params import parse_assignments, parse_params
     from topologies.handover import HandoverTopo
@@ -142,6 +145,40 @@ def run_fuzz_command(args) -> int:
             print(f"{o.verdict:>6}  {o.name:8} {o.detail}"[:300], flush=True)
 
     summary = run_fuzz(out, count=args.count, rate=args.rate, seed=args.seed, progress=progress)
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        print(f"results: {out} (report.md, summary.json, junit.xml)")
+    return 0 if summary["ok"] else 1
+
+
+def run_faults_command(args) -> int:
+    from testbed.experiments.faults import run_faults
+
+    if not 1 <= args.kills <= 1000:
+        raise ConfigError(f"--kills {args.kills}: expected 1..1000")
+    out = Path(args.out) if args.out else Path("results") / f"faults-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
+    if os.geteuid() != 0:
+        raise TestbedError("the faults experiment builds network namespaces: run it as root")
+
+    def progress(o) -> None:
+        if not args.json:
+            print(f"{o.verdict:>6}  {o.name:20} {o.detail}"[:400], flush=True)
+
+    from testbed.experiments.faults import FAULTS
+    from testbed.mip6.weakening import CN
+
+    names = [f.id for f in FAULTS]
+    for name in args.scenario or ():
+        if name not in names:
+            raise ConfigError(f"--scenario {name}: no such fault scenario (known: {', '.join(names)})")
+    for name in args.weaken:
+        if name not in CN:
+            raise ConfigError(f"--weaken {name}: not a weakening of our CN (known: {', '.join(sorted(CN))})")
+    summary = run_faults(out, kills=args.kills, seed=args.seed, only=set(args.scenario) if args.scenario else None,
+                         weaken=tuple(args.weaken), progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1, default=str))
     else:

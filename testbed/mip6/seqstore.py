@@ -22,6 +22,7 @@ it returns, so a record survives ``kill -9`` of the process and power loss of th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -254,13 +255,20 @@ class FileSequenceStore:
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.path = os.fspath(directory)
+        # Why the store can only be read (its file system is read-only), or None. Read-only, the
+        # records there still guard against replays; every put fails (nothing is acknowledged
+        # that is not durable), and the agent serves what needs no write.
+        self.read_only: str | None = None
         try:
             os.makedirs(self.path, mode=0o700, exist_ok=True)
             os.chmod(self.path, 0o700)
         except OSError as exc:
-            raise SequenceStoreError(f"{self.path}: cannot create the store: {exc.strerror or exc}") from None
+            if exc.errno != errno.EROFS or not os.path.isdir(self.path):
+                raise SequenceStoreError(f"{self.path}: cannot create the store: {exc.strerror or exc}") from None
+            self.read_only = f"{self.path}: {exc.strerror or exc}"
         self._files: dict[str, tuple[int, int]] = {}  # key -> (fd, generation)
-        self._remove_torn_creations()
+        if self.read_only is None:
+            self._remove_torn_creations()
 
     def _file(self, key: str) -> str:
         return os.path.join(self.path, hashlib.sha256(key.encode()).hexdigest()[:32] + self._SUFFIX)
@@ -285,7 +293,7 @@ class FileSequenceStore:
             return entry
         path = self._file(key)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(path, (os.O_RDONLY if self.read_only else os.O_RDWR) | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -378,6 +386,8 @@ class FileSequenceStore:
     def put(self, key: str, record: SeqRecord) -> None:
         """Store ``record`` under ``key``; it is on disk when this returns (SequenceStoreError if not)."""
         record = _check_record(record)
+        if self.read_only is not None:
+            raise SequenceStoreError(f"{self._file(check_key(key))}: cannot write: read-only file system")
         entry = self._open(check_key(key))
         if entry is None:
             self._files[key] = self._create(key, record)

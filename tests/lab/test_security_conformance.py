@@ -134,3 +134,24 @@ def test_fuzzing_leaves_every_agent_running_and_binding(tmp_path):
         assert ev["rss_kib_before"] > 0 and ev["rss_kib_after"] > 0
         assert set(ev["strategies"]) >= {"bitflip", "truncate", "options", "generated"}
     assert [s["still_running"] for s in summary["sessions"]] == [True, True, True]
+
+
+def test_faults_lose_no_acknowledged_number_and_a_weakened_cn_does(tmp_path):
+    """Kills during BU floods (3 in CI; ``testbed experiment faults`` runs 20), a SIGKILL
+    injected at each step of the store's write, a full and a read-only state directory:
+    every verdict pass. Then the CN with acknowledgements that need no durable write
+    (``store_ack``) fails the full-disk scenario: the check can fail."""
+    done = _testbed("experiment", "faults", "--kills", "3", "--json", "--out", str(tmp_path / "faults"))
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-3000:]
+    summary = json.loads(done.stdout)
+    rows = {s["name"]: s for s in summary["scenarios"]}
+    assert set(rows) == {"kill-during-flood", "kill-at-store-step", "state-dir-full", "state-dir-read-only"}
+    assert all(r["verdict"] == "pass" for r in rows.values()), {k: r["evidence"]["detail"] for k, r in rows.items()}
+    assert len(rows["kill-during-flood"]["evidence"]["rounds"]) == 3
+    assert rows["kill-at-store-step"]["evidence"]["detail"].count("kept") == 6
+    assert any(e["event"] == "store_read_only" for e in rows["state-dir-read-only"]["evidence"]["events"])
+    done = _testbed("experiment", "faults", "--scenario", "state-dir-full", "--weaken", "store_ack", "--json",
+                    "--out", str(tmp_path / "weak"))
+    assert done.returncode == 1
+    (row,) = json.loads(done.stdout)["scenarios"]
+    assert row["verdict"] == "fail" and "BA 0 for a new peer" in row["evidence"]["detail"]

@@ -329,3 +329,33 @@ def test_sqlite_store_of_schema_1_is_migrated(tmp_path):
         assert s.get(KEY) == SeqRecord(7, 3)
         s.put(KEY, SeqRecord(8, 4))
         assert s.get(KEY) == SeqRecord(8, 4)
+
+
+def test_a_store_on_a_read_only_file_system_reads_its_records_and_refuses_every_write(tmp_path, monkeypatch):
+    """The state directory's file system read-only (remounted after an error, or so mounted):
+    the records there still answer ``get``; every ``put`` fails, so nothing unrecorded is
+    acknowledged. Simulated with the EROFS that chmod on such a directory gives."""
+    import errno as _errno
+
+    from testbed.mip6.seqstore import FileSequenceStore, SeqRecord, SequenceStoreError
+
+    with FileSequenceStore(tmp_path / "seq") as store:
+        store.put("cn/peer/a", SeqRecord(7, 7))
+    real_chmod = os.chmod
+
+    def readonly_chmod(path, mode, *a, **kw):
+        if os.fspath(path) == str(tmp_path / "seq"):
+            raise OSError(_errno.EROFS, "Read-only file system")
+        return real_chmod(path, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "chmod", readonly_chmod)
+    with FileSequenceStore(tmp_path / "seq") as store:
+        assert store.read_only and "Read-only file system" in store.read_only
+        assert store.get("cn/peer/a") == SeqRecord(7, 7)
+        with pytest.raises(SequenceStoreError, match="read-only file system"):
+            store.put("cn/peer/a", SeqRecord(8, 8))
+        with pytest.raises(SequenceStoreError, match="read-only file system"):
+            store.put("cn/peer/b", SeqRecord(1, 1))
+    monkeypatch.setattr(os, "chmod", lambda *a, **kw: (_ for _ in ()).throw(OSError(_errno.EACCES, "Permission denied")))
+    with pytest.raises(SequenceStoreError, match="cannot create the store"):
+        FileSequenceStore(tmp_path / "seq")

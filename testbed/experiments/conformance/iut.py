@@ -151,7 +151,9 @@ class Iut:
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, wrapper: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        """Write its files, run its setup, start it (under ``wrapper``, e.g. strace for fault
+        injection, with ``env`` added) and wait until it is ready."""
         for name, text in self.spec.files.items():
             path = self.work_dir / name
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -162,8 +164,8 @@ class Iut:
             if done.returncode != 0:
                 raise LabError(f"target {self.target.name}: setup command {command[0]} failed: "
                                f"{(done.stderr or done.stdout).strip()[:200]}")
-        env = {WEAKEN_ENV: "1"} if self.weaken else None
-        argv = [render(a, self.values) for a in self.spec.start]
+        env = {**({WEAKEN_ENV: "1"} if self.weaken else {}), **(env or {})} or None
+        argv = list(wrapper or []) + [render(a, self.values) for a in self.spec.start]
         with open(self.log_path, "ab") as log:
             self.process = self.lab.popen("iut", argv, tag=f"iut-{self.role}", stdout=log, stderr=log, env=env)
         self.starts += 1
