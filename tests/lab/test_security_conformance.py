@@ -35,6 +35,7 @@ SECURITY = {
     "bidding-down-mn": ("R15", "pass"),
     "rr-default-mn": ("R12", "pass"),
     "key-end-of-life-mn": ("R13", "pass"),
+    "rekey-with-ansible": ("R13, R8", "pass"),
 }
 
 
@@ -68,6 +69,10 @@ def test_security_experiment_gives_every_scenario_its_verdict_with_evidence(tmp_
     assert any(e["event"] == "rekey_required" for e in by_name["replay-past-2^15"]["evidence"]["events"])
     assert any(e["event"] == "rekey_required" for e in by_name["key-end-of-life-mn"]["evidence"]["events"])
     assert any("SIGKILL" in p for p in by_name["replay-after-restart"]["evidence"]["packets"])
+    rekey = by_name["rekey-with-ansible"]["evidence"]
+    assert [e["event"] for e in rekey["events"]] == ["rekey_required", "rekey_required"]  # the CN's, then the MN's
+    assert rekey["rekey"]["rekeyed"]["mn:cn"]["old"] != rekey["rekey"]["rekeyed"]["mn:cn"]["new"]
+    assert rekey["messages_valid_under_new_key"] >= 2  # a BU and its BA under the new key, on the CN's link
     suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == (str(len(SECURITY)), "0", "0")
     report = (out / "report.md").read_text()

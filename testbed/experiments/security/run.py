@@ -41,17 +41,39 @@ SESSIONS = (("cn", "rfc4449", ("rfc4449", "rr", "cn")), ("mn", "mn", ("mn",)))
 
 
 def scenario_names() -> list[str]:
-    return [s.id for s in SCENARIOS]
+    from testbed.experiments.security import rekey
+
+    names = [s.id for s in SCENARIOS]
+    return names[: names.index("key-end-of-life-mn") + 1] + [rekey.NAME] + names[names.index("key-end-of-life-mn") + 1:]
 
 
 def run_security(out: Path, *, only: set[str] | None = None, weaken: tuple[str, ...] = (),
                  progress: Callable[[Outcome], None] | None = None) -> dict:
-    from testbed.experiments.conformance.suite import _session_keys
-
     target = load_target("ours")
     out.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     outcomes: list[Outcome] = []
+    sessions: list[dict] = []
+    if only is None or any(s.id in only for s in SCENARIOS):
+        sessions = _attacker_lab(out, target, only, weaken, outcomes, progress)
+    from testbed.experiments.security import rekey
+
+    if only is None or rekey.NAME in only:
+        o = rekey.run_rekey_scenario(out)
+        outcomes.append(o)
+        if progress:
+            progress(o)
+    for o in outcomes:
+        o.group = "security"
+    order = scenario_names()
+    outcomes.sort(key=lambda o: order.index(o.name) if o.name in order else len(order))
+    report = _report(outcomes, sessions, weaken)
+    return write_outcomes(out, "security", outcomes, report=report, started=started, sessions=sessions,
+                          weakened=list(weaken))
+
+
+def _attacker_lab(out: Path, target, only, weaken, outcomes: list[Outcome], progress) -> list[dict]:
+    """The scenarios of the conformance lab: our CN, then our MN in the node under test."""
     sessions = []
     with Lab("conformance", run_dir=out / "lab") as lab:
         iut_mac = lab.addresses.nodes["iut"].interfaces[plan.IUT_IFACE].mac
@@ -60,21 +82,13 @@ def run_security(out: Path, *, only: set[str] | None = None, weaken: tuple[str, 
         try:
             for role, profile, profiles in SESSIONS:
                 todo = [s for s in SCENARIOS if s.profile in profiles and (only is None or s.id in only)]
-                if not todo:
-                    continue
-                info = _session(lab, wire, target, role, profile, todo, out, weaken if role == "cn" else (),
-                                outcomes, progress)
-                sessions.append(info)
+                if todo:
+                    sessions.append(_session(lab, wire, target, role, profile, todo, out,
+                                             weaken if role == "cn" else (), outcomes, progress))
         finally:
             wire.close()
             capture.stop()
-    for o in outcomes:
-        o.group = "security"
-    order = scenario_names()
-    outcomes.sort(key=lambda o: order.index(o.name) if o.name in order else len(order))
-    report = _report(outcomes, sessions, weaken)
-    return write_outcomes(out, "security", outcomes, report=report, started=started, sessions=sessions,
-                          weakened=list(weaken))
+    return sessions
 
 
 def _report(outcomes: list[Outcome], sessions: list[dict], weaken: tuple[str, ...]) -> str:
