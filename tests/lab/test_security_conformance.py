@@ -99,7 +99,7 @@ def test_conformance_of_our_agents_passes_every_check_and_names_its_rfc_section(
 def test_broken_variants_of_our_cn_make_their_checks_fail(tmp_path):
     """A reduced set in CI (the whole set: ``testbed conformance --target ours --broken-variants``)."""
     out = tmp_path / "broken"
-    names = ("auth", "sequence", "persist", "r13", "rr_for_precomputed", "bad_last", "binding_errors")
+    names = ("auth", "persist", "bad_last", "binding_errors")
     done = _testbed("conformance", "--target", "ours", "--broken-variants", "--json", "--out", str(out),
                     *[a for n in names for a in ("--weaken", n)])
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-3000:]
@@ -126,7 +126,7 @@ def test_weakenings_are_refused_for_another_target_and_unknown_names(tmp_path):
 def test_fuzzing_leaves_every_agent_running_and_binding(tmp_path):
     """A reduced count in CI (the full run: ``testbed experiment fuzz``, 100,000 packets per agent)."""
     out = tmp_path / "fuzz"
-    done = _testbed("experiment", "fuzz", "--count", "3000", "--rate", "3000", "--seed", "7", "--json",
+    done = _testbed("experiment", "fuzz", "--count", "2000", "--rate", "3000", "--seed", "7", "--json",
                     "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-3000:]
     summary = json.loads(done.stdout)
@@ -134,7 +134,7 @@ def test_fuzzing_leaves_every_agent_running_and_binding(tmp_path):
     assert set(rows) == {"fuzz-cn", "fuzz-ha", "fuzz-mn"} and all(r["verdict"] == "pass" for r in rows.values())
     for r in rows.values():
         ev = r["evidence"]
-        assert ev["sent"] == 3000 and ev["restarts"] == 0 and not ev["send_errors"]
+        assert ev["sent"] == 2000 and ev["restarts"] == 0 and not ev["send_errors"]
         assert ev["drops"] > 100 and ev["drop_reasons"]  # the malformed ones were refused, with reasons
         assert ev["rss_kib_before"] > 0 and ev["rss_kib_after"] > 0
         assert set(ev["strategies"]) >= {"bitflip", "truncate", "options", "generated"}
@@ -142,17 +142,17 @@ def test_fuzzing_leaves_every_agent_running_and_binding(tmp_path):
 
 
 def test_faults_lose_no_acknowledged_number_and_a_weakened_cn_does(tmp_path):
-    """Kills during BU floods (3 in CI; ``testbed experiment faults`` runs 20), a SIGKILL
+    """Kills during BU floods (2 in CI; ``testbed experiment faults`` runs 20), a SIGKILL
     injected at each step of the store's write, a full and a read-only state directory:
     every verdict pass. Then the CN with acknowledgements that need no durable write
     (``store_ack``) fails the full-disk scenario: the check can fail."""
-    done = _testbed("experiment", "faults", "--kills", "3", "--json", "--out", str(tmp_path / "faults"))
+    done = _testbed("experiment", "faults", "--kills", "2", "--json", "--out", str(tmp_path / "faults"))
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-3000:]
     summary = json.loads(done.stdout)
     rows = {s["name"]: s for s in summary["scenarios"]}
     assert set(rows) == {"kill-during-flood", "kill-at-store-step", "state-dir-full", "state-dir-read-only"}
     assert all(r["verdict"] == "pass" for r in rows.values()), {k: r["evidence"]["detail"] for k, r in rows.items()}
-    assert len(rows["kill-during-flood"]["evidence"]["rounds"]) == 3
+    assert len(rows["kill-during-flood"]["evidence"]["rounds"]) == 2
     assert rows["kill-at-store-step"]["evidence"]["detail"].count("kept") == 6
     assert any(e["event"] == "store_read_only" for e in rows["state-dir-read-only"]["evidence"]["events"])
     done = _testbed("experiment", "faults", "--scenario", "state-dir-full", "--weaken", "store_ack", "--json",
