@@ -35,7 +35,8 @@ def run(args) -> int:
         raise ConfigError(f"--moves {args.moves}: expected 1..1000")
     params = parse_assignments(args.param)
     parse_params(HandoverTopo.PARAMS, params, "--param")  # refuse unknown names and bad values now
-    out = Path(args.out) if args.out else Path("results") / f"handover-{time.strftime('%Y%m%d-%H%M%S')}"
+    # Absolute once, here: the agents resolve relative paths against their configuration's directory.
+    out = Path(os.path.abspath(args.out or f"results/handover-{time.strftime('%Y%m%d-%H%M%S')}"))
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
     if os.geteuid() != 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -63,8 +64,6 @@ def _setup_logging(verbose: bool) -> None:
 def _sigterm_as_interrupt() -> None:
     """SIGTERM ends the run like Ctrl-C (the lab cleans up). Only in this process: a forked
     child (a library's helper) that gets SIGTERM must just exit."""
-    import os
-
     owner = os.getpid()
 
     def handler(signum, frame):
@@ -90,6 +89,8 @@ def run(args) -> int:
     if args.moves is not None and args.moves < 1:
         raise ConfigError(f"--moves {args.moves}: must be at least 1")
     params = _parse_params(args)
+    if args.run_dir:  # absolute once, here: node processes resolve relative paths elsewhere
+        args.run_dir = os.path.abspath(args.run_dir)
     if args.list_params:
         specs = {**TOPOLOGIES[args.topo].param_specs(), **LAB_PARAMS}
         for name, spec in sorted(specs.items()):

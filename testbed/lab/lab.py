@@ -135,7 +135,9 @@ class Lab:
         self.topo, self.lab_params, self._topo_raw = resolve_topology(topology, params)
         self.params: dict[str, Any] = {**getattr(self.topo, "params", {}), **self.lab_params}
         self.addresses: AddressPlan = build_plan(self.topo)
-        self._requested_run_dir = Path(run_dir) if run_dir is not None else None
+        # Absolute once, here: every path handed to a node process (agents, delay lines,
+        # tcpdump, radvd) derives from it, and those resolve relative paths elsewhere.
+        self._requested_run_dir = Path(os.path.abspath(run_dir)) if run_dir is not None else None
         self.run_id: str = ""
         self.tag: str = ""
         self.run_dir: Path = Path()
