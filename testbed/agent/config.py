@@ -15,6 +15,7 @@
     correspondents: [2001:db8:3::1]
     preconfigured: [/etc/mip6/cn.yaml]   # RFC 4449 data, one file per peer that uses it
     mn_ha_keys: [/etc/mip6/mnha.yaml]    # exactly one for an MN
+    home_token_reuse: true               # false: no home keygen token is reused at a move (measurements)
     # cn
     address: 2001:db8:3::1
     preconfigured: [...]                 # one file per MN
@@ -52,7 +53,7 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024  # room for a list of tens of thousands of ke
 COMMON = ("role", "node", "interfaces", "state_dir", "event_log", "control_socket", "probe_port")
 PER_ROLE = {
     "mn": ("home_address", "home_agent", "home_prefix", "correspondents", "preconfigured", "preconfigured_dir",
-           "mn_ha_keys"),
+           "mn_ha_keys", "home_token_reuse"),
     "cn": ("address", "preconfigured", "preconfigured_dir", "precomputed_max_lifetime"),
     "ha": ("address", "home_prefix", "mn_ha_keys"),
 }
@@ -83,6 +84,7 @@ class AgentConfig:
     mn_ha_keys: tuple[Path, ...] = field(default=())
     precomputed_max_lifetime: int = 0xFFFF
     preconfigured_dir: Path | None = None
+    home_token_reuse: bool = True
 
     def preconfigured_paths(self) -> list[Path]:
         """The files of ``preconfigured``, then the key files in ``preconfigured_dir`` (listed now)."""
@@ -181,6 +183,10 @@ def parse_agent_config(doc: dict, source: str) -> AgentConfig:
             if type(value) is not int or not lo <= value <= hi:
                 raise _fail(source, f"{key}: {value!r} is not a whole number in {lo}..{hi}")
             kw[key] = value
+    if "home_token_reuse" in doc:
+        if type(doc["home_token_reuse"]) is not bool:
+            raise _fail(source, f"home_token_reuse: {doc['home_token_reuse']!r} is not true or false")
+        kw["home_token_reuse"] = doc["home_token_reuse"]
     node = doc.get("node", role)
     if not isinstance(node, str) or not node or len(node) > 32:
         raise _fail(source, "node: expected a short name")

@@ -234,10 +234,10 @@ def _print_result(data: dict[str, Any]) -> None:
                           _fmt(link["min_ms"], 2), f"{link['clean_samples']}/{link['samples']}",
                           f"{link['received']}/{link['sent']}", verdict)
         console.print(table)
-        pauses = data["machine_pauses"]
-        console.print(f"the host paused this machine {pauses['pauses']} times during the measurement "
-                      f"({pauses['paused_fraction']:.0%} of the time, longest {pauses['longest_ms']} ms); "
-                      "median and mdev are of the round trips no pause overlapped (column 'clean')")
+        from testbed.lab.pauses import describe
+
+        console.print(describe(data["host"]) + "; median and mdev are of the round trips no host "
+                      "pause overlapped (column 'clean') when the host paused more than 1 % of the time")
     else:
         table = Table(title=f"{data['count']} moves of {data['mn']} on {data['topology']}")
         for column in ("#", "to", "move->RA ms", "move->CoA ms", "care-of address"):

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from testbed.lab.errors import LabError, LabTimeout
-from testbed.lab.stalls import StallMonitor
+from testbed.lab.pauses import PauseMonitor
 
 TESTS = ("pingall", "delay", "move")
 DELAY_TOLERANCE_MS = 0.3
@@ -240,7 +240,7 @@ class DelayResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"test": "delay", "ok": self.ok, "inconclusive": self.inconclusive,
-                "backend": self.backend, "machine_pauses": self.machine,
+                "backend": self.backend, "host": self.machine,
                 "goal": f"median RTT within {DELAY_TOLERANCE_MS} ms + "
                         f"{DELAY_TOLERANCE_REL:.0%} of 2 x delay, mdev <= {MDEV_MAX_MS} ms, no loss "
                         f"(if the host paused the machine: judged on the round trips no pause overlapped; "
@@ -276,31 +276,31 @@ def delayed_link_probes(lab) -> list[tuple[str, str, str, str | None, float]]:
     return probes
 
 
-def is_quiet(stalls: StallMonitor) -> bool:
-    """No pause worth a sub-millisecond verdict: under 1 % of the time, none over 5 ms."""
-    summary = stalls.summary()
+def is_quiet(host: PauseMonitor) -> bool:
+    """No host pause worth a sub-millisecond verdict: under 1 % of the time, none over 5 ms."""
+    summary = host.summary()
     return summary["paused_fraction"] < 0.01 and summary["longest_ms"] <= 5.0
 
 
-def clean_samples(stats: PingStats, stalls: StallMonitor) -> list[float]:
-    """Round trips that no pause overlapped, nor ended less than AFTER_PAUSE_MS before."""
+def clean_samples(stats: PingStats, host: PauseMonitor) -> list[float]:
+    """Round trips that no host pause overlapped, nor ended less than AFTER_PAUSE_MS before."""
     if not stats.stamps_ns:
-        return list(stats.samples_ms) if not stalls.stalls else []
+        return list(stats.samples_ms) if not host.windows_realtime else []
     margin = 1_000_000  # ping stamps a reply just after it arrives
     before = int(AFTER_PAUSE_MS * 1e6)
     return [rtt for rtt, t in zip(stats.samples_ms, stats.stamps_ns)
-            if not stalls.overlaps(t - int(rtt * 1e6) - before, t + margin)]
+            if not host.overlaps(t - int(rtt * 1e6) - before, t + margin)]
 
 
 def measure_delay(lab, count: int = DELAY_PINGS, interval_s: float = 0.02,
                   max_rounds: int = DELAY_MAX_ROUNDS, budget_s: float = DELAY_ROUND_BUDGET_S) -> DelayResult:
     """Ping across every delayed link, one link at a time (concurrent pings would load the
-    two cores and delay the delay lines themselves), with a stall monitor running. While the
+    two cores and delay the delay lines themselves), with the pause monitor running. While the
     host pauses the machine, a link gets further rounds of ``count`` pings (up to
     ``max_rounds``, none started after ``budget_s`` on that link) until MIN_CLEAN_SAMPLES
     round trips were undisturbed."""
     result = DelayResult(backend=lab.delay_backend)
-    with StallMonitor() as stalls:
+    with PauseMonitor() as host:
         for label, src, target, segment, delay_ms in delayed_link_probes(lab):
             if segment is not None and lab.location(src) != segment:
                 lab.move(src, to=segment)
@@ -315,14 +315,14 @@ def measure_delay(lab, count: int = DELAY_PINGS, interval_s: float = 0.02,
                 done = lab.run(src, ["ping", "-6", "-n", "-D", "-c", str(count), "-i", f"{interval_s:g}",
                                      "-W", f"{wait:g}", target], timeout=count * interval_s + 60)
                 rounds.append(parse_ping(done.stdout))
-                clean += clean_samples(rounds[-1], stalls)
-                if not stalls.stalls or len(clean) >= MIN_CLEAN_SAMPLES or rounds[-1].received < rounds[-1].sent:
+                clean += clean_samples(rounds[-1], host)
+                if not host.windows_realtime or len(clean) >= MIN_CLEAN_SAMPLES or rounds[-1].received < rounds[-1].sent:
                     break
             result.links.append(LinkDelay(label, src, target, 2 * delay_ms, merge_ping_stats(rounds), clean))
-    quiet = is_quiet(stalls)
+    quiet = is_quiet(host)
     for link in result.links:
         link.quiet = quiet
-    result.machine = stalls.summary()
+    result.machine = host.summary()
     return result
 
 
