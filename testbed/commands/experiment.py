@@ -1,8 +1,14 @@
-"""``testbed experiment handover``: the handover latency experiment (the main job)."""
+"""``testbed experiment handover``: the handover latency experiment (the main job).
+
+On a terminal a progress bar per mechanism follows the moves; otherwise one line per move.
+The link-delay backend is said once, in one short line. Ctrl-C (or SIGTERM) stops the run:
+what was measured is kept, the report is still written, and the exit status is 130.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -11,22 +17,26 @@ from pathlib import Path
 from testbed.errors import ConfigError, TestbedError
 
 EXPERIMENTS = ("handover",)
+MECHANISM_CHOICES = ("precomputed", "rr", "rr-scratch")
+EXIT_INTERRUPTED = 130
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("experiment", help="run a scripted experiment (handover latency)")
     p.add_argument("name", choices=EXPERIMENTS, help="which experiment")
     p.add_argument("--moves", type=int, default=10, help="moves AR1 <-> AR2 per mechanism (default 10)")
-    p.add_argument("--mechanism", action="append", choices=("rr", "precomputed"),
-                   help="only this mechanism (repeatable; default both)")
+    p.add_argument("--mechanism", action="append", choices=MECHANISM_CHOICES,
+                   help="only this mechanism (repeatable; default all three: precomputed, rr, rr-scratch)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="lab parameter of the handover topology, e.g. core_ha_delay=50ms")
-    p.add_argument("--out", metavar="DIR", help="results directory (default results/handover-<time>); must not exist")
+    p.add_argument("--out", metavar="DIR", help="results directory (default results/handover-<time> under the "
+                   "current directory); must not exist or be empty")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from testbed.commands.lab import _sigterm_as_interrupt
     from testbed.experiments.handover import HandoverSpec, run_handover_experiment
     from testbed.lab.params import parse_assignments, parse_params
     from topologies.handover import HandoverTopo
@@ -37,45 +47,152 @@ def run(args) -> int:
     parse_params(HandoverTopo.PARAMS, params, "--param")  # refuse unknown names and bad values now
     # Absolute once, here: the agents resolve relative paths against their configuration's directory.
     out = Path(os.path.abspath(args.out or f"results/handover-{time.strftime('%Y%m%d-%H%M%S')}"))
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out}: exists and is not an empty directory; refusing to overwrite results")
     if os.geteuid() != 0:
         raise TestbedError("the handover experiment builds network namespaces: run it as root")
-    spec = HandoverSpec(moves=args.moves, mechanisms=tuple(args.mechanism or ("rr", "precomputed")), params=params)
-    summary = run_handover_experiment(spec, out)
+    mechanisms = tuple(dict.fromkeys(args.mechanism)) if args.mechanism else MECHANISM_CHOICES
+    spec = HandoverSpec(moves=args.moves, mechanisms=mechanisms, params=params)
+    _quiet_lab_log()
+    _sigterm_as_interrupt()
+    with _Progress(spec, quiet=args.json) as progress:
+        summary = run_handover_experiment(spec, out, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         _print_table(summary, out)
+    if summary["interrupted"]:
+        return EXIT_INTERRUPTED
     return 0 if summary["ok"] else 1
+
+
+class _OnceFilter(logging.Filter):
+    """The lab's warnings, each once; the link-delay choice is said by the progress display."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("link delay:") or message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+def _quiet_lab_log() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("testbed: %(message)s"))
+    handler.addFilter(_OnceFilter())
+    logger = logging.getLogger("testbed.lab")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+BACKEND_LINES = {"delayline": "link delay: user-space delay line (this kernel has no netem)",
+                 "netem": "link delay: netem"}
+
+
+class _Progress:
+    """A rich progress bar per mechanism on a terminal; one line per move otherwise."""
+
+    def __init__(self, spec, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.spec = spec
+        self.quiet = quiet
+        self.console = Console(stderr=quiet)
+        self.live = self.console.is_terminal and not quiet
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+        self.backend_said = False
+
+    def __enter__(self) -> _Progress:
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description:<17}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=self.console)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text)
+        else:
+            self.console.print(text, highlight=False)
+
+    def __call__(self, kind: str, mechanism: str = "", **info) -> None:
+        moves = self.spec.moves
+        if kind == "mechanism":
+            if self.bar is not None:
+                self.tasks[mechanism] = self.bar.add_task(mechanism, total=moves, note="bringing up the lab")
+            else:
+                self.say(f"{mechanism}: bringing up the lab")
+        elif kind == "up":
+            if not self.backend_said:
+                self.say(BACKEND_LINES.get(info["backend"], f"link delay: {info['backend']}"))
+                self.backend_said = True
+            self._note(mechanism, f"lab up in {info['bring_up_s']:g} s, binding")
+        elif kind == "bound":
+            self._note(mechanism, "bound; moving")
+        elif kind == "move":
+            m = info["move"]
+            coa_to_ba = None if m.move_to_ba_ms is None or m.move_to_coa_ms is None else m.move_to_ba_ms - m.move_to_coa_ms
+            text = f"CoA-to-BA {coa_to_ba:.1f} ms" if coa_to_ba is not None else "no BA"
+            if self.bar is not None:
+                self.bar.update(self.tasks[mechanism], advance=1, note=f"move {m.index} to {m.to}: {text}")
+            else:
+                self.say(f"{mechanism}: move {m.index}/{moves} to {m.to}: {text}")
+        elif kind == "mechanism_done":
+            r = info["result"]
+            end = "interrupted" if r.interrupted else ("done" if r.ok else f"failed: {r.error or 'see the report'}")
+            self._note(mechanism, end)
+
+    def _note(self, mechanism: str, text: str) -> None:
+        if self.bar is not None and mechanism in self.tasks:
+            self.bar.update(self.tasks[mechanism], note=text)
+        elif self.bar is None:
+            self.say(f"{mechanism}: {text}")
 
 
 def _print_table(summary: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Handover latency, medians in ms (model: docs/protocol.md section 7)")
-    for column in ("mechanism", "ok", "moves", "move→CoA", "CoA→BA", "undisturbed", "their CoA→BA", "model", "move→BA"):
+    from testbed.lab.pauses import describe
+
+    table = Table(title="Handover latency, usable CoA to BA, ms (model: docs/protocol.md section 7)")
+    for column in ("mechanism", "ok", "moves", "undisturbed", "median", "p95", "model", "model+writes",
+                   "within", "unexplained", "probes lost"):
         table.add_column(column, justify="left" if column == "mechanism" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     for name, m in summary["mechanisms"].items():
-        table.add_row(name, "yes" if m["ok"] else "NO", str(m["moves"]), fmt(m["median_move_to_coa_ms"]),
-                      fmt(m["median_coa_to_ba_ms"]), str(m["undisturbed_moves"]),
-                      fmt(m["median_coa_to_ba_undisturbed_ms"]), fmt(m["model_coa_to_ba_ms"]),
-                      fmt(m["median_move_to_ba_ms"]))
+        u = m["coa_to_ba_undisturbed_ms"]
+        within = "-" if m["within_target"] is None else ("yes" if m["within_target"] else "NO")
+        table.add_row(name, "yes" if m["ok"] else "NO", str(m["moves"]), str(m["undisturbed_moves"]),
+                      fmt(u["median"]), fmt(u["p95"]), f"{m['model_ms']:g}",
+                      "-" if m["target_ms"] is None else f"{m['target_ms']:.1f}±{m['tolerance_ms']:g}", within,
+                      "-" if m["unexplained_ms"] is None else f"{m['unexplained_ms']:.2f}",
+                      "-" if m["probes_lost"] is None else str(m["probes_lost"]))
     console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(table)
-    pauses = summary.get("machine_pauses") or {}
-    if pauses.get("pauses"):
-        console.print(f"the host paused this machine's CPUs {pauses['pauses']} times ({pauses['paused_fraction']:.0%} of "
-                      f"the time, longest {pauses['longest_ms']} ms); 'undisturbed': moves no pause overlapped "
-                      "between the usable CoA and the BA")
+    if summary["host"]:
+        console.print(describe(summary["host"]), highlight=False)
+    if summary["ordered"] is not None:
+        console.print(f"precomputed < rr < rr-scratch: {'yes' if summary['ordered'] else 'NO'}")
     pushes = [f"{name} {m['key_push_s']:.1f} s" for name, m in summary["mechanisms"].items() if m.get("key_push_s") is not None]
     if pushes:
         console.print("keys pushed with Ansible (keys.yml) per lab: " + ", ".join(pushes))
     for name, m in summary["mechanisms"].items():
-        console.print(f"{name}: Mobility Header messages on the MN's link: "
-                      + (", ".join(f"{k} {v}" for k, v in sorted(m["mh_types"].items())) or "none"))
         if m["error"]:
             console.print(f"{name}: error: {m['error']}")
-    console.print(f"results: {out} (report.md, metrics.csv, handover.png)")
+    if summary["interrupted"]:
+        console.print("interrupted: the figures cover the moves made")
+    console.print(f"results: {out} (report.md, metrics.csv, handover.png)", highlight=False)

@@ -1,32 +1,44 @@
-"""The handover self-test: the agents bind and move with each mechanism, in the real lab.
+"""One mechanism's handovers in the real lab: the agents bind and move, everything recorded.
 
-For each mechanism (return routability, then RFC 4449 precomputed Kbm with a generated key
-pair) a fresh ``handover`` lab comes up with captures on the MN's and the CN's links, the
-HA, CN and MN agents start, the MN binds, the CN streams probes to the home address, and the
-MN moves between AR1 and AR2 ``moves`` times. Per move it records move-to-RA,
-move-to-usable-CoA and move-to-BA (the CN's BA received by the MN) and checks the CN's
-binding holds the new care-of address; afterwards the captures are read with our decoder
-(Mobility Header types seen on the MN's link; authentication verdicts of BUs and BAs, with
-the run's preconfigured data and MN-HA keys).
+For a mechanism (``rr``, ``rr-scratch`` or ``precomputed``, see testbed/lab/agents.py) a fresh
+``handover`` lab comes up with captures on the MN's and the CN's links, the HA, CN and MN
+agents start, the MN binds and the CN streams probes to the home address. With
+``measure_paths`` the round trips MN-CN, MN-HA and HA-CN are then pinged (the delay lines'
+own bias on those paths, in this run). The MN moves between AR1 and AR2 ``moves`` times; a
+move is complete when the MN's event log shows the CN's BA and the HA's BA for the new
+care-of address and the first route-optimised probe arrived there (the log is read as the
+agent writes it: nothing polls the agents during a handover), and then the CN's binding is
+checked over its control socket. Afterwards the captures are read with our decoder (Mobility
+Header messages with their capture times, authentication verdicts with the run's keys).
+
+Ctrl-C during the moves ends them: what was measured is kept (``interrupted``), the event
+logs and captures are still read, the lab is removed.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.diag.capture import read_frames
-from testbed.diag.verify import KeyRing, verify_frames
+from testbed.diag.verify import KeyRing, MHRecord, verify_frames
 from testbed.lab.agents import KeyInstaller, LabAgents
+from testbed.lab.delayline import realtime_offset_ns
 from testbed.lab.errors import LabTimeout
 from testbed.lab.lab import Lab
+from testbed.lab.selftest import parse_ping
 
 MOVE_TIMEOUT_S = 10.0
 BIND_TIMEOUT_S = 15.0
+PROBE_WAIT_S = 1.0  # after the BA, for the first route-optimised probe at the new CoA
+POLL_S = 0.002
 PROBE_RATE = 100.0
+PATH_PINGS = 20
 
 
 @dataclass
@@ -39,6 +51,15 @@ class MoveResult:
     move_to_ba_ms: float | None
     cn_binding_ok: bool
     t_move_ns: int = 0  # time.monotonic_ns() of the move
+    realtime_offset_ns: int = 0  # CLOCK_REALTIME - CLOCK_MONOTONIC at the move (captures are realtime)
+
+
+@dataclass
+class CapturedMH:
+    """A Mobility Header message in a capture, with its capture time in monotonic ns."""
+
+    t_ns: int
+    record: MHRecord
 
 
 @dataclass
@@ -46,11 +67,18 @@ class MechanismResult:
     mechanism: str
     bound: bool = False
     error: str | None = None
+    interrupted: bool = False  # Ctrl-C ended the moves; what was measured is kept
     moves: list[MoveResult] = field(default_factory=list)
     mh_types: dict[str, int] = field(default_factory=dict)
     bad_verdicts: dict[str, int] = field(default_factory=dict)
     run_dir: str = ""
+    delay_backend: str = ""
+    bring_up_s: float | None = None
+    params: dict = field(default_factory=dict)  # the lab's parameters (delays)
+    addresses: dict[str, str] = field(default_factory=dict)  # "cn", "ha": the CN's and the HA's address
     events: dict[str, list[dict]] = field(default_factory=dict, repr=False)
+    captured: dict[str, list[CapturedMH]] = field(default_factory=dict, repr=False)
+    path_pings: dict[str, list[tuple[float, int]]] = field(default_factory=dict, repr=False)  # (rtt ms, realtime ns)
     pcaps: dict[str, str] = field(default_factory=dict)
     capture_drops: dict[str, int | None] = field(default_factory=dict)  # per capture, as tcpdump reported
     preconfigured: list = field(default_factory=list, repr=False)  # in memory only, never written out
@@ -58,7 +86,8 @@ class MechanismResult:
 
     @property
     def ok(self) -> bool:
-        return self.bound and self.error is None and all(m.cn_binding_ok and m.move_to_ba_ms is not None for m in self.moves)
+        return (self.bound and self.error is None and not self.interrupted
+                and all(m.cn_binding_ok and m.move_to_ba_ms is not None for m in self.moves))
 
     def median(self, attr: str) -> float | None:
         values = [getattr(m, attr) for m in self.moves if getattr(m, attr) is not None]
@@ -67,6 +96,7 @@ class MechanismResult:
     def summary(self) -> dict:
         return {
             "mechanism": self.mechanism, "ok": self.ok, "bound": self.bound, "error": self.error,
+            "interrupted": self.interrupted,
             "moves": len(self.moves), "median_move_to_ra_ms": self.median("move_to_ra_ms"),
             "median_move_to_coa_ms": self.median("move_to_coa_ms"),
             "median_move_to_ba_ms": self.median("move_to_ba_ms"),
@@ -87,63 +117,199 @@ def bu_turnaround_ns(events: list[dict]) -> list[int]:
     return [out - arrived for arrived, _, out in bu_turnarounds(events)]
 
 
-def _first(events: list[dict], name: str, since: int, **match) -> dict | None:
-    for e in events:
-        if e["event"] == name and e["t_ns"] >= since and all(e.get(k) == v for k, v in match.items()):
-            return e
-    return None
+class EventTail:
+    """An agent's event log, read as it grows (whole lines only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.events: list[dict] = []
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> list[dict]:
+        """The events written since the last call."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        new = []
+        for line in lines:
+            try:
+                new.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        self.events += new
+        return new
+
+
+@dataclass
+class _MoveWatch:
+    """What a move is waiting for in the MN's log."""
+
+    careof: str
+    cn: str
+    t_move: int
+    ra: int | None = None
+    coa: int | None = None
+    cn_ba: int | None = None
+    home_ba: int | None = None
+    probe: int | None = None
+
+    def see(self, e: dict, prefix: str) -> None:
+        name, t = e["event"], e["t_ns"]
+        if t < self.t_move:
+            return
+        if name == "ra_new_prefix" and self.ra is None and e.get("prefix") == prefix:
+            self.ra = t
+        elif name == "coa_usable" and self.coa is None and e.get("careof") == self.careof:
+            self.coa = t
+        elif name == "cn_registered" and e.get("careof") == self.careof and e.get("peer") == self.cn:
+            self.cn_ba = self.cn_ba or t
+        elif name == "home_registered" and e.get("careof") == self.careof:
+            self.home_ba = self.home_ba or t
+        elif (name == "probe_received" and self.probe is None and e.get("path") == "direct"
+              and e.get("to") == self.careof):
+            self.probe = t
+
+
+def path_round_trips(lab, count: int = PATH_PINGS) -> dict[str, list[tuple[float, int]]]:
+    """Ping round trips (ms, with the realtime stamp of each reply) on the paths the handover
+    signalling takes: MN-CN (from the MN's care-of address), MN-HA and HA-CN."""
+    plan = lab.addresses
+    cn = plan.correspondents["cn"]
+    paths = {"mn-cn": ("mn", cn), "mn-ha": ("mn", plan.home_agent), "ha-cn": (plan.home_agent_node, cn)}
+    out = {}
+    for name, (src, dst) in paths.items():
+        done = lab.run(src, ["ping", "-6", "-n", "-D", "-c", str(count + 1), "-i", "0.01", "-W", "1", dst],
+                       timeout=30, tag="path-ping")
+        stats = parse_ping(done.stdout)
+        pairs = list(zip(stats.samples_ms, stats.stamps_ns))
+        out[name] = pairs[1:]  # the first may have waited for neighbour discovery
+    return out
+
+
+Progress = Callable[..., None]
 
 
 def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | None = None,
-                  keys: KeyInstaller | None = None) -> MechanismResult:
-    """One mechanism in a fresh lab; ``keys`` installs the agents' keys (default ``LocalKeys``;
-    the experiments and the ``testbed`` command pass the Ansible one)."""
+                  keys: KeyInstaller | None = None, measure_paths: bool = False,
+                  progress: Progress | None = None) -> MechanismResult:
+    """Bring up a lab for ``mechanism``, bind, move ``moves`` times; see the module docstring.
+    ``keys`` installs the agents' keys (default ``LocalKeys``; the experiments and the
+    ``testbed`` command pass the Ansible one). ``progress(kind, **info)`` is told: "up"
+    (backend, bring_up_s), "bound", "move" (move)."""
     result = MechanismResult(mechanism, run_dir=str(run_dir))
-    with Lab("handover", run_dir=run_dir, **(params or {})) as lab:
+    tell = progress or (lambda kind, **info: None)
+    try:
+        _run(result, moves, run_dir, params or {}, keys, measure_paths, tell)
+    except KeyboardInterrupt:  # during bring-up or the read-out: the lab removed itself
+        result.interrupted = True
+    return result
+
+
+def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys: KeyInstaller | None,
+         measure_paths: bool, tell: Progress) -> None:
+    mechanism = result.mechanism
+    with Lab("handover", run_dir=run_dir, **params) as lab:
+        result.delay_backend = lab.delay_backend
+        result.bring_up_s = round(lab.timings.get("up", 0.0), 2)
+        result.params = dict(lab.params)
+        tell("up", backend=lab.delay_backend, bring_up_s=result.bring_up_s)
         plan = lab.addresses
         mn_intf = plan.mobile("mn").intf
         cn_intf = next(iter(plan.nodes["cn"].interfaces))
         captures = {"mn": lab.capture("mn", mn_intf), "cn": lab.capture("cn", cn_intf)}
         home = plan.home_address("mn")
         cn_address = plan.correspondents["cn"]
+        result.addresses = {"cn": cn_address, "ha": plan.home_agent}
+        keys = KeyRing()
+        offsets: list[tuple[int, int]] = []  # (monotonic ns, realtime offset) over the run
         with LabAgents(lab, mechanism, keys=keys) as agents:
+            tail = EventTail(agents["mn"].event_log)
             try:
                 agents.wait(lambda: agents.mn_bound("mn"), BIND_TIMEOUT_S, "the first binding")
                 result.bound = True
                 agents["cn"].ctl("probe_start", home=home, rate=PROBE_RATE)
+                if measure_paths:
+                    result.path_pings = path_round_trips(lab)
+                tell("bound")
+                tail.poll()
                 for i in range(moves):
-                    to = "ar2" if lab.location("mn") == plan.segment("ar1").name else "ar1"
-                    prefix = plan.segment(to).subnet
-                    t_move = lab.move("mn", to)
-                    expected = plan.expected_coa("mn", prefix)
-
-                    def moved():
-                        b = agents.cn_binding("cn")
-                        return b is not None and b["careof"] == expected and agents.mn_bound("mn") == expected
-
-                    agents.wait(moved, MOVE_TIMEOUT_S, f"the bindings after move {i + 1} to {to}")
-                    mn_events = agents["mn"].events()
-                    ra = _first(mn_events, "ra_new_prefix", t_move, prefix=prefix)
-                    coa = _first(mn_events, "coa_usable", t_move)
-                    ba = _first(mn_events, "cn_registered", t_move, peer=cn_address)
-                    ms = lambda e: None if e is None else (e["t_ns"] - t_move) / 1e6  # noqa: E731
-                    result.moves.append(MoveResult(i + 1, to, expected, ms(ra), ms(coa), ms(ba), True, t_move))
+                    move = _move(lab, agents, tail, i, cn_address)
+                    offsets.append((move.t_move_ns, move.realtime_offset_ns))
+                    result.moves.append(move)
+                    tell("move", move=move)
                 agents["cn"].ctl("probe_stop")
             except LabTimeout as exc:
                 result.error = str(exc)
+            except KeyboardInterrupt:
+                result.interrupted = True
             finally:
                 result.events = {node: handle.events() for node, handle in agents.agents.items()}
                 keys = KeyRing(agents.preconfigured, agents.mn_ha)
                 result.preconfigured = list(agents.preconfigured)
                 result.mn_ha = list(agents.mn_ha)
+        offsets.append((time.monotonic_ns(), realtime_offset_ns() or time.time_ns() - time.monotonic_ns()))
         for cap in captures.values():
             cap.stop()
         result.pcaps = {node: str(cap.path) for node, cap in captures.items()}
         result.capture_drops = {node: cap.dropped for node, cap in captures.items()}
-        records = list(verify_frames(read_frames(captures["mn"].path), keys))
+        for node, cap in captures.items():
+            result.captured[node] = _read_capture(cap.path, keys, offsets)
+        records = [c.record for c in result.captured["mn"]]
         result.mh_types = dict(Counter(r.mh_type for r in records))
         result.bad_verdicts = dict(Counter(f"{r.mh_type}:{r.auth}" for r in records if r.mh_type in ("BU", "BA")))
-    return result
+
+
+def _move(lab, agents: LabAgents, tail: EventTail, i: int, cn_address: str) -> MoveResult:
+    plan = lab.addresses
+    to = "ar2" if lab.location("mn") == plan.segment("ar1").name else "ar1"
+    prefix = plan.segment(to).subnet
+    expected = plan.expected_coa("mn", prefix)
+    t_move = lab.move("mn", to)
+    offset = realtime_offset_ns() or time.time_ns() - time.monotonic_ns()
+    watch = _MoveWatch(expected, cn_address, t_move)
+    deadline = time.monotonic() + MOVE_TIMEOUT_S
+    probe_deadline = None
+    while True:
+        for e in tail.poll():
+            watch.see(e, prefix)
+        if watch.cn_ba and watch.home_ba:
+            if watch.probe:
+                break
+            probe_deadline = probe_deadline or time.monotonic() + PROBE_WAIT_S
+            if time.monotonic() >= probe_deadline:
+                break  # no route-optimised probe arrived: recorded as missing
+        if time.monotonic() >= deadline:
+            missing = [w for w, v in (("the CN's BA", watch.cn_ba), ("the HA's BA", watch.home_ba)) if not v]
+            raise LabTimeout(f"timed out after {MOVE_TIMEOUT_S:g} s waiting for {' and '.join(missing)} "
+                             f"after move {i + 1} to {to}")
+        time.sleep(POLL_S)
+    binding = agents.cn_binding("cn")
+    ok = binding is not None and binding["careof"] == expected and agents.mn_bound("mn") == expected
+    ms = lambda t: None if t is None else (t - t_move) / 1e6  # noqa: E731
+    return MoveResult(i + 1, to, expected, ms(watch.ra), ms(watch.coa), ms(watch.cn_ba), ok, t_move, offset)
+
+
+def _read_capture(path: Path, keys: KeyRing, offsets: list[tuple[int, int]]) -> list[CapturedMH]:
+    """Every Mobility Header message of a capture with its time moved to monotonic ns (with
+    the realtime offset read nearest to it: NTP slews the realtime clock)."""
+    frames = list(read_frames(path))
+    times = {f.number: f.t_ns for f in frames}
+    out = []
+    marks = sorted(offsets)
+    for record in verify_frames(frames, keys):
+        real = times.get(record.frame, 0)
+        if not real or not marks:
+            continue
+        guess = real - marks[0][1]
+        offset = min(marks, key=lambda m: abs(m[0] - guess))[1]
+        out.append(CapturedMH(real - offset, record))
+    return out
 
 
 def run_handover_check(*, moves: int = 1, run_root: Path, params: dict | None = None,

@@ -9,15 +9,19 @@ property of the lab that a user should see, never to be reported as a host pause
 ``PauseMonitor`` therefore watches with one *process* per CPU (``testbed.lab.pausewatch``),
 pinned to it at SCHED_FIFO priority, sleeping 1 ms at a time and recording every wake-up
 more than ``threshold_ms`` late with monotonic and realtime bounds. Nothing at ordinary
-priority can delay it. Over the same window it reads, per CPU, the steal time the
-hypervisor reports (``/proc/stat``, 8th column of the ``cpuN`` lines) and how busy the CPU
-was, and the CPU pressure (``/proc/pressure/cpu``: the share of time some task waited for a
-CPU, i.e. our own contention)::
+priority can delay it. Each late wake-up also says how long the watcher was woken but kept
+waiting for its CPU: then the CPU *ran*, kernel code (this kernel does not preempt it) or a
+real-time task held it (``Pause.held``, reported as ``cpu_held``); otherwise the vCPU did not
+run at all, which is a host pause. Over the same window the monitor reads, per CPU, the
+steal time the hypervisor reports (``/proc/stat``, 8th column of the ``cpuN`` lines; it
+agrees with the host pauses) and how busy the CPU was, and the CPU pressure
+(``/proc/pressure/cpu``: the share of time some task waited for a CPU, i.e. our own
+contention)::
 
     with PauseMonitor() as host:
         ...                                    # the measurement
-        host.overlaps_monotonic(t0, t1)        # did any CPU pause within [t0, t1]?
-        host.paused_ms_monotonic(t0, t1)       # for how long (ms, pauses merged)
+        host.overlaps_monotonic(t0, t1)        # did any CPU pause (or was held) within [t0, t1]?
+        host.paused_ms_monotonic(t0, t1)       # for how long (ms, merged): the sample is disturbed
     host.summary()                             # figures for results (see ``summary``)
 
 Where SCHED_FIFO is not allowed (not root) the watchers run at ordinary priority and the
@@ -49,17 +53,26 @@ TMP_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 @dataclass(frozen=True, slots=True)
 class Pause:
-    """One late wake-up of the watcher of ``cpu``: the pause lies within these bounds (ns)."""
+    """One late wake-up of the watcher of ``cpu``: the pause lies within these bounds (ns).
+    ``runnable_ns``: how long of it the watcher was woken but waiting for its CPU."""
 
     cpu: int
     mono_start: int
     mono_end: int
     real_start: int
     real_end: int
+    runnable_ns: int = 0
 
     @property
     def ms(self) -> float:
         return (self.mono_end - self.mono_start) / 1e6
+
+    @property
+    def held(self) -> bool:
+        """The CPU ran, but kernel code or a real-time task kept the watcher waiting (most of
+        the overrun spent runnable); else the vCPU did not run at all: a host pause."""
+        overrun = self.mono_end - self.mono_start - 1_000_000
+        return self.runnable_ns * 2 >= overrun
 
 
 def read_cpu_times(path: Path = PROC_STAT) -> dict[int, dict[str, int]]:
@@ -155,8 +168,7 @@ class _Watcher:
         data = self._partial + data
         *lines, self._partial = data.split(b"\n")
         for line in lines:
-            m0, m1, t0, t1 = (int(x) for x in line.split())
-            self.pauses.append(Pause(self.cpu, m0, m1, t0, t1))
+            self.pauses.append(Pause(self.cpu, *(int(x) for x in line.split())))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -257,7 +269,8 @@ class PauseMonitor:
 
     @property
     def windows_monotonic(self) -> list[tuple[int, int]]:
-        """When at least one CPU was paused, as merged (start, end) in time.monotonic_ns()."""
+        """When at least one CPU was paused or held (a late wake-up of its watcher, whatever
+        the cause: either disturbs a sample), as merged (start, end) in time.monotonic_ns()."""
         return self._refresh()[0]
 
     @property
@@ -266,15 +279,15 @@ class PauseMonitor:
         return self._refresh()[1]
 
     def overlaps(self, start_ns: int, end_ns: int) -> bool:
-        """True when a pause of any CPU overlaps [start_ns, end_ns] (realtime)."""
+        """True when a late wake-up of any CPU's watcher overlaps [start_ns, end_ns] (realtime)."""
         return _overlaps(self.windows_realtime, start_ns, end_ns)
 
     def overlaps_monotonic(self, start_ns: int, end_ns: int) -> bool:
-        """True when a pause of any CPU overlaps [start_ns, end_ns] (monotonic)."""
+        """True when a late wake-up of any CPU's watcher overlaps [start_ns, end_ns] (monotonic)."""
         return _overlaps(self.windows_monotonic, start_ns, end_ns)
 
     def paused_ms_monotonic(self, start_ns: int, end_ns: int) -> float:
-        """How long (ms) at least one CPU was paused within [start_ns, end_ns] (monotonic)."""
+        """How long (ms) at least one CPU was paused or held within [start_ns, end_ns] (monotonic)."""
         total = sum(max(0, min(e, end_ns) - max(s, start_ns)) for s, e in self.windows_monotonic)
         return round(total / 1e6, 1)
 
@@ -290,61 +303,81 @@ class PauseMonitor:
         return max(1, end - self.started_mono_ns)
 
     def summary(self) -> dict:
-        """Host pauses (``paused_fraction``: share of the window at least one CPU was paused;
-        ``per_cpu``), the hypervisor's steal time, and our own load (``busy_fraction`` of
-        each CPU, ``pressure``: share of the window some task waited for a CPU). Only the
-        first two are pauses of the host."""
-        windows, _ = self._refresh()
+        """Figures of the window (fractions of it):
+
+        - ``paused_fraction``/``pauses``/``longest_ms``: host pauses, when the vCPU did not
+          run at all (at least one CPU; ``per_cpu`` each), next to ``steal_fraction``, what
+          the hypervisor says it took (per CPU, the largest);
+        - ``cpu_held``: when a CPU did run but kernel code (this kernel does not preempt it)
+          or a real-time task kept even a real-time watcher waiting: not a host pause, not
+          ordinary load either;
+        - ``disturbed_fraction``: either of those (a sample overlapping one is disturbed);
+        - ``own_load``: how busy the CPUs were and how often a task waited for one (CPU
+          pressure): our own and other programs' load, which the watchers do not count.
+        """
+        self._refresh()
         span = self._span_ns()
         lo, hi = self.started_mono_ns, self.started_mono_ns + span
-        clipped = [(max(s, lo), min(e, hi)) for s, e in windows if e > lo and s < hi]
         stat1 = self._stat1 or read_cpu_times()
         pressure1 = self._pressure1 if self._stat1 else read_pressure()
+
+        def figures(pauses: list[Pause]) -> dict:
+            windows = merged([(max(p.mono_start, lo), min(p.mono_end, hi)) for p in pauses
+                              if p.mono_end > lo and p.mono_start < hi])
+            return {"pauses": len(windows), "fraction": round(sum(e - s for s, e in windows) / span, 4),
+                    "longest_ms": round(max((e - s for s, e in windows), default=0) / 1e6, 1)}
+
+        every = [p for w in self._watchers for p in w.pauses]
+        host = figures([p for p in every if not p.held])
+        held = figures([p for p in every if p.held])
         per_cpu = {}
         for w in self._watchers:
-            mine = merged([(max(p.mono_start, lo), min(p.mono_end, hi)) for p in w.pauses
-                           if p.mono_end > lo and p.mono_start < hi])
-            figures = {"pauses": len(mine), "paused_fraction": round(sum(e - s for s, e in mine) / span, 4),
-                       "longest_ms": round(max((e - s for s, e in mine), default=0) / 1e6, 1),
-                       "laps": w.final.get("laps")}
+            mine = figures([p for p in w.pauses if not p.held])
+            cpu = {"pauses": mine["pauses"], "paused_fraction": mine["fraction"], "longest_ms": mine["longest_ms"],
+                   "held_fraction": figures([p for p in w.pauses if p.held])["fraction"], "laps": w.final.get("laps")}
             a, b = self._stat0.get(w.cpu), stat1.get(w.cpu)
             if a and b and b["total"] > a["total"]:
                 ticks = b["total"] - a["total"]
                 steal = b["steal"] - a["steal"]
-                figures["steal_fraction"] = round(steal / ticks, 4)
-                figures["busy_fraction"] = round(1 - (b["idle"] - a["idle"] + steal) / ticks, 4)
-            per_cpu[str(w.cpu)] = figures
+                cpu["steal_fraction"] = round(steal / ticks, 4)
+                cpu["busy_fraction"] = round(1 - (b["idle"] - a["idle"] + steal) / ticks, 4)
+            per_cpu[str(w.cpu)] = cpu
         steals = [c["steal_fraction"] for c in per_cpu.values() if "steal_fraction" in c]
         busy = [c["busy_fraction"] for c in per_cpu.values() if "busy_fraction" in c]
         pressure = None
-        if self._pressure0 and pressure1:
-            pressure = {k: round((pressure1[k] - self._pressure0[k]) * 1000 / span, 4)
-                        for k in ("some", "full") if k in pressure1 and k in self._pressure0}
+        if self._pressure0 and pressure1 and "some" in pressure1 and "some" in self._pressure0:
+            pressure = round((pressure1["some"] - self._pressure0["some"]) * 1000 / span, 4)
         return {
             "monitor": {"watchers": "one process per CPU, pinned, "
                                     + (f"SCHED_FIFO priority {self.priority}" if self.realtime
                                        else "ordinary priority (SCHED_FIFO refused: pauses may be our own load)"),
                         "realtime": self.realtime, "threshold_ms": self.threshold_ms, "cpus": len(self.cpus)},
             "seconds": round(span / 1e9, 2),
-            "pauses": len(clipped),
-            "paused_fraction": round(sum(e - s for s, e in clipped) / span, 4),
-            "longest_ms": round(max((e - s for s, e in clipped), default=0) / 1e6, 1),
+            "pauses": host["pauses"],
+            "paused_fraction": host["fraction"],
+            "longest_ms": host["longest_ms"],
             "steal_fraction": round(max(steals), 4) if steals else None,
+            "cpu_held": {"pauses": held["pauses"], "fraction": held["fraction"], "longest_ms": held["longest_ms"]},
+            "disturbed_fraction": figures(every)["fraction"],
             "per_cpu": per_cpu,
             "own_load": {"busy_fraction": round(sum(busy) / len(busy), 4) if busy else None,
-                         "cpu_pressure_some": pressure.get("some") if pressure else None},
+                         "cpu_pressure_some": pressure},
         }
 
 
 def describe(summary: dict) -> str:
-    """One sentence for reports: the host's pauses, then our own load (never called a pause)."""
-    cpus = summary["per_cpu"]
-    per = ", ".join(f"CPU {c} {v['paused_fraction']:.1%}" for c, v in cpus.items())
+    """One sentence for reports: the host's pauses, the CPU held by the kernel, then our own
+    load (never called a pause)."""
+    per = ", ".join(f"CPU {c} {v['paused_fraction']:.1%}" for c, v in summary["per_cpu"].items())
     steal = summary.get("steal_fraction")
+    held = summary["cpu_held"]
     load = summary["own_load"]
-    text = (f"host pauses: {summary['paused_fraction']:.1%} of {summary['seconds']:g} s with at least one CPU "
-            f"paused ({per}; {summary['pauses']} pauses, longest {summary['longest_ms']:g} ms)"
+    text = (f"host pauses: {summary['paused_fraction']:.1%} of {summary['seconds']:g} s ({per}; "
+            f"{summary['pauses']} pauses, longest {summary['longest_ms']:g} ms)"
             + (f", steal time up to {steal:.1%} per CPU" if steal is not None else ""))
+    if held["pauses"]:
+        text += (f"; CPU held by kernel code or a real-time task: {held['fraction']:.1%} "
+                 f"({held['pauses']} times, longest {held['longest_ms']:g} ms)")
     if not summary["monitor"]["realtime"]:
         text += " [watchers NOT real-time: these may include our own load]"
     if load.get("busy_fraction") is not None:
