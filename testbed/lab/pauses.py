@@ -385,3 +385,43 @@ def describe(summary: dict) -> str:
         if load.get("cpu_pressure_some") is not None:
             text += f", a task waited for a CPU {load['cpu_pressure_some']:.0%} of the time"
     return text
+
+
+TRUSTED_DISTURBED = 0.01  # at most this share of the time disturbed for "trusted"
+TRUSTED_LONGEST_MS = 20.0
+UNTRUSTED = 0.10  # host pauses, steal or CPU held this much: timing from here is not trusted
+OTHER_LOAD_BUSY = 0.25  # with nothing of ours running, CPUs this busy: others load the machine
+
+
+def timing_verdict(summary: dict, *, idle: bool = False) -> tuple[str, list[str]]:
+    """("trusted" | "usable" | "not trusted", reasons) for timing results from this machine.
+
+    trusted: under 1 % of the time disturbed (host pauses or the CPU held), none over 20 ms;
+    usable: more than that, but under 10 %: judge on undisturbed samples only (the testbed's
+    verdicts do); not trusted: 10 % or more, or the watchers could not run at real-time
+    priority (then our own load and pauses cannot be told apart). ``idle``: nothing of ours
+    ran in the window, so busy CPUs mean other programs load the machine (usable at best).
+    """
+    reasons = []
+    if not summary["monitor"]["realtime"]:
+        return "not trusted", ["the pause watchers could not run at SCHED_FIFO priority (run as root): "
+                               "host pauses and load cannot be told apart"]
+    paused, held = summary["paused_fraction"], summary["cpu_held"]["fraction"]
+    steal = summary.get("steal_fraction") or 0.0
+    worst = max(summary["longest_ms"], summary["cpu_held"]["longest_ms"])
+    if paused >= UNTRUSTED or steal >= UNTRUSTED or held >= UNTRUSTED:
+        return "not trusted", [f"host pauses {paused:.1%}, steal {steal:.1%}, CPU held {held:.1%} of the time: "
+                               f"too few undisturbed samples to judge sub-millisecond figures"]
+    level = "trusted"
+    if summary["disturbed_fraction"] >= TRUSTED_DISTURBED or worst > TRUSTED_LONGEST_MS:
+        level = "usable"
+        reasons.append(f"disturbed {summary['disturbed_fraction']:.1%} of the time (longest {worst:g} ms): "
+                       "judge on the undisturbed samples (the testbed's verdicts do)")
+    busy = summary["own_load"].get("busy_fraction")
+    if idle and busy is not None and busy >= OTHER_LOAD_BUSY:
+        level = "usable"
+        reasons.append(f"other programs kept the CPUs {busy:.0%} busy: our figures will share the CPUs with them")
+    if summary["monitor"]["cpus"] < 2:
+        level = "usable"
+        reasons.append("one CPU: delay lines, agents and captures share it")
+    return level, reasons or ["host pauses and CPU holds are rare and short here"]
