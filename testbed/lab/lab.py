@@ -314,7 +314,7 @@ class Lab:
         per_node: dict[str, list[RaInterface]] = {}
         for node in self.addresses.nodes.values():
             for intf in node.interfaces.values():
-                if intf.ra:
+                if intf.ra and not intf.silent:
                     per_node.setdefault(node.name, []).append(
                         RaInterface(intf.name, intf.subnet, intf.home))
         lo, hi, gap = self.ra_intervals
