@@ -38,7 +38,7 @@ BIND_TIMEOUT_S = 15.0
 PROBE_WAIT_S = 1.0  # after the BA, for the first route-optimised probe at the new CoA
 POLL_S = 0.01  # the measuring process stays off the CPUs the handover needs
 PROBE_RATE = 100.0
-PATH_PINGS = 20
+PATH_PINGS = 50
 
 
 @dataclass
@@ -184,7 +184,7 @@ def path_round_trips(lab, count: int = PATH_PINGS) -> dict[str, list[tuple[float
     paths = {"mn-cn": ("mn", cn), "mn-ha": ("mn", plan.home_agent), "ha-cn": (plan.home_agent_node, cn)}
     out = {}
     for name, (src, dst) in paths.items():
-        done = lab.run(src, ["ping", "-6", "-n", "-D", "-c", str(count + 1), "-i", "0.01", "-W", "1", dst],
+        done = lab.run(src, ["ping", "-6", "-n", "-D", "-c", str(count + 1), "-i", "0.005", "-W", "1", dst],
                        timeout=30, tag="path-ping")
         stats = parse_ping(done.stdout)
         pairs = list(zip(stats.samples_ms, stats.stamps_ns))

@@ -183,6 +183,16 @@ class _Watcher:
                 self.final = json.loads(line)
 
 
+class _Recorded:
+    """Pauses recorded earlier (``PauseMonitor.replay``): what a watcher leaves behind."""
+
+    def __init__(self, cpu: int, pauses: list[Pause]) -> None:
+        self.cpu, self.pauses, self.policy, self.final = cpu, pauses, "fifo", {}
+
+    def read_new(self) -> None:
+        pass
+
+
 class PauseMonitor:
     """Pause watchers (one process per CPU, SCHED_FIFO, pinned), steal time and CPU pressure
     over one window; see the module docstring."""
@@ -239,6 +249,15 @@ class PauseMonitor:
         shutil.rmtree(self._dir, ignore_errors=True)
         self._dir = None
         self._cache = None
+
+    @classmethod
+    def replay(cls, pauses: list[Pause], start_ns: int = 0, end_ns: int = 0) -> PauseMonitor:
+        """A stopped monitor holding ``pauses`` (e.g. read back from a run's host.json),
+        for the same questions; ``start_ns``/``end_ns``: its window (monotonic)."""
+        monitor = cls(cpus=sorted({p.cpu for p in pauses}) or [0])
+        monitor._watchers = [_Recorded(cpu, [p for p in pauses if p.cpu == cpu]) for cpu in monitor.cpus]
+        monitor.started_mono_ns, monitor.stopped_mono_ns = start_ns, end_ns or start_ns + 1
+        return monitor
 
     @property
     def realtime(self) -> bool:
