@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                    help="topology or lab parameter (repeatable), e.g. core_ha_delay=50ms, "
                         "delay=10ms, n_mns=4, delay_backend=delayline; --list-params shows all")
     p.add_argument("--test", choices=TESTS, help="run a self-test instead of the CLI; exit 0: goal met, "
-                   "1: goal missed, 3: inconclusive (the host paused the machine too often to judge delays)")
+                   "1: goal missed, 3: inconclusive (host pauses, or other programs loading the CPUs, leave delays unjudgeable)")
     p.add_argument("--json", action="store_true", help="self-test figures as JSON on stdout")
     p.add_argument("--moves", type=int, metavar="N",
                    help="moves of --test move (default 20) and of --test handover per mechanism (default 1)")
@@ -236,8 +236,10 @@ def _print_result(data: dict[str, Any]) -> None:
         console.print(table)
         from testbed.lab.pauses import describe
 
-        console.print(describe(data["host"]) + "; median and mdev are of the round trips no host "
-                      "pause overlapped (column 'clean') when the host paused more than 1 % of the time")
+        console.print(describe(data["host"]) + "; median and mdev are of the round trips no host pause "
+                      "or held CPU overlapped (column 'clean'); CPU pressure per link: "
+                      + ", ".join(f"{link['link']} {link['cpu_pressure']:.0%}" for link in data["links"]
+                                  if link["cpu_pressure"] is not None), highlight=False)
     else:
         table = Table(title=f"{data['count']} moves of {data['mn']} on {data['topology']}")
         for column in ("#", "to", "move->RA ms", "move->CoA ms", "care-of address"):
@@ -254,7 +256,8 @@ def _print_result(data: dict[str, Any]) -> None:
     if data["ok"]:
         verdict = "[green]goal met[/green]"
     elif data.get("inconclusive"):
-        verdict = "[yellow]inconclusive[/yellow] (medians and loss met; the host's pauses leave mdev unjudgeable)"
+        verdict = ("[yellow]inconclusive[/yellow] (no loss; the host's pauses, or other programs keeping the "
+                   "CPUs busy, leave the delays unjudgeable)")
     else:
         verdict = "[red]goal NOT met[/red]"
     console.print(f"{verdict}: {data['goal']}")

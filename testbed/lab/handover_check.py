@@ -3,8 +3,8 @@
 For a mechanism (``rr``, ``rr-scratch`` or ``precomputed``, see testbed/lab/agents.py) a fresh
 ``handover`` lab comes up with captures on the MN's and the CN's links, the HA, CN and MN
 agents start, the MN binds and the CN streams probes to the home address. With
-``measure_paths`` the round trips MN-CN, MN-HA and HA-CN are then pinged (the delay lines'
-own bias on those paths, in this run). The MN moves between AR1 and AR2 ``moves`` times; a
+``measure_paths`` the paths MN-CN, MN-HA and HA-CN are pinged then and after each move (the
+delay lines' own bias on those paths, under the load the handovers saw). The MN moves between AR1 and AR2 ``moves`` times; a
 move is complete when the MN's event log shows the CN's BA and the HA's BA for the new
 care-of address and the first route-optimised probe arrived there (the log is read as the
 agent writes it: nothing polls the agents during a handover), and then the CN's binding is
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,7 +39,8 @@ BIND_TIMEOUT_S = 15.0
 PROBE_WAIT_S = 1.0  # after the BA, for the first route-optimised probe at the new CoA
 POLL_S = 0.01  # the measuring process stays off the CPUs the handover needs
 PROBE_RATE = 100.0
-PATH_PINGS = 50
+PATH_PINGS_FIRST = 20  # after the first binding
+PATH_PINGS_PER_MOVE = 5  # after each move
 
 
 @dataclass
@@ -176,20 +178,41 @@ class _MoveWatch:
             self.probe = t
 
 
-def path_round_trips(lab, count: int = PATH_PINGS) -> dict[str, list[tuple[float, int]]]:
-    """Ping round trips (ms, with the realtime stamp of each reply) on the paths the handover
-    signalling takes: MN-CN (from the MN's care-of address), MN-HA and HA-CN."""
-    plan = lab.addresses
-    cn = plan.correspondents["cn"]
-    paths = {"mn-cn": ("mn", cn), "mn-ha": ("mn", plan.home_agent), "ha-cn": (plan.home_agent_node, cn)}
-    out = {}
-    for name, (src, dst) in paths.items():
-        done = lab.run(src, ["ping", "-6", "-n", "-D", "-c", str(count + 1), "-i", "0.005", "-W", "1", dst],
-                       timeout=30, tag="path-ping")
-        stats = parse_ping(done.stdout)
-        pairs = list(zip(stats.samples_ms, stats.stamps_ns))
-        out[name] = pairs[1:]  # the first may have waited for neighbour discovery
-    return out
+PATHS = ("mn-cn", "mn-ha", "ha-cn")
+
+
+class PathPings:
+    """Ping round trips on the paths the handover signalling takes: MN-CN (from the MN's
+    care-of address), MN-HA and HA-CN, in short bursts (the three paths at once) after the
+    first binding and after each move, so that they see the load the handovers saw. Their
+    excess over the configured round trip is the delay lines' (and kernels') own bias on
+    that path. Each reply is stamped (realtime), to leave out those a host pause overlapped."""
+
+    def __init__(self, lab) -> None:
+        plan = lab.addresses
+        cn = plan.correspondents["cn"]
+        self.lab = lab
+        self.ends = {"mn-cn": ("mn", cn), "mn-ha": ("mn", plan.home_agent), "ha-cn": (plan.home_agent_node, cn)}
+        self.samples: dict[str, list[tuple[float, int]]] = {path: [] for path in PATHS}
+
+    def burst(self, count: int, careof: str | None = None) -> None:
+        """``count`` pings on every path; the MN's from ``careof`` (an old CoA lingers)."""
+        procs = []
+        for path, (src, dst) in self.ends.items():
+            source = ["-I", careof] if careof and src == "mn" else []
+            procs.append((path, self.lab.popen(
+                src, ["ping", "-6", "-n", "-D", "-c", str(count + 1), "-i", "0.01", "-W", "1", *source, dst],
+                tag=f"path-ping-{path}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)))
+        for path, proc in procs:
+            try:
+                out, _ = proc.popen.communicate(timeout=10 + count)
+            except subprocess.TimeoutExpired:
+                out = b""
+            finally:
+                proc.stop()
+            stats = parse_ping(out.decode(errors="replace"))
+            # the first round trip may have waited for neighbour discovery
+            self.samples[path] += list(zip(stats.samples_ms, stats.stamps_ns))[1:]
 
 
 Progress = Callable[..., None]
@@ -230,12 +253,14 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
         offsets: list[tuple[int, int]] = []  # (monotonic ns, realtime offset) over the run
         with LabAgents(lab, mechanism, keys=keys) as agents:
             tail = EventTail(agents["mn"].event_log)
+            pings: PathPings | None = None
             try:
                 agents.wait(lambda: agents.mn_bound("mn"), BIND_TIMEOUT_S, "the first binding")
                 result.bound = True
                 agents["cn"].ctl("probe_start", home=home, rate=PROBE_RATE)
                 if measure_paths:
-                    result.path_pings = path_round_trips(lab)
+                    pings = PathPings(lab)
+                    pings.burst(PATH_PINGS_FIRST)
                 tell("bound")
                 tail.poll()
                 for i in range(moves):
@@ -243,12 +268,16 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
                     offsets.append((move.t_move_ns, move.realtime_offset_ns))
                     result.moves.append(move)
                     tell("move", move=move)
+                    if pings is not None:
+                        pings.burst(PATH_PINGS_PER_MOVE, careof=move.careof)
                 agents["cn"].ctl("probe_stop")
             except LabTimeout as exc:
                 result.error = str(exc)
             except KeyboardInterrupt:
                 result.interrupted = True
             finally:
+                if pings is not None:
+                    result.path_pings = pings.samples
                 result.events = {node: handle.events() for node, handle in agents.agents.items()}
                 keys = KeyRing(agents.preconfigured, agents.mn_ha)
                 result.preconfigured = list(agents.preconfigured)
