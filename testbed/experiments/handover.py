@@ -56,6 +56,7 @@ TOLERANCE_REL = 0.10
 EXCESS_TERMS = ("mn_processing_ms", "cn_turnaround_ms", "ha_processing_ms", "durable_writes_ms",
                 "delay_line_bias_ms", "unexplained_ms")
 KIND_COLOURS = {"mn": "tab:orange", "cn": "tab:green", "ha": "tab:purple", "net": "tab:blue"}
+PHASE_KINDS = {"MN": "mn", "CN": "cn", "HA": "ha"}
 KIND_LABELS = {"mn": "MN processing", "cn": "CN turnaround", "ha": "HA processing", "net": "network (model + bias)"}
 
 
@@ -234,11 +235,13 @@ def _mechanism_summary(result: MechanismResult, rows: list[dict], timelines: lis
     target = None if writes is None else round(model + writes, 3)
     tolerance = round(TOLERANCE_REL * model + TOLERANCE_ABS_MS[result.mechanism], 3)
     phases: dict[str, list[float]] = {}
+    phase_writes: dict[str, list[float]] = {}
     basis_ids = {id(r) for r in basis}
     for row, tl in timelines:
         if id(row) in basis_ids:
             for ph in tl.phases:
                 phases.setdefault(ph.name, []).append(ph.ms)
+                phase_writes.setdefault(ph.name, []).append(ph.writes_ns / 1e6)
     lost = [r["probes_lost"] for r in rows if r["probes_lost"] is not None]
     s = result.summary()
     return {
@@ -251,6 +254,7 @@ def _mechanism_summary(result: MechanismResult, rows: list[dict], timelines: lis
         "model_ms": model,
         "ratio": None if undisturbed["median"] is None else round(undisturbed["median"] / model, 3),
         "phases_ms": {name: _median(v) for name, v in phases.items()},
+        "phase_durable_writes_ms": {name: _median(v) for name, v in phase_writes.items() if any(v)},
         "phases_basis": "undisturbed moves" if clean else "all moves (none undisturbed)",
         "excess_ms": {term[:-3]: _median([r[term] for r in basis]) for term in EXCESS_TERMS},
         "unexplained_ms": _median([r["unexplained_ms"] for r in basis]),
@@ -291,9 +295,11 @@ def _plot(path: Path, rows: list[dict], timelines: dict, summary: dict) -> None:
     import matplotlib.pyplot as plt
 
     mechanisms = [m for m in MECHANISMS if m in summary["mechanisms"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1, 1.4]})
-    _plot_moves(left, rows, mechanisms, summary)
-    _plot_timelines(right, timelines, mechanisms, summary)
+    fig = plt.figure(figsize=(15, 2.0 + 1.9 * max(1, len(mechanisms))))
+    grid = fig.add_gridspec(max(1, len(mechanisms)), 2, width_ratios=[1, 1.6])
+    _plot_moves(fig.add_subplot(grid[:, 0]), rows, mechanisms, summary)
+    for i, m in enumerate(mechanisms):
+        _plot_timeline(fig.add_subplot(grid[i, 1]), m, summary["mechanisms"][m], legend=i == len(mechanisms) - 1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -321,37 +327,38 @@ def _plot_moves(ax, rows: list[dict], mechanisms: list[str], summary: dict) -> N
     ax.legend(loc="upper left", fontsize=8)
 
 
-def _plot_timelines(ax, timelines: dict, mechanisms: list[str], summary: dict) -> None:
-    """Per mechanism, the median of each phase of the critical path, stacked in order, against the model."""
-    seen = set()
-    for y, m in enumerate(mechanisms):
-        ms = summary["mechanisms"][m]
-        kinds = {}
-        for _, tl in timelines.get(m, []):
-            for ph in tl.phases:
-                kinds[ph.name] = ph.kind
-        x = 0.0
-        for name, value in ms["phases_ms"].items():
-            if value is None:
-                continue
-            kind = kinds.get(name, "net")
-            ax.barh(y, value, left=x, color=KIND_COLOURS[kind], edgecolor="white", height=0.5,
-                    label=KIND_LABELS[kind] if kind not in seen else None)
-            seen.add(kind)
-            x += value
-        ax.vlines(ms["model_ms"], y - 0.35, y + 0.35, colors="red", linestyles="dashed",
-                  label="model" if y == 0 else None)
-        writes = ms["excess_ms"].get("durable_writes")
-        if writes:
-            ax.barh(y - 0.32, writes, left=ms["model_ms"], color="black", height=0.1,
-                    label="durable writes on the path" if "writes" not in seen else None)
-            seen.add("writes")
-        ax.text(x, y + 0.3, f" {x:.1f} ms (model {ms['model_ms']:g})", va="bottom", fontsize=8)
-    ax.set_yticks(range(len(mechanisms)), [SHORT[m] for m in mechanisms])
-    ax.invert_yaxis()
-    ax.set_xlabel("ms from the usable CoA (median phases of the undisturbed moves)")
-    ax.set_title("Critical path per mechanism, against the model")
-    ax.legend(loc="lower right", fontsize=8)
+def _plot_timeline(ax, mechanism: str, ms: dict, legend: bool) -> None:
+    """The median of each phase of the critical path, stacked in order (durable writes
+    hatched inside the processing they belong to), against the model."""
+    writes = ms.get("phase_durable_writes_ms", {})
+    x = 0.0
+    for name, value in ms["phases_ms"].items():
+        if value is None:
+            continue
+        kind = PHASE_KINDS.get(name.split(":")[0], "net")
+        ax.barh(0, value, left=x, color=KIND_COLOURS[kind], edgecolor="white", height=0.6, label=KIND_LABELS[kind])
+        if value >= 0.07 * max(ms["model_ms"], 1):
+            label = name.split(": ", 1)[-1].replace(" on the wire", "").replace(" (tunnelled)", "")
+            ax.text(x + value / 2, 0, label, ha="center", va="center", fontsize=6.5, color="white",
+                    rotation=90 if value < 0.14 * ms["model_ms"] else 0)
+        w = min(value, writes.get(name) or 0.0)
+        if w > 0:
+            ax.barh(0, w, left=x + value - w, color="none", edgecolor="black", hatch="////", height=0.6,
+                    linewidth=0, label="durable writes")
+        x += value
+    ax.axvline(ms["model_ms"], color="red", linestyle="dashed", label="model")
+    if ms["target_ms"] is not None:
+        ax.axvline(ms["target_ms"], color="darkred", linestyle="dotted", label="model + durable writes")
+    ax.set_xlim(0, max(x, ms["model_ms"]) * 1.08)
+    ax.set_yticks([])
+    ax.set_title(f"{LABELS[mechanism]}: {x:.1f} ms median path, model {ms['model_ms']:g} ms "
+                 f"(unexplained {_fmt(ms['unexplained_ms'], 2)} ms)", fontsize=9)
+    ax.set_xlabel("ms from the usable CoA (median phases, undisturbed moves)", fontsize=8)
+    if legend:
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=4,
+                  fontsize=8)
 
 
 def _fmt(value, digits: int = 1) -> str:
