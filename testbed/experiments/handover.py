@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import json
+import resource
 import signal
 import statistics
 import time
@@ -163,6 +164,7 @@ def run_handover_experiment(spec: HandoverSpec, out: Path, progress: ProgressFn 
     interrupted = False
     installers = {m: AnsibleKeys(record=out / m / "ansible") for m in spec.mechanisms}  # keys pushed with Ansible
     host = PauseMonitor()
+    cpu0 = _cpu_seconds()
     try:
         host.start()
         for mechanism in spec.mechanisms:
@@ -180,16 +182,35 @@ def run_handover_experiment(spec: HandoverSpec, out: Path, progress: ProgressFn 
     finally:
         restore = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the results are written whatever happens
         try:
-            host.stop()
+            host.stop()  # after the labs: every process of ours has ended and been waited for
+            own_cpu_s = _cpu_seconds() - cpu0
             summary = _write_results(spec, out, results, models, host, started, time.monotonic() - t0, interrupted,
-                                     installers)
+                                     installers, own_cpu_s)
         finally:
             signal.signal(signal.SIGINT, restore)
     return summary
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of every child it has waited for (the labs' processes)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _own_load(host_summary: dict, own_cpu_s: float) -> None:
+    """This run's own share of the CPUs (the pause watchers' own CPU left out) beside the
+    CPUs' busy share: what is left is other programs' load."""
+    load = host_summary["own_load"]
+    capacity = host_summary["seconds"] * host_summary["monitor"]["cpus"]
+    ours = max(0.0, own_cpu_s - host_summary["monitor"]["watcher_cpu_s"]) / capacity if capacity else None
+    load["ours_fraction"] = None if ours is None else round(ours, 4)
+    busy = load.get("busy_fraction")
+    load["others_fraction"] = None if ours is None or busy is None else round(max(0.0, busy - ours), 4)
+
+
 def _write_results(spec, out: Path, results: list[MechanismResult], models: dict, host: PauseMonitor,
-                   started: str, duration_s: float, interrupted: bool, installers: dict | None = None) -> dict:
+                   started: str, duration_s: float, interrupted: bool, installers: dict | None = None,
+                   own_cpu_s: float = 0.0) -> dict:
     rows, timelines, mechanisms = [], {}, {}
     for r in results:
         bias = path_bias(r, r.params or spec.params, host)
@@ -202,6 +223,8 @@ def _write_results(spec, out: Path, results: list[MechanismResult], models: dict
             mechanisms[r.mechanism]["key_push_s"] = round(sum(p.seconds for p in installer.pushes), 2)
     _write_metrics(out, rows)
     host_summary = host.summary() if host.started_mono_ns else None
+    if host_summary is not None:
+        _own_load(host_summary, own_cpu_s)
     (out / "host.json").write_text(json.dumps({
         "summary": host_summary,
         "pauses": [{"cpu": p.cpu, "mono_start_ns": p.mono_start, "mono_end_ns": p.mono_end,

@@ -370,7 +370,8 @@ class PauseMonitor:
             "monitor": {"watchers": "one process per CPU, pinned, "
                                     + (f"SCHED_FIFO priority {self.priority}" if self.realtime
                                        else "ordinary priority (SCHED_FIFO refused: pauses may be our own load)"),
-                        "realtime": self.realtime, "threshold_ms": self.threshold_ms, "cpus": len(self.cpus)},
+                        "realtime": self.realtime, "threshold_ms": self.threshold_ms, "cpus": len(self.cpus),
+                        "watcher_cpu_s": round(sum(w.final.get("cpu_s") or 0 for w in self._watchers), 3)},
             "seconds": round(span / 1e9, 2),
             "pauses": host["pauses"],
             "paused_fraction": host["fraction"],
@@ -400,7 +401,9 @@ def describe(summary: dict) -> str:
     if not summary["monitor"]["realtime"]:
         text += " [watchers NOT real-time: these may include our own load]"
     if load.get("busy_fraction") is not None:
-        text += f"; own load (not pauses): CPUs {load['busy_fraction']:.0%} busy"
+        text += f"; load (not pauses): CPUs {load['busy_fraction']:.0%} busy"
+        if load.get("ours_fraction") is not None:
+            text += f" (this run {load['ours_fraction']:.0%}, other programs {load['others_fraction']:.0%})"
         if load.get("cpu_pressure_some") is not None:
             text += f", a task waited for a CPU {load['cpu_pressure_some']:.0%} of the time"
     return text

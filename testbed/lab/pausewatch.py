@@ -95,8 +95,8 @@ def watch(cpu: int, out: str, priority: int, threshold_ns: int) -> int:
         if not laps & 1023 and os.getppid() != parent:
             break  # the parent is gone (and PR_SET_PDEATHSIG did not take)
     os.close(fd)
-    print(json.dumps({"cpu": cpu, "laps": laps, "late": late, "worst_overrun_ms": round(worst / 1e6, 3)}),
-          flush=True)
+    print(json.dumps({"cpu": cpu, "laps": laps, "late": late, "worst_overrun_ms": round(worst / 1e6, 3),
+                      "cpu_s": round(time.process_time(), 3)}), flush=True)
     return 0
 
 

@@ -140,7 +140,9 @@ def test_describe_never_calls_our_load_a_pause():
     text = describe(summary)
     assert "host pauses: 2.1%" in text and "CPU 0 2.0%" in text and "steal time up to 1.9%" in text
     assert "CPU held by kernel code or a real-time task: 0.3% (2 times" in text
-    assert "own load (not pauses): CPUs 93% busy" in text
+    assert "load (not pauses): CPUs 93% busy" in text and "this run" not in text
+    summary["own_load"] |= {"ours_fraction": 0.35, "others_fraction": 0.58}
+    assert "CPUs 93% busy (this run 35%, other programs 58%)" in describe(summary)
 
 
 def test_a_late_wake_up_spent_runnable_is_the_cpu_held_not_a_host_pause():
