@@ -200,7 +200,7 @@ def _cpu_seconds() -> float:
 def _own_load(host_summary: dict, own_cpu_s: float) -> None:
     """This run's own share of the CPUs (the pause watchers' own CPU left out) beside the
     CPUs' busy share: what is left is other programs' load."""
-    load = host_summary["own_load"]
+    load = host_summary["load"]
     capacity = host_summary["seconds"] * host_summary["monitor"]["cpus"]
     ours = max(0.0, own_cpu_s - host_summary["monitor"]["watcher_cpu_s"]) / capacity if capacity else None
     load["ours_fraction"] = None if ours is None else round(ours, 4)

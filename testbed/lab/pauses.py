@@ -331,7 +331,7 @@ class PauseMonitor:
           or a real-time task kept even a real-time watcher waiting: not a host pause, not
           ordinary load either;
         - ``disturbed_fraction``: either of those (a sample overlapping one is disturbed);
-        - ``own_load``: how busy the CPUs were and how often a task waited for one (CPU
+        - ``load``: how busy the CPUs were and how often a task waited for one (CPU
           pressure): our own and other programs' load, which the watchers do not count.
         """
         self._refresh()
@@ -380,7 +380,7 @@ class PauseMonitor:
             "cpu_held": {"pauses": held["pauses"], "fraction": held["fraction"], "longest_ms": held["longest_ms"]},
             "disturbed_fraction": figures(every)["fraction"],
             "per_cpu": per_cpu,
-            "own_load": {"busy_fraction": round(sum(busy) / len(busy), 4) if busy else None,
+            "load": {"busy_fraction": round(sum(busy) / len(busy), 4) if busy else None,
                          "cpu_pressure_some": pressure},
         }
 
@@ -391,7 +391,7 @@ def describe(summary: dict) -> str:
     per = ", ".join(f"CPU {c} {v['paused_fraction']:.1%}" for c, v in summary["per_cpu"].items())
     steal = summary.get("steal_fraction")
     held = summary["cpu_held"]
-    load = summary["own_load"]
+    load = summary["load"]
     text = (f"host pauses: {summary['paused_fraction']:.1%} of {summary['seconds']:g} s ({per}; "
             f"{summary['pauses']} pauses, longest {summary['longest_ms']:g} ms)"
             + (f", steal time up to {steal:.1%} per CPU" if steal is not None else ""))
@@ -439,7 +439,7 @@ def timing_verdict(summary: dict, *, idle: bool = False) -> tuple[str, list[str]
         level = "usable"
         reasons.append(f"disturbed {summary['disturbed_fraction']:.1%} of the time (longest {worst:g} ms): "
                        "judge on the undisturbed samples (the testbed's verdicts do)")
-    busy = summary["own_load"].get("busy_fraction")
+    busy = summary["load"].get("busy_fraction")
     if idle and busy is not None and busy >= OTHER_LOAD_BUSY:
         level = "usable"
         reasons.append(f"other programs kept the CPUs {busy:.0%} busy: our figures will share the CPUs with them")

@@ -40,7 +40,7 @@ def test_features_figures_and_a_verdict_that_matches_the_exit_status():
     assert data["features"][0]["chosen"] in ("netem", "user-space delay line (testbed.lab.delayline)")
     host = data["host"]
     assert 0.9 <= host["seconds"] <= 5 and host["monitor"]["cpus"] == len(os.sched_getaffinity(0))
-    for key in ("paused_fraction", "steal_fraction", "cpu_held", "disturbed_fraction", "own_load", "per_cpu"):
+    for key in ("paused_fraction", "steal_fraction", "cpu_held", "disturbed_fraction", "load", "per_cpu"):
         assert key in host
     assert host["monitor"]["realtime"] == (os.geteuid() == 0)
     verdict = data["verdict"]["timing"]
@@ -51,7 +51,7 @@ def test_features_figures_and_a_verdict_that_matches_the_exit_status():
 def _summary(paused=0.0, held=0.0, longest=3.0, busy=0.1, realtime=True, cpus=2, steal=0.0):
     return {"monitor": {"realtime": realtime, "cpus": cpus}, "paused_fraction": paused, "longest_ms": longest,
             "steal_fraction": steal, "cpu_held": {"fraction": held, "longest_ms": 0.0},
-            "disturbed_fraction": paused + held, "own_load": {"busy_fraction": busy}}
+            "disturbed_fraction": paused + held, "load": {"busy_fraction": busy}}
 
 
 def test_timing_verdicts():

@@ -54,8 +54,8 @@ def test_ordinary_priority_busy_loops_on_every_cpu_are_not_pauses():
             assert loop.wait(timeout=30) == 0
     s = monitor.summary()
     # Our own saturation is reported as load ...
-    assert s["own_load"]["busy_fraction"] >= 0.9, s
-    assert s["own_load"]["cpu_pressure_some"] is None or s["own_load"]["cpu_pressure_some"] >= 0.5, s
+    assert s["load"]["busy_fraction"] >= 0.9, s
+    assert s["load"]["cpu_pressure_some"] is None or s["load"]["cpu_pressure_some"] >= 0.5, s
     # ... and not as pauses: at most 1 %, besides what the hypervisor itself says it took
     # (steal time: the host does pause busy vCPUs now and then, and that is a real pause),
     # and hardly ever as the CPU held (ordinary tasks are preempted at once by the watcher).
@@ -136,12 +136,12 @@ def test_describe_never_calls_our_load_a_pause():
                "longest_ms": 17.0, "steal_fraction": 0.019,
                "cpu_held": {"pauses": 2, "fraction": 0.003, "longest_ms": 4.0},
                "per_cpu": {"0": {"paused_fraction": 0.02}, "1": {"paused_fraction": 0.001}},
-               "own_load": {"busy_fraction": 0.93, "cpu_pressure_some": 0.4}}
+               "load": {"busy_fraction": 0.93, "cpu_pressure_some": 0.4}}
     text = describe(summary)
     assert "host pauses: 2.1%" in text and "CPU 0 2.0%" in text and "steal time up to 1.9%" in text
     assert "CPU held by kernel code or a real-time task: 0.3% (2 times" in text
     assert "load (not pauses): CPUs 93% busy" in text and "this run" not in text
-    summary["own_load"] |= {"ours_fraction": 0.35, "others_fraction": 0.58}
+    summary["load"] |= {"ours_fraction": 0.35, "others_fraction": 0.58}
     assert "CPUs 93% busy (this run 35%, other programs 58%)" in describe(summary)
 
 
