@@ -3,9 +3,10 @@
 For a mechanism (``rr``, ``rr-scratch`` or ``precomputed``, see testbed/lab/agents.py) a fresh
 ``handover`` lab comes up with captures on the MN's and the CN's links, the HA, CN and MN
 agents start, the MN binds and the CN streams probes to the home address. With
-``measure_paths`` the paths MN-CN, MN-HA and HA-CN are pinged then and after each move (the
-delay lines' own bias on those paths, under the load the handovers saw). The MN moves between AR1 and AR2 ``moves`` times; a
-move is complete when the MN's event log shows the CN's BA and the HA's BA for the new
+``measure_paths`` the MN first moves to the other access router and back, unmeasured
+(WARM_UP_MOVES), and the paths MN-CN, MN-HA and HA-CN are pinged then and after each move
+(the delay lines' own bias on those paths, under the load the handovers saw). The MN moves
+between AR1 and AR2 ``moves`` times; a move is complete when the MN's event log shows the CN's BA and the HA's BA for the new
 care-of address and the first route-optimised probe arrived there (the log is read as the
 agent writes it: nothing polls the agents during a handover), and then the CN's binding is
 checked over its control socket. Afterwards the captures are read with our decoder (Mobility
@@ -39,6 +40,11 @@ BIND_TIMEOUT_S = 15.0
 PROBE_WAIT_S = 1.0  # after the BA, for the first route-optimised probe at the new CoA
 POLL_S = 0.01  # the measuring process stays off the CPUs the handover needs
 PROBE_RATE = 100.0
+# Before the measured moves: to the other access router and back, so that every router has
+# resolved its neighbours on the paths (AR-core both ways, the MN's care-of address on each
+# segment) as after any earlier visit; otherwise the first visit's address resolution (two
+# round trips of an AR-core link and one of the access link, ~6 ms) lands in one move.
+WARM_UP_MOVES = 2
 PATH_PINGS_FIRST = 20  # after the first binding
 PATH_PINGS_PER_MOVE = 5  # after each move
 
@@ -249,7 +255,7 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
         home = plan.home_address("mn")
         cn_address = plan.correspondents["cn"]
         result.addresses = {"cn": cn_address, "ha": plan.home_agent}
-        keys = KeyRing()
+        ring = KeyRing()
         offsets: list[tuple[int, int]] = []  # (monotonic ns, realtime offset) over the run
         with LabAgents(lab, mechanism, keys=keys) as agents:
             tail = EventTail(agents["mn"].event_log)
@@ -258,6 +264,8 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
                 agents.wait(lambda: agents.mn_bound("mn"), BIND_TIMEOUT_S, "the first binding")
                 result.bound = True
                 agents["cn"].ctl("probe_start", home=home, rate=PROBE_RATE)
+                for i in range(WARM_UP_MOVES if measure_paths else 0):  # not measured
+                    _move(lab, agents, tail, i, cn_address)
                 if measure_paths:
                     pings = PathPings(lab)
                     pings.burst(PATH_PINGS_FIRST)
@@ -279,7 +287,7 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
                 if pings is not None:
                     result.path_pings = pings.samples
                 result.events = {node: handle.events() for node, handle in agents.agents.items()}
-                keys = KeyRing(agents.preconfigured, agents.mn_ha)
+                ring = KeyRing(agents.preconfigured, agents.mn_ha)
                 result.preconfigured = list(agents.preconfigured)
                 result.mn_ha = list(agents.mn_ha)
         offsets.append((time.monotonic_ns(), realtime_offset_ns() or time.time_ns() - time.monotonic_ns()))
@@ -288,7 +296,7 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
         result.pcaps = {node: str(cap.path) for node, cap in captures.items()}
         result.capture_drops = {node: cap.dropped for node, cap in captures.items()}
         for node, cap in captures.items():
-            result.captured[node] = _read_capture(cap.path, keys, offsets)
+            result.captured[node] = _read_capture(cap.path, ring, offsets)
         records = [c.record for c in result.captured["mn"]]
         result.mh_types = dict(Counter(r.mh_type for r in records))
         result.bad_verdicts = dict(Counter(f"{r.mh_type}:{r.auth}" for r in records if r.mh_type in ("BU", "BA")))
