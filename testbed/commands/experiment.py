@@ -185,8 +185,9 @@ def _print_table(summary: dict, out: Path) -> None:
     console.print(table)
     if summary["host"]:
         console.print(describe(summary["host"]), highlight=False)
-    if summary["ordered"] is not None:
-        console.print(f"precomputed < rr < rr-scratch: {'yes' if summary['ordered'] else 'NO'}")
+    if len(summary["mechanisms"]) == 3:
+        verdict = {True: "yes", False: "NO", None: "not judged (a mechanism had no undisturbed move)"}
+        console.print(f"precomputed < rr < rr-scratch (undisturbed medians): {verdict[summary['ordered']]}")
     pushes = [f"{name} {m['key_push_s']:.1f} s" for name, m in summary["mechanisms"].items() if m.get("key_push_s") is not None]
     if pushes:
         console.print("keys pushed with Ansible (keys.yml) per lab: " + ", ".join(pushes))

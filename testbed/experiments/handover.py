@@ -239,8 +239,9 @@ def _write_results(spec, out: Path, results: list[MechanismResult], models: dict
         "model_ms": models,
         "host": host_summary,
         "mechanisms": mechanisms,
-        "ordered": (len(medians) == 3 and None not in medians and medians[0] < medians[1] < medians[2])
-        if len(mechanisms) == 3 else None,
+        # precomputed < rr < rr-scratch on the undisturbed medians; None: not all three measured
+        # or one without an undisturbed move
+        "ordered": medians[0] < medians[1] < medians[2] if len(medians) == 3 and None not in medians else None,
     }
     summary["ok"] = bool(results) and not interrupted and all(m["ok"] for m in mechanisms.values())
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -416,8 +417,9 @@ def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
             f"{_fmt(a['median'])} / {_fmt(a['p95'])} | {_fmt(u['median'])} / {_fmt(u['p95'])} | {m['model_ms']:g} | "
             f"{_fmt(m['ratio'], 2)} | {_fmt(m['target_ms'])} ± {m['tolerance_ms']:g} | {within} | "
             f"{_fmt(m['unexplained_ms'], 2)} | {m['probes_lost'] if m['probes_lost'] is not None else '-'} |")
-    if summary["ordered"] is not None:
-        lines += ["", f"precomputed < rr < rr-scratch (undisturbed medians): {'yes' if summary['ordered'] else '**no**'}."]
+    if len(mechanisms) == 3:
+        verdict = {True: "yes", False: "**no**", None: "not judged (a mechanism had no undisturbed move)"}
+        lines += ["", f"precomputed < rr < rr-scratch (undisturbed medians): {verdict[summary['ordered']]}."]
     lines += ["", "## Where the time goes", "",
               "Measured minus model, split (medians over the undisturbed moves, ms). MN processing: from the usable "
               "CoA or a packet's arrival to the MN's next packet on the wire; CN turnaround: from a packet's arrival "
