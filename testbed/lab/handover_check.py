@@ -6,10 +6,10 @@ agents start, the MN binds and the CN streams probes to the home address. With
 ``measure_paths`` the MN first moves to the other access router and back, unmeasured
 (WARM_UP_MOVES), and the paths MN-CN, MN-HA and HA-CN are pinged then and after each move
 (the delay lines' own bias on those paths, under the load the handovers saw). The MN moves
-between AR1 and AR2 ``moves`` times; a move is complete when the MN's event log shows the CN's BA and the HA's BA for the new
-care-of address and the first route-optimised probe arrived there (the log is read as the
-agent writes it: nothing polls the agents during a handover), and then the CN's binding is
-checked over its control socket. Afterwards the captures are read with our decoder (Mobility
+between AR1 and AR2 ``moves`` times; a move is complete when the MN's event log shows the
+CN's BA and the HA's BA for the new care-of address and the first route-optimised probe
+arrived there (the log is read as the agent writes it: nothing polls the agents during a
+handover), and then the CN's binding is checked over its control socket. Afterwards the captures are read with our decoder (Mobility
 Header messages with their capture times, authentication verdicts with the run's keys).
 
 Ctrl-C during the moves ends them: what was measured is kept (``interrupted``), the event
