@@ -141,7 +141,8 @@ def move_timeline(mechanism: str, events: dict[str, list[dict]] | dict[str, _Log
     bu_wire = p["bu_sent"] = _captured(mn_cap, coa, hi, mh_type="BU", dst=cn, seq=seq) or mn.sent("BU", bu, coa, hi)
     bu_rx_e = cnl.first("bu_received", coa, hi, seq=seq, careof=careof)
     bu_rx = p["bu_at_cn"] = bu_rx_e and bu_rx_e["t_ns"]
-    ba_tx = p["ba_sent"] = (bu_rx and _captured(cn_cap, bu_rx, hi, mh_type="BA", src=cn, seq=seq)) or cnl.sent("BA", bu_rx_e, coa, hi)
+    ba_tx = p["ba_sent"] = ((bu_rx and _captured(cn_cap, bu_rx, hi, mh_type="BA", src=cn, seq=seq))
+                            or cnl.sent("BA", bu_rx_e, coa, hi))
     home_bu = mn.first("bu_sent", coa, hi, mechanism="home", careof=careof)
     home_seq = home_bu and home_bu["seq"]
     p["home_bu"] = home_bu and (_captured(mn_cap, coa, hi, mh_type="BU", dst=ha, seq=home_seq)
@@ -168,7 +169,8 @@ def move_timeline(mechanism: str, events: dict[str, list[dict]] | dict[str, _Log
     hot_rx_e = mn.first("hot_received", coa, hi, peer=cn)
     trigger = bu["t_ns"] if bu else None
     if hot_rx_e is not None and hot_rx_e["t_ns"] == trigger:
-        head = _home_chain(tl, mn, cnl, hal, mn_cap, cn_cap, coa, hi, careof, cn, ha, hot_rx_e, home_bu, home_ba_e, need)
+        head = _home_chain(tl, mn, cnl, hal, mn_cap, cn_cap, coa, hi, careof, cn, ha, hot_rx_e, home_bu,
+                           home_ba_e, need)
         tl.chain = "home"
         last = hot_rx_e["t_ns"]
         last_name = "MN: HoT->BU on the wire"
@@ -189,7 +191,8 @@ def _careof_chain(mn, cnl, mn_cap, cn_cap, coa, hi, careof, cn, cot_rx_e, need) 
     coti_wire = _captured(mn_cap, coa, hi, mh_type="CoTI", src=careof, dst=cn) or mn.sent("CoTI", coti, coa, hi)
     coti_rx_e = cnl.first("coti_received", coa, hi, careof=careof)
     coti_rx = coti_rx_e and coti_rx_e["t_ns"]
-    cot_tx = (coti_rx and _captured(cn_cap, coti_rx, hi, mh_type="CoT", src=cn, dst=careof)) or cnl.sent("CoT", coti_rx_e, coa, hi)
+    cot_tx = ((coti_rx and _captured(cn_cap, coti_rx, hi, mh_type="CoT", src=cn, dst=careof))
+              or cnl.sent("CoT", coti_rx_e, coa, hi))
     cot_rx = cot_rx_e and cot_rx_e["t_ns"]
     for name, value in (("CoTI on the MN's wire", coti_wire), ("CoTI at the CN", coti_rx),
                         ("CoT sent by the CN", cot_tx), ("CoT at the MN", cot_rx)):
@@ -273,7 +276,8 @@ class Decomposition:
         return {k: (None if v is None else round(v, 3)) for k, v in self.__dict__.items()}
 
 
-def decompose(tl: MoveTimeline, mechanism: str, model_ms: float, bias_ms: dict[str, float | None]) -> Decomposition | None:
+def decompose(tl: MoveTimeline, mechanism: str, model_ms: float,
+              bias_ms: dict[str, float | None]) -> Decomposition | None:
     """Measured (usable CoA to BA) minus model, split; None when the timeline is incomplete.
     ``bias_ms``: per path ("mn-cn", "mn-ha", "ha-cn"), the delay lines' bias of one round trip."""
     if not tl.phases:

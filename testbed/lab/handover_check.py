@@ -9,8 +9,9 @@ agents start, the MN binds and the CN streams probes to the home address. With
 between AR1 and AR2 ``moves`` times; a move is complete when the MN's event log shows the
 CN's BA and the HA's BA for the new care-of address and the first route-optimised probe
 arrived there (the log is read as the agent writes it: nothing polls the agents during a
-handover), and then the CN's binding is checked over its control socket. Afterwards the captures are read with our decoder (Mobility
-Header messages with their capture times, authentication verdicts with the run's keys).
+handover), and then the CN's binding is checked over its control socket. Afterwards the
+captures are read with our decoder (Mobility Header messages with their capture times,
+authentication verdicts with the run's keys).
 
 Ctrl-C during the moves ends them: what was measured is kept (``interrupted``), the event
 logs and captures are still read, the lab is removed.
