@@ -16,9 +16,15 @@ route-optimised probe, the critical path's phases, and measured-minus-model spli
 MN's processing, the CN's turnaround, the HA's processing, durable writes and the delay
 lines' bias; the rest is reported as unexplained.
 
-The pause monitor (testbed/lab/pauses.py) runs throughout: a move is *disturbed* when a
-host pause of any CPU overlaps its usable-CoA-to-BA window (``paused_ms``); the verdicts are
-judged on undisturbed moves. Our own CPU load is reported beside it, never as a pause.
+The pause monitor (testbed/lab/pauses.py) runs throughout: ``paused_ms`` is how long a CPU
+was paused (or held) within a move's usable-CoA-to-BA window. A move is *undisturbed* when
+that is at most UNDISTURBED_SHARE of the model's time: for precomputed and rr at the default
+delays that means no pause at all (the shortest one the watchers record is ~2 ms); for the
+158 ms of rr-scratch, pauses of a few ms (most do not even touch the critical path: a packet
+waiting in a delay line is not late unless its due time falls into the pause) are let pass,
+else no move of it would be undisturbed while the host pauses ~10 times a second. The
+verdicts are judged on undisturbed moves. Our own CPU load is reported beside it, never as a
+pause.
 
 The results directory holds ``spec.json``, ``metrics.csv``/``metrics.json`` (one row per
 move), ``summary.json``, ``host.json`` (the monitor's figures and every pause),
@@ -54,6 +60,7 @@ LABELS = {"precomputed": "precomputed Kbm (RFC 4449)",
 SHORT = {"precomputed": "precomputed", "rr": "RR, home token", "rr-scratch": "RR from scratch"}
 TOLERANCE_ABS_MS = {"precomputed": 1.0, "rr": 1.0, "rr-scratch": 2.0}
 TOLERANCE_REL = 0.10
+UNDISTURBED_SHARE = 0.02  # a move is undisturbed with host pauses of at most this share of its model
 EXCESS_TERMS = ("mn_processing_ms", "cn_turnaround_ms", "ha_processing_ms", "durable_writes_ms",
                 "delay_line_bias_ms", "unexplained_ms")
 KIND_COLOURS = {"mn": "tab:orange", "cn": "tab:green", "ha": "tab:purple", "net": "tab:blue"}
@@ -134,7 +141,7 @@ def metric_rows(result: MechanismResult, model: float, bias: dict[str, dict], ho
             row[f"{name}_ms"] = _round(tl.ms_after(name, m.t_move_ns))
         row |= {"move_to_ra_ms": row["ra_ms"], "move_to_coa_ms": row["coa_ms"], "move_to_ba_ms": row["ba_ms"],
                 "coa_to_ba_ms": coa_to_ba, "model_ms": model, "paused_ms": paused,
-                "undisturbed": paused == 0 if paused is not None else None}
+                "undisturbed": paused <= UNDISTURBED_SHARE * model if paused is not None else None}
         dd = d.as_dict() if d is not None else {}
         for term in EXCESS_TERMS:
             row[term] = dd.get(term)
@@ -401,9 +408,11 @@ def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
     ]
     if summary["host"]:
         lines += [describe(summary["host"]) + ".", "",
-                  "A move is *undisturbed* when no host pause of any CPU overlapped its usable-CoA-to-BA window "
-                  "(`paused_ms` in `metrics.csv`); the verdicts below are judged on those. Our own CPU load is a "
-                  "property of the lab, shown here, never counted as a pause.", ""]
+                  f"A move is *undisturbed* when host pauses (or a CPU held by the kernel) took at most "
+                  f"{UNDISTURBED_SHARE:.0%} of its model's time within its usable-CoA-to-BA window (`paused_ms` in "
+                  "`metrics.csv`; for precomputed and rr at the default delays: no pause at all); the verdicts below "
+                  "are judged on those. Our own CPU load is a property of the lab, shown here, never counted as a "
+                  "pause.", ""]
     lines += [
         "| mechanism | ok | moves | undisturbed | CoA-to-BA median / p95 (ms) | undisturbed median / p95 (ms) "
         "| model (ms) | ratio | model + durable writes (ms) | within 10 % + abs | unexplained (ms) | probes lost |",

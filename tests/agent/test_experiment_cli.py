@@ -35,6 +35,8 @@ def _check_results(out: Path, moves: int) -> dict:
             < float(r["ba_sent_ms"]) < float(r["move_to_ba_ms"]), r
         assert float(r["coa_to_ba_ms"]) > float(r["model_ms"]) > 0, r
         assert 0 <= float(r["paused_ms"]) <= float(r["coa_to_ba_ms"]) + 1, r
+        # undisturbed: host pauses took at most 2 % of the model's time in the move's window
+        assert (r["undisturbed"] == "True") == (float(r["paused_ms"]) <= 0.02 * float(r["model_ms"])), r
         assert float(r["durable_writes_ms"]) > 0 and r["unexplained_ms"] != "", r
         assert r["missing"] == "" and r["cn_binding_ok"] == "True", r
     scratch = [r for r in rows if r["mechanism"] == "rr-scratch"]
