@@ -106,18 +106,39 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
+PATH_ENDS = {"mn-cn": ("mn", "cn"), "mn-ha": ("mn", "ha"), "ha-cn": ("ha", "cn")}  # whose captures
+
+
 def path_bias(result: MechanismResult, params: dict, host: PauseMonitor) -> dict[str, dict]:
-    """Per path: the median ping round trip no host pause overlapped, minus the configured
-    round trip: the delay lines' (and kernels') own bias on that path, this run."""
+    """Per path (MN-CN, MN-HA, HA-CN): the delay lines' (and kernels') own bias of one round
+    trip in this run. Measured as the handover's network phases are: each path ping's
+    request and reply from one end's capture to the other's (kernel stamps at both ends, no
+    user space), the pings no host pause overlapped; the medians of the two directions minus
+    the configured one-way delays. The ping round trips themselves are kept for reference."""
     one_way = one_way_ms(params)
     out = {}
-    for path, pairs in result.path_pings.items():
-        clean = [rtt for rtt, t in pairs if not host.overlaps(t - int(rtt * 1e6) - 1_000_000, t + 1_000_000)]
-        configured = 2 * one_way[path]
-        median = statistics.median(clean) if clean else None
-        out[path] = {"configured_rtt_ms": configured, "median_rtt_ms": median, "samples": len(pairs),
-                     "clean_samples": len(clean),
-                     "bias_ms": None if median is None else round(median - configured, 3)}
+    for path, (a, b) in PATH_ENDS.items():
+        seen_a = {(e.kind, e.src, e.dst, e.ident, e.seq): e.t_ns for e in result.echoes.get(a, [])}
+        seen_b = {(e.kind, e.src, e.dst, e.ident, e.seq): e.t_ns for e in result.echoes.get(b, [])}
+        forward, back, samples = [], [], 0
+        for key, t_a in seen_a.items():
+            t_b = seen_b.get(key)
+            if t_b is None:
+                continue
+            samples += 1
+            lo, hi = min(t_a, t_b), max(t_a, t_b)
+            if host.overlaps(lo - 1_000_000, hi + 1_000_000):
+                continue
+            (forward if key[0] == "request" else back).append((t_b - t_a if key[0] == "request" else t_a - t_b) / 1e6)
+        pings = [rtt for rtt, _ in result.path_pings.get(path, [])]
+        bias = None
+        if forward and back:
+            bias = round(statistics.median(forward) + statistics.median(back) - 2 * one_way[path], 3)
+        out[path] = {"configured_rtt_ms": 2 * one_way[path],
+                     "forward_ms": round(statistics.median(forward), 3) if forward else None,
+                     "back_ms": round(statistics.median(back), 3) if back else None,
+                     "samples": samples, "clean_samples": min(len(forward), len(back)),
+                     "ping_rtt_ms": statistics.median(pings) if pings else None, "bias_ms": bias}
     return out
 
 
@@ -433,8 +454,9 @@ def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
               "Measured minus model, split (medians over the undisturbed moves, ms). MN processing: from the usable "
               "CoA or a packet's arrival to the MN's next packet on the wire; CN turnaround: from a packet's arrival "
               "at the CN (kernel stamp) to its answer on the CN's wire; durable writes: the sequence-number writes on "
-              "the path, taken out of those; delay-line bias: the round trips pinged on the same paths in the same "
-              "run minus their configured value, times the round trips on the path.", "",
+              "the path, taken out of those; delay-line bias: pings on the same paths in the same run, each way from "
+              "one end's capture to the other's, minus the configured delays, times the round trips on the path.",
+              "",
               "| mechanism | measured - model | MN processing | CN turnaround | HA processing | durable writes "
               "| delay-line bias | unexplained |", "|---|---|---|---|---|---|---|---|"]
     for name, m in mechanisms.items():
@@ -443,7 +465,7 @@ def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
         lines.append(f"| {SHORT[name]} | {_fmt(None if u is None else u - m['model_ms'], 2)} | "
                      + " | ".join(_fmt(e[k], 2) for k in ("mn_processing", "cn_turnaround", "ha_processing",
                                                           "durable_writes", "delay_line_bias", "unexplained")) + " |")
-    lines += ["", "Delay-line bias per round trip, by path (ping, this run): "
+    lines += ["", "Delay-line bias per round trip, by path (pings captured at both ends, this run): "
               + "; ".join(f"{name}: " + ", ".join(f"{p} {_fmt(b['bias_ms'], 3)} ms ({b['clean_samples']} pings)"
                                                   for p, b in m["path_bias"].items())
                           for name, m in mechanisms.items()) + "."]

@@ -19,6 +19,7 @@ logs and captures are still read, the lab is removed.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ from testbed.lab.delayline import realtime_offset_ns
 from testbed.lab.errors import LabTimeout
 from testbed.lab.lab import Lab
 from testbed.lab.selftest import parse_ping
+from testbed.mip6.constants import IPPROTO_ICMPV6
 
 MOVE_TIMEOUT_S = 10.0
 BIND_TIMEOUT_S = 15.0
@@ -46,6 +48,7 @@ PROBE_RATE = 100.0
 # segment) as after any earlier visit; otherwise the first visit's address resolution (two
 # round trips of an AR-core link and one of the access link, ~6 ms) lands in one move.
 WARM_UP_MOVES = 2
+ECHO_REQUEST, ECHO_REPLY = 128, 129
 PATH_PINGS_FIRST = 20  # after the first binding
 PATH_PINGS_PER_MOVE = 5  # after each move
 
@@ -71,6 +74,19 @@ class CapturedMH:
     record: MHRecord
 
 
+@dataclass(frozen=True)
+class CapturedEcho:
+    """An ICMPv6 echo request or reply in a capture: realtime ns of the capture, and what
+    identifies the same packet in another node's capture."""
+
+    t_ns: int
+    kind: str  # "request" or "reply"
+    src: str
+    dst: str
+    ident: int
+    seq: int
+
+
 @dataclass
 class MechanismResult:
     mechanism: str
@@ -87,6 +103,7 @@ class MechanismResult:
     addresses: dict[str, str] = field(default_factory=dict)  # "cn", "ha": the CN's and the HA's address
     events: dict[str, list[dict]] = field(default_factory=dict, repr=False)
     captured: dict[str, list[CapturedMH]] = field(default_factory=dict, repr=False)
+    echoes: dict[str, list[CapturedEcho]] = field(default_factory=dict, repr=False)  # per capture
     path_pings: dict[str, list[tuple[float, int]]] = field(default_factory=dict, repr=False)  # (rtt ms, realtime ns)
     pcaps: dict[str, str] = field(default_factory=dict)
     capture_drops: dict[str, int | None] = field(default_factory=dict)  # per capture, as tcpdump reported
@@ -253,6 +270,10 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
         mn_intf = plan.mobile("mn").intf
         cn_intf = next(iter(plan.nodes["cn"].interfaces))
         captures = {"mn": lab.capture("mn", mn_intf), "cn": lab.capture("cn", cn_intf)}
+        if measure_paths:  # the HA's end of the path pings (MN-HA, HA-CN): on its core link
+            ha_node = plan.home_agent_node
+            ha_intf = next(i.name for i in plan.nodes[ha_node].interfaces.values() if not i.ra)
+            captures["ha"] = lab.capture(ha_node, ha_intf, bpf="icmp6")
         home = plan.home_address("mn")
         cn_address = plan.correspondents["cn"]
         result.addresses = {"cn": cn_address, "ha": plan.home_agent}
@@ -297,7 +318,7 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
         result.pcaps = {node: str(cap.path) for node, cap in captures.items()}
         result.capture_drops = {node: cap.dropped for node, cap in captures.items()}
         for node, cap in captures.items():
-            result.captured[node] = _read_capture(cap.path, ring, offsets)
+            result.captured[node], result.echoes[node] = _read_capture(cap.path, ring, offsets)
         records = [c.record for c in result.captured["mn"]]
         result.mh_types = dict(Counter(r.mh_type for r in records))
         result.bad_verdicts = dict(Counter(f"{r.mh_type}:{r.auth}" for r in records if r.mh_type in ("BU", "BA")))
@@ -333,9 +354,11 @@ def _move(lab, agents: LabAgents, tail: EventTail, i: int, cn_address: str) -> M
     return MoveResult(i + 1, to, expected, ms(watch.ra), ms(watch.coa), ms(watch.cn_ba), ok, t_move, offset)
 
 
-def _read_capture(path: Path, keys: KeyRing, offsets: list[tuple[int, int]]) -> list[CapturedMH]:
+def _read_capture(path: Path, keys: KeyRing, offsets: list[tuple[int, int]]
+                  ) -> tuple[list[CapturedMH], list[CapturedEcho]]:
     """Every Mobility Header message of a capture with its time moved to monotonic ns (with
-    the realtime offset read nearest to it: NTP slews the realtime clock)."""
+    the realtime offset read nearest to it: NTP slews the realtime clock), and every ICMPv6
+    echo request and reply (realtime, as captured: only compared with other captures)."""
     frames = list(read_frames(path))
     times = {f.number: f.t_ns for f in frames}
     out = []
@@ -347,7 +370,16 @@ def _read_capture(path: Path, keys: KeyRing, offsets: list[tuple[int, int]]) -> 
         guess = real - marks[0][1]
         offset = min(marks, key=lambda m: abs(m[0] - guess))[1]
         out.append(CapturedMH(real - offset, record))
-    return out
+    return out, [e for e in map(_echo, frames) if e is not None]
+
+
+def _echo(frame) -> CapturedEcho | None:
+    data = frame.ipv6
+    if len(data) < 48 or data[6] != IPPROTO_ICMPV6 or data[40] not in (ECHO_REQUEST, ECHO_REPLY) or not frame.t_ns:
+        return None
+    ident, seq = int.from_bytes(data[44:46], "big"), int.from_bytes(data[46:48], "big")
+    return CapturedEcho(frame.t_ns, "request" if data[40] == ECHO_REQUEST else "reply",
+                        str(ipaddress.IPv6Address(data[8:24])), str(ipaddress.IPv6Address(data[24:40])), ident, seq)
 
 
 def run_handover_check(*, moves: int = 1, run_root: Path, params: dict | None = None,
