@@ -360,8 +360,9 @@ def _plot(path: Path, rows: list[dict], timelines: dict, summary: dict) -> None:
 def _plot_moves(ax, rows: list[dict], mechanisms: list[str], summary: dict) -> None:
     positions = list(range(1, len(mechanisms) + 1))
     for pos, m in zip(positions, mechanisms):
-        for undisturbed, style in ((True, dict(color="tab:blue", label="no host pause")),
-                                   (False, dict(color="tab:gray", marker="x", label="a host pause overlapped"))):
+        for undisturbed, style in ((True, dict(color="tab:blue", label="undisturbed")),
+                                   (False, dict(color="tab:gray", marker="x",
+                                                label=f"host paused > {UNDISTURBED_SHARE:.0%} of the model"))):
             d = [r["coa_to_ba_ms"] for r in rows if r["mechanism"] == m and r["coa_to_ba_ms"] is not None
                  and bool(r["undisturbed"]) == undisturbed]
             ax.scatter([pos] * len(d), d, s=14, alpha=0.7, **(style if pos == 1 else {**style, "label": None}))
@@ -403,7 +404,7 @@ def _plot_timeline(ax, mechanism: str, ms: dict, legend: bool) -> None:
         ax.axvline(ms["target_ms"], color="darkred", linestyle="dotted", label="model + durable writes")
     ax.set_xlim(0, max(x, ms["model_ms"]) * 1.08)
     ax.set_yticks([])
-    ax.set_title(f"{LABELS[mechanism]}: {x:.1f} ms median path, model {ms['model_ms']:g} ms "
+    ax.set_title(f"{LABELS[mechanism]}: {x:.1f} ms (median phases), model {ms['model_ms']:g} ms "
                  f"(unexplained {_fmt(ms['unexplained_ms'], 2)} ms)", fontsize=9)
     ax.set_xlabel("ms from the usable CoA (median phases, undisturbed moves)", fontsize=8)
     if legend:
