@@ -36,13 +36,14 @@ from testbed.lab.delayline import realtime_offset_ns
 from testbed.lab.errors import LabTimeout
 from testbed.lab.lab import Lab
 from testbed.lab.selftest import parse_ping
-from testbed.mip6.constants import IPPROTO_ICMPV6
+from testbed.mip6.constants import IPPROTO_ICMPV6, MAX_UPDATE_RATE
 
 MOVE_TIMEOUT_S = 10.0
 BIND_TIMEOUT_S = 15.0
 PROBE_WAIT_S = 1.0  # after the BA, for the first route-optimised probe at the new CoA
 POLL_S = 0.01  # the measuring process stays off the CPUs the handover needs
 PROBE_RATE = 100.0
+MOVE_INTERVAL_NS = int(1.1e9 / MAX_UPDATE_RATE)  # see _move
 # Before the measured moves: to the other access router and back, so that every router has
 # resolved its neighbours on the paths (AR-core both ways, the MN's care-of address on each
 # segment) as after any earlier visit; otherwise the first visit's address resolution (two
@@ -329,6 +330,13 @@ def _move(lab, agents: LabAgents, tail: EventTail, i: int, cn_address: str) -> M
     to = "ar2" if lab.location("mn") == plan.segment("ar1").name else "ar1"
     prefix = plan.segment(to).subnet
     expected = plan.expected_coa("mn", prefix)
+    # RFC 6275 11.8: the MN sends at most MAX_UPDATE_RATE BUs a second to a node (and acts on as
+    # many moves): moves closer together would measure the rate limit, not the handover.
+    previous = lab.last_move_ns("mn")
+    if previous is not None:
+        wait = previous + MOVE_INTERVAL_NS - time.monotonic_ns()
+        if wait > 0:
+            time.sleep(wait / 1e9)  # pacing the moves, not waiting for an event
     t_move = lab.move("mn", to)
     offset = realtime_offset_ns() or time.time_ns() - time.monotonic_ns()
     watch = _MoveWatch(expected, cn_address, t_move)

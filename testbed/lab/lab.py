@@ -528,6 +528,12 @@ class Lab:
         self._location[mn] = segment.name
         return t_ns
 
+    def last_move_ns(self, mn: str = "mn") -> int | None:
+        """``time.monotonic_ns()`` of ``mn``'s last move (None before the first)."""
+        self.addresses.mobile(mn)
+        last = self._moves.get(mn)
+        return None if last is None else last[0]
+
     def wait_for_coa(self, mn: str = "mn", prefix: str | None = None, *,
                      since_ns: int | None = None, require_ra: bool | None = None,
                      timeout: float = 2.0) -> CareOfAddress:
