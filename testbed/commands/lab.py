@@ -281,6 +281,6 @@ def run_clean(args) -> int:
               + ", ".join(report.unclaimed))
     for failure in report.failures:
         print(f"testbed: error: {failure}", file=sys.stderr)
-    if not (report.runs or report.interfaces or report.in_use or report.unclaimed):
+    if not (report.runs or report.interfaces or report.paths or report.in_use or report.unclaimed):
         print("nothing to clean")
     return 1 if report.failures else 0

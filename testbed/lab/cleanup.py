@@ -6,7 +6,9 @@ gone (pid and start time), and only on what is tagged with that run's id or reco
 state file: processes (matched by pid *and* start time), processes inside the namespaces
 of its still-running node shells, the shells, bridges and other root-namespace interfaces
 named ``m6<run id>...``, the run's volatile directory and, if the run directory was
-temporary, that directory. With ``orphans=True`` (``--orphans``) it also removes tagged
+temporary, that directory; and the scratch directories (``testbed.lab.scratch``) whose owner
+process (pid and start time) is gone, such as ansible-runner's directory of a key push that
+was killed. With ``orphans=True`` (``--orphans``) it also removes tagged
 interfaces of run ids that have no state file at all (a run whose state file was deleted);
 that is off by default because a lab using another state directory
 (``$MIP6_TESTBED_STATE_DIR``) would look the same. Nothing else is touched.
@@ -25,6 +27,7 @@ from pyroute2 import IPRoute
 
 from testbed.lab.naming import run_id_of_ifname
 from testbed.lab.processes import stop_record
+from testbed.lab.scratch import SCRATCH_PARENTS, SCRATCH_PREFIXES, remove_scratch_dir, stale_scratch_dirs
 from testbed.lab.state import RunState, list_states
 
 log = logging.getLogger("testbed.lab")
@@ -150,6 +153,11 @@ def clean_stale_runs(dry_run: bool = False, orphans: bool = False) -> CleanRepor
             report.in_use.append(state.run_id)
             continue
         clean_run(state, report, dry_run)
+    for prefix in SCRATCH_PREFIXES:
+        for path in stale_scratch_dirs(prefix, list(SCRATCH_PARENTS)):
+            report.paths.append(str(path))
+            if not dry_run and not remove_scratch_dir(path):
+                report.failures.append(f"{path}: could not be removed")
     stray = [link for link in tagged_root_links() if run_id_of_ifname(link[1]) not in known]
     if orphans:
         report.interfaces += [name for _, name in stray]

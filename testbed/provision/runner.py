@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from testbed.errors import TestbedError
+from testbed.lab.scratch import ANSIBLE_PREFIX, owned_scratch_dir, remove_scratch_dir
 
 PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 TMPFS = Path("/dev/shm")
@@ -146,7 +147,7 @@ def run_playbook(name: str, inventory: Path | dict, *, extravars: dict[str, Any]
     if progress is None:
         progress = sys.stderr.isatty()
     root = TMPFS if TMPFS.is_dir() and os.access(TMPFS, os.W_OK) else None
-    work = Path(tempfile.mkdtemp(prefix="mip6-ansible-", dir=root))  # 0700
+    work = owned_scratch_dir(ANSIBLE_PREFIX, root)  # 0700; `testbed lab clean` removes it if we are killed
     t0 = time.monotonic()
     try:
         secret_dir = work / "secret"
@@ -194,7 +195,7 @@ def run_playbook(name: str, inventory: Path | dict, *, extravars: dict[str, Any]
             _keep(Path(runner.config.artifact_dir), record)
         return result
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_scratch_dir(work)
 
 
 def _collect(result: PlayResult, events: list[dict]) -> None:
