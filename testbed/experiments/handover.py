@@ -62,7 +62,7 @@ TOLERANCE_ABS_MS = {"precomputed": 1.0, "rr": 1.0, "rr-scratch": 2.0}
 TOLERANCE_REL = 0.10
 UNDISTURBED_SHARE = 0.02  # a move is undisturbed with host pauses of at most this share of its model
 EXCESS_TERMS = ("mn_processing_ms", "cn_turnaround_ms", "ha_processing_ms", "durable_writes_ms",
-                "delay_line_bias_ms", "unexplained_ms")
+                "delay_line_bias_ms", "host_pauses_ms", "unexplained_ms")
 KIND_COLOURS = {"mn": "tab:orange", "cn": "tab:green", "ha": "tab:purple", "net": "tab:blue"}
 PHASE_KINDS = {"MN": "mn", "CN": "cn", "HA": "ha"}
 KIND_LABELS = {"mn": "MN processing", "cn": "CN turnaround", "ha": "HA processing", "net": "network (model + bias)"}
@@ -153,10 +153,10 @@ def metric_rows(result: MechanismResult, model: float, bias: dict[str, dict], ho
         until = result.moves[i + 1].t_move_ns if i + 1 < len(result.moves) else 1 << 62
         tl = move_timeline(result.mechanism, events, result.captured, t_move=m.t_move_ns, careof=m.careof or "",
                            cn=plan["cn"], ha=plan["ha"], until=until)
-        d = decompose(tl, result.mechanism, model, bias_ms)
         coa, ba = tl.points.get("coa"), tl.points.get("ba")
         coa_to_ba = None if coa is None or ba is None else round((ba - coa) / 1e6, 3)
         paused = host.paused_ms_monotonic(coa, ba) if host is not None and coa_to_ba is not None else None
+        d = decompose(tl, result.mechanism, model, bias_ms, paused or 0.0)
         row = {"mechanism": result.mechanism, "move": m.index, "to": m.to, "careof": m.careof}
         for name in POINTS:
             row[f"{name}_ms"] = _round(tl.ms_after(name, m.t_move_ns))
@@ -456,16 +456,19 @@ def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
               "CoA or a packet's arrival to the MN's next packet on the wire; CN turnaround: from a packet's arrival "
               "at the CN (kernel stamp) to its answer on the CN's wire; durable writes: the sequence-number writes on "
               "the path, taken out of those; delay-line bias: pings on the same paths in the same run, each way from "
-              "one end's capture to the other's, minus the configured delays, times the round trips on the path.",
+              "one end's capture to the other's, minus the configured delays, times the round trips on the path; "
+              "host pauses: the time the host paused a CPU (or the kernel held one) within the move's window, "
+              "credited up to what is left (a pause may have delayed nothing on the path, never more than itself).",
               "",
               "| mechanism | measured - model | MN processing | CN turnaround | HA processing | durable writes "
-              "| delay-line bias | unexplained |", "|---|---|---|---|---|---|---|---|"]
+              "| delay-line bias | host pauses | unexplained |", "|---|---|---|---|---|---|---|---|---|"]
     for name, m in mechanisms.items():
         e = m["excess_ms"]
         u = m["coa_to_ba_undisturbed_ms"]["median"] or m["coa_to_ba_ms"]["median"]
         lines.append(f"| {SHORT[name]} | {_fmt(None if u is None else u - m['model_ms'], 2)} | "
                      + " | ".join(_fmt(e[k], 2) for k in ("mn_processing", "cn_turnaround", "ha_processing",
-                                                          "durable_writes", "delay_line_bias", "unexplained")) + " |")
+                                                          "durable_writes", "delay_line_bias", "host_pauses",
+                                                          "unexplained")) + " |")
     lines += ["", "Delay-line bias per round trip, by path (pings captured at both ends, this run): "
               + "; ".join(f"{name}: " + ", ".join(f"{p} {_fmt(b['bias_ms'], 3)} ms ({b['clean_samples']} pings)"
                                                   for p, b in m["path_bias"].items())

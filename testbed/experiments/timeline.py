@@ -270,6 +270,7 @@ class Decomposition:
     ha_processing_ms: float
     durable_writes_ms: float
     delay_line_bias_ms: float | None
+    host_pauses_ms: float  # pauses (or a CPU held) overlapping the window: at most what they delayed
     unexplained_ms: float | None
 
     def as_dict(self) -> dict:
@@ -277,9 +278,12 @@ class Decomposition:
 
 
 def decompose(tl: MoveTimeline, mechanism: str, model_ms: float,
-              bias_ms: dict[str, float | None]) -> Decomposition | None:
+              bias_ms: dict[str, float | None], paused_ms: float = 0.0) -> Decomposition | None:
     """Measured (usable CoA to BA) minus model, split; None when the timeline is incomplete.
-    ``bias_ms``: per path ("mn-cn", "mn-ha", "ha-cn"), the delay lines' bias of one round trip."""
+    ``bias_ms``: per path ("mn-cn", "mn-ha", "ha-cn"), the delay lines' bias of one round trip;
+    ``paused_ms``: how long the host paused a CPU (or the kernel held one) within the window,
+    counted as explained up to that much (a pause of a CPU that nothing on the path needed at
+    that moment delayed nothing: then the remainder comes out lower)."""
     if not tl.phases:
         return None
     measured = (tl.phases[-1].end - tl.phases[0].start) / 1e6
@@ -294,4 +298,10 @@ def decompose(tl: MoveTimeline, mechanism: str, model_ms: float,
         bias = sum(n * bias_ms[path] for path, n in trips.items())
     explained = by_kind["mn"] + by_kind["cn"] + by_kind["ha"] + writes + (bias or 0.0)
     unexplained = None if bias is None else measured - model_ms - explained
-    return Decomposition(measured, model_ms, by_kind["mn"], by_kind["cn"], by_kind["ha"], writes, bias, unexplained)
+    # A pause lengthens whichever phase it fell into; it is explained by the pause, not by
+    # that phase's node or link, as far as the remainder reaches.
+    pauses = max(0.0, min(paused_ms, unexplained)) if unexplained is not None else 0.0
+    if unexplained is not None:
+        unexplained -= pauses
+    return Decomposition(measured, model_ms, by_kind["mn"], by_kind["cn"], by_kind["ha"], writes, bias, pauses,
+                         unexplained)

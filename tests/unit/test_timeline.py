@@ -151,3 +151,17 @@ def test_rr_with_a_valid_home_token_follows_the_care_of_chain():
     d = decompose(tl, "rr", 32.0, {"mn-cn": 0.1})
     assert d.measured_ms == pytest.approx(35.0) and d.delay_line_bias_ms == pytest.approx(0.2)
     assert d.durable_writes_ms == pytest.approx(0.5)  # the home BU's write, before the CoTI left
+
+
+@pytest.mark.parametrize("paused, credited", [(0.0, 0.0), (0.4, 0.4), (2.0, 0.9)])
+def test_host_pauses_in_the_window_explain_the_remainder_up_to_their_length(paused, credited):
+    tl = move_timeline("rr-scratch", scratch_move(), {}, t_move=0, careof=COA, cn=CN, ha=HA, until=10**12)
+    bias = {"mn-cn": 0.1, "mn-ha": 0.2, "ha-cn": 0.3}
+    d = decompose(tl, "rr-scratch", 157.0, bias, paused)  # 0.9 ms left before the pauses
+    assert d.host_pauses_ms == pytest.approx(credited)
+    assert d.unexplained_ms == pytest.approx(0.9 - credited)
+    total = (d.mn_processing_ms + d.cn_turnaround_ms + d.ha_processing_ms + d.durable_writes_ms
+             + d.delay_line_bias_ms + d.host_pauses_ms + d.unexplained_ms)
+    assert total == pytest.approx(162.3 - 157.0)
+    # a remainder already below zero is not made lower by a pause
+    assert decompose(tl, "rr-scratch", 159.0, bias, 3.0).host_pauses_ms == 0.0
