@@ -130,6 +130,16 @@ def test_push_into_a_running_handover_lab(tmp_path):
         again = run_testbed("keys", "push", "--lab", run, "--keys", str(store))
         assert again.returncode == 0 and "1 change (" in again.stdout, again.stdout + again.stderr
         assert key_dir_listing(lab, "cn") == listings["cn"]
+        # A node where the module fails (its key file's name taken by a directory): the push
+        # fails naming the node and the module's reason, though the task's output is no_log.
+        blocker = f"{KEY_DIR}/preconfigured-mn.yaml"
+        assert lab.run("cn", ["sh", "-c", f"rm {blocker} && mkdir {blocker}"], tag="block").returncode == 0
+        failed = run_testbed("keys", "push", "--lab", run, "--keys", str(store))
+        assert failed.returncode != 0 and "cn:" in failed.stderr and blocker in failed.stderr, failed.stderr
+        assert "Traceback" not in failed.stderr and good.kcn.hex() not in failed.stdout + failed.stderr
+        assert lab.run("cn", ["rmdir", blocker], tag="unblock").returncode == 0
+        again = run_testbed("keys", "push", "--lab", run, "--keys", str(store))
+        assert again.returncode == 0 and key_dir_listing(lab, "cn") == listings["cn"], again.stdout + again.stderr
 
         # The agents take the pushed files (the store's keys): only their configurations are new.
         cap = lab.capture("mn", plan.mobile("mn").intf)
