@@ -20,15 +20,16 @@ import logging
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyroute2 import IPRoute
 
 from testbed.lab.naming import run_id_of_ifname
-from testbed.lab.processes import stop_record
+from testbed.lab.processes import STOP_TIMEOUT_S, stop_record, wait_gone
 from testbed.lab.scratch import SCRATCH_PARENTS, SCRATCH_PREFIXES, remove_scratch_dir, stale_scratch_dirs
-from testbed.lab.state import RunState, list_states
+from testbed.lab.state import ProcessRecord, RunState, list_states
 
 log = logging.getLogger("testbed.lab")
 
@@ -112,13 +113,20 @@ def clean_run(state: RunState, report: CleanReport, dry_run: bool = False) -> No
     root_ns = netns_inode(os.getpid())
     shells = [s for s in state.shells if s.alive()]
     inodes = {i for i in (netns_inode(s.pid) for s in shells if s.alive()) if i and i != root_ns}
+    killed = []
     for pid in processes_in_netns(inodes, exclude={s.pid for s in shells}):
         report.processes.append(f"pid {pid} (in a node namespace)")
         if not dry_run:
+            record = ProcessRecord.of(pid, "", "in-netns", "")
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
-                pass
+                continue
+            killed.append(record)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for record in killed:  # SIGKILL is not instant on a loaded machine: gone before we go on
+        if not wait_gone(record, deadline):
+            report.failures.append(f"pid {record.pid} would not exit")
     for record in shells:
         report.processes.append(f"node shell {record.node} (pid {record.pid})")
         if not dry_run and not stop_record(record, first_signal=signal.SIGHUP):
