@@ -4,11 +4,14 @@ Runs the handover self-test (a fresh ``handover`` lab per mechanism, MOVES moves
 per mechanism and agent, the median and p99 of the time from a BU's arrival (kernel receive
 timestamp) to its BA leaving the agent. Goal: median at most 0.3 ms, p99 at most 2 ms.
 
-A stall monitor (testbed/lab/stalls.py) runs meanwhile: the figures are given over all BUs
-and over the "clean" ones, whose turnaround no pause of the machine's CPUs overlapped, so
-that a host pausing the VM can be told apart from slow code. For the clean BUs the median is
+The pause monitor (testbed/lab/pauses.py: a SCHED_FIFO watcher process pinned to each CPU,
+steal time, CPU pressure) runs meanwhile: the figures are given over all BUs and over the
+"clean" ones, whose turnaround no host pause of the machine's CPUs overlapped, so that a host
+pausing the VM can be told apart from slow code; our own load is printed as such. For the clean BUs the median is
 split in two: from the kernel's receive stamp to the agent waking up to read it, and from
-then to the BA leaving (parsing, checks, the durable sequence-number write, sending).
+then to the BA leaving (parsing, checks, the durable sequence-number write, sending), and
+the second part once more: the durable write(s) (the agents' ``durable_write`` events) and
+the rest.
 Needs root. Usage: .venv/bin/python benchmarks/agent_bu_turnaround.py [MOVES]
 """
 
@@ -20,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from testbed.lab.handover_check import bu_turnarounds, run_handover_check
-from testbed.lab.stalls import StallMonitor
+from testbed.lab.pauses import PauseMonitor, describe
 
 
 def figures(deltas_ns: list[int]) -> str:
@@ -37,20 +40,25 @@ def median_ms(values: list[int]) -> str:
 
 def main() -> int:
     moves = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    with tempfile.TemporaryDirectory(prefix="mip6-bench-") as tmp, StallMonitor() as stalls:
+    with tempfile.TemporaryDirectory(prefix="mip6-bench-") as tmp, PauseMonitor() as host:
         results = run_handover_check(moves=moves, run_root=Path(tmp))
-    print(f"{'':18} {'all BUs':^24} | {'clean BUs (no pause overlapped)':^42}")
+    print(f"{'':18} {'all BUs':^24} | {'clean BUs (no pause overlapped)':^62}")
     print(f"{'mechanism':12} {'agent':5} {'BUs':>5} {'median ms':>9} {'p99 ms':>8} | {'BUs':>5} {'median ms':>9} "
-          f"{'p99 ms':>8} {'to wake':>9} {'handling':>9}")
+          f"{'p99 ms':>8} {'to wake':>9} {'handling':>9} {'of which':>9} {'others':>9}")
+    print(f"{'':18} {'':24} | {'':44} {'durable':>9} {'':>9}")
     for r in results:
         for node in ("cn", "ha"):
-            rows = bu_turnarounds(r.events.get(node, []))
-            clean = [(a, w, b) for a, w, b in rows if not stalls.overlaps_monotonic(a, b)]
+            events = r.events.get(node, [])
+            writes = [(e["t_ns"], e["end_t_ns"]) for e in events if e["event"] == "durable_write"]
+            rows = bu_turnarounds(events)
+            clean = [(a, w, b) for a, w, b in rows if not host.overlaps_monotonic(a, b)]
             woke = [(a, w, b) for a, w, b in clean if w is not None]
+            written = [sum(e - s for s, e in writes if a <= s <= b) for a, _, b in woke]
             print(f"{r.mechanism:12} {node:5} {figures([b - a for a, _, b in rows])} | "
                   f"{figures([b - a for a, _, b in clean])} {median_ms([w - a for a, w, _ in woke])} "
-                  f"{median_ms([b - w for _, w, b in woke])}")
-    print(f"machine: {stalls.summary()}")
+                  f"{median_ms([b - w for _, w, b in woke])} {median_ms(written)} "
+                  f"{median_ms([b - w - x for (_, w, b), x in zip(woke, written)])}")
+    print(describe(host.summary()))
     return 0
 
 

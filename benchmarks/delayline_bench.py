@@ -6,10 +6,11 @@ Builds three tagged namespaces a -- w -- b (as tests/lab/test_delayline.py does)
 line in w and, per configured one-way delay, ``rounds`` runs of ``ping -6 -c 50 -i 0.005..0.02``
 from a to b. Prints min/median/avg/max/mdev per run, whether the issue-3 goal holds (median
 within 0.3 ms + 2 % of 2 x delay, mdev <= 0.3 ms), the line's CPU use idle and under ping,
-and how often the machine itself stalled during each run: a thread sleeping 1 ms at a time
-records every wake-up more than ``--stall-ms`` late, which on a throttled VM explains outliers
-the line cannot avoid. The "clean" columns repeat median and mdev over the pings whose round
-trip overlapped none of those stalls (``ping -D`` stamps, converted to monotonic time). The
+and how often the host paused the machine during each run (testbed/lab/pauses.py: a
+SCHED_FIFO watcher process pinned to each CPU records every wake-up more than ``--stall-ms``
+late; our own load cannot delay it), which explains outliers the line cannot avoid. The
+"clean" columns repeat median and mdev over the pings whose round trip overlapped none of
+those pauses (``ping -D`` stamps, converted to monotonic time). The
 line's own counters add how late it sent each frame. ``--launcher`` runs another
 implementation for comparison (e.g. a thread-per-direction variant).
 """
@@ -32,7 +33,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "lab"))
 
 from test_delayline import (
-    StallMonitor,
     Triple,
     cpu_ns,
     finish,
@@ -42,6 +42,7 @@ from test_delayline import (
 )
 
 from testbed.lab.delayline import realtime_offset_ns
+from testbed.lab.pauses import PauseMonitor, describe
 
 
 def load() -> str:
@@ -50,10 +51,11 @@ def load() -> str:
 
 def bench(args) -> dict:
     results: dict = {"load_before": load(), "delays": {}}
-    with StallMonitor(args.stall_ms) as monitor:
+    with PauseMonitor(args.stall_ms) as monitor:
         for delay in args.delays:
             results["delays"][delay] = bench_delay(args, delay, monitor)
     results["load_after"] = load()
+    results["host"] = monitor.summary()
     return results
 
 
@@ -79,7 +81,7 @@ def clean_figures(output: str, delay: float, stall_windows: list[tuple[int, int]
             and mdev <= 0.3}
 
 
-def bench_delay(args, delay: float, monitor: StallMonitor) -> dict:
+def bench_delay(args, delay: float, monitor: PauseMonitor) -> dict:
     t = Triple("dlb" + uuid.uuid4().hex[:8])
     try:
         t.build()
@@ -96,13 +98,13 @@ def bench_delay(args, delay: float, monitor: StallMonitor) -> dict:
             t1, m1 = time.time_ns(), time.monotonic_ns()
             stalls = monitor.between(t0, t1)
             # clean_figures works in monotonic time
-            windows = [(s, e) for s, e in monitor.stalls_monotonic if s <= m1 and e >= m0]
+            windows = [(s, e) for s, e in monitor.windows_monotonic if s <= m1 and e >= m0]
             fig = parse_ping(done.stdout)
             excess = sorted(r - 2 * delay for r in fig.pop("rtts"))
             fig["excess_p90"] = excess[int(0.9 * (len(excess) - 1))]
             fig["goal"] = rtt_goal_holds(fig, delay)
-            fig["stalls"] = len(stalls)
-            fig["stall_max_ms"] = max(stalls, default=0.0)
+            fig["pauses"] = len(stalls)
+            fig["pause_max_ms"] = max(stalls, default=0.0)
             fig.update(clean_figures(done.stdout, delay, windows))
             runs.append(fig)
         busy = (cpu_ns(line.pid) - c0) / (time.monotonic_ns() - w0)
@@ -118,14 +120,14 @@ def bench_delay(args, delay: float, monitor: StallMonitor) -> dict:
 def print_table(results: dict) -> None:
     print(f"load average before {results['load_before']}, after {results['load_after']}")
     print(f"{'delay':>6} {'min':>8} {'median':>8} {'avg':>8} {'max':>8} {'mdev':>7} "
-          f"{'p90-2D':>7} {'goal':>4} {'stalls':>6} {'worst':>7} | {'clean':>5} "
+          f"{'p90-2D':>7} {'goal':>4} {'pauses':>6} {'worst':>7} | {'clean':>5} "
           f"{'median':>8} {'mdev':>6} {'goal':>4}")
     for delay, r in results["delays"].items():
         for f in r["runs"]:
             print(f"{delay:>6g} {f['min']:>8.3f} {f['median']:>8.3f} {f['avg']:>8.3f} "
                   f"{f['max']:>8.3f} {f['mdev']:>7.3f} {f['excess_p90']:>7.3f} "
-                  f"{'yes' if f['goal'] else 'NO':>4} {f['stalls']:>6} "
-                  f"{f['stall_max_ms']:>5.1f}ms | {f['clean']:>5} "
+                  f"{'yes' if f['goal'] else 'NO':>4} {f['pauses']:>6} "
+                  f"{f['pause_max_ms']:>5.1f}ms | {f['clean']:>5} "
                   + (f"{f['clean_median']:>8.3f} {f['clean_mdev']:>6.3f} "
                      f"{'yes' if f['clean_goal'] else 'NO':>4}" if f["clean"] else ""))
         late = {k: v for k, v in r["line"].items()}
@@ -133,7 +135,8 @@ def print_table(results: dict) -> None:
         merged = {k: sum(h[k] for h in hist) for k in hist[0]}
         print(f"{'':>6} line CPU: idle {100 * r['cpu_idle']:.2f} %, under ping "
               f"{100 * r['cpu_ping']:.2f} %; frames sent this late (us): {merged}")
-    print("clean = pings whose round trip overlapped no stall the monitor saw")
+    print("clean = pings whose round trip overlapped no host pause the monitor saw")
+    print(describe(results["host"]))
 
 
 def main() -> int:

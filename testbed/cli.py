@@ -10,11 +10,18 @@ from testbed import __version__
 from testbed.errors import TestbedError
 
 # Subcommand modules in testbed/commands/, in the order `testbed --help` lists them.
-COMMANDS = ("keygen", "keys", "kbm", "verify_pcap", "agent", "agent_ctl", "lab", "experiment", "load", "conformance")
+COMMANDS = ("keygen", "keys", "kbm", "verify_pcap", "agent", "agent_ctl", "lab", "experiment", "load", "conformance", "check_host")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line naming the input and the problem, exit 2 (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="testbed",
         description="Mobile IPv6 route-optimisation security testbed "
         "(RFC 6275 return routability, RFC 4449 precomputed Kbm).",

@@ -13,8 +13,9 @@ Link options: ``subnet`` (point-to-point links: the link's /64; links to a segme
 the segment's ``subnet``), ``delay`` (one-way, Mininet form ``'2ms'``; absent
 means undelayed), and per end (``params1``/``params2``): ``iid`` (static interface id of the
 end's address on the subnet; absent: no static address, e.g. a mobile node using SLAAC),
-``ra`` (this end sends router advertisements), ``home`` (this end is the home link of a home
-agent: AdvHomeAgentFlag).
+``ra`` (this end is the segment's router and sends router advertisements), ``home`` (this end
+is the home link of a home agent: AdvHomeAgentFlag), ``silent`` (the segment's router sends no
+router advertisements after all).
 
 Switches are access segments (Linux bridges in the lab). Their names are short (at most 3
 characters) because the lab prefixes them with the run's tag to form bridge names.
@@ -94,11 +95,11 @@ class LabTopo(Topo):
         self._add_link(a, b, delay_ms, opts)
 
     def add_access(self, router: str, segment: str, delay_ms: float = 0.0,
-                   home: bool = False) -> None:
+                   home: bool = False, silent: bool = False) -> None:
         """The router's link to an access segment: the router is ::1 there and sends RAs
-        (with AdvHomeAgentFlag when ``home``)."""
+        (with AdvHomeAgentFlag when ``home``; none at all when ``silent``)."""
         self._add_link(router, segment, delay_ms,
-                       {"params1": {"iid": 1, "ra": True, "home": home}})
+                       {"params1": {"iid": 1, "ra": True, "home": home, "silent": silent}})
 
     def attach(self, host: str, segment: str, iid: int | None = None, delay_ms: float = 0.0) -> None:
         """``host`` on ``segment``: SLAAC only (``iid`` None, mobile nodes) or a static id."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from testbed.errors import ConfigError
 from testbed.lab.params import Param
 from topologies.base import LabTopo
 
@@ -59,9 +60,14 @@ class HandoverTopo(LabTopo):
         "start": Param("choice", "ar1", "segment the MN starts on", choices=tuple(SEGMENT_OF)),
         "attacker_at": Param("choice", "core", "where the attacker is attached",
                              choices=("core", "ar1", "ar2", "home")),
+        "ra_silent": Param("choice", "none", "an access router that sends no router advertisements "
+                           "(a move onto its segment is never detected)", choices=("none", "ar1", "ar2")),
     }
 
     def build_lab(self, p: dict[str, Any]) -> None:
+        if p["ra_silent"] == p["start"]:
+            raise ConfigError(f"ra_silent={p['ra_silent']}: the MN starts on that router's segment "
+                              f"(start={p['start']}) and would never get a care-of address")
         self.build_mobility_network(p, mobiles=[("mn", 0x100, SEGMENT_OF[p["start"]])], cns=["cn"])
 
     def build_mobility_network(self, p: dict[str, Any], mobiles: list[tuple[str, int, str]],
@@ -82,8 +88,9 @@ class HandoverTopo(LabTopo):
         self.add_segment("hm", HOME_PREFIX)
 
         access = self.link_delay(p, "access_delay")
-        self.add_access("ar1", "a1", access)
-        self.add_access("ar2", "a2", access)
+        silent = p.get("ra_silent", "none")
+        self.add_access("ar1", "a1", access, silent=silent == "ar1")
+        self.add_access("ar2", "a2", access, silent=silent == "ar2")
         self.add_access("ha", "hm", access, home=True)
         ar_core = self.link_delay(p, "ar_core_delay")
         self.add_p2p("core", "ar1", "2001:db8:c:1::/64", ar_core)

@@ -134,20 +134,35 @@ def main():
         ),
         supports_check_mode=True,
     )
+    try:
+        _install(module)
+    except OSError as exc:  # the path and the reason, never a file's contents
+        # a rename names its target second: that is the path in the way
+        path = getattr(exc, "filename2", None) or exc.filename or module.params["dir"]
+        _fail(module, "%s: %s" % (path, exc.strerror or exc))
+
+
+def _fail(module, msg):
+    """Fail with ``msg`` also as ``mip6_error``: the task runs with no_log (its arguments hold
+    the secrets), so the playbook shows this field, which names paths and reasons only."""
+    module.fail_json(msg=msg, mip6_error=msg)
+
+
+def _install(module):
     p = module.params
     directory, owner, group = p["dir"], p["owner"], p["group"]
     if not os.path.isabs(directory):
-        module.fail_json(msg="dir must be an absolute path")
+        _fail(module, "dir must be an absolute path")
     for name in p["files"]:
         if not name or "/" in name or name in (".", "..") or name.startswith("."):
-            module.fail_json(msg="file name %r must be a plain name (no directory part, no leading dot)" % name)
+            _fail(module, "file name %r must be a plain name (no directory part, no leading dot)" % name)
     changed = False
     try:
         st = os.lstat(directory)
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISDIR(st.st_mode):
-        module.fail_json(msg="%s exists and is not a directory" % directory)
+        _fail(module, "%s exists and is not a directory" % directory)
     if st is None:
         changed = True
         if not module.check_mode:

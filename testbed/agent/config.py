@@ -17,6 +17,7 @@
     correspondents: [2001:db8:3::1]
     preconfigured: [/etc/mip6/cn.yaml]   # RFC 4449 data, one file per peer that uses it
     mn_ha_keys: [/etc/mip6/mnha.yaml]    # exactly one for an MN
+    home_token_reuse: true               # false: no home keygen token is reused at a move (measurements)
     # cn
     address: 2001:db8:3::1
     preconfigured: [...]                 # one file per MN
@@ -54,7 +55,7 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024  # room for a list of tens of thousands of ke
 COMMON = ("role", "node", "interfaces", "state_dir", "event_log", "control_socket", "probe_port", "test_weaken")
 PER_ROLE = {
     "mn": ("home_address", "home_agent", "home_prefix", "correspondents", "preconfigured", "preconfigured_dir",
-           "mn_ha_keys"),
+           "mn_ha_keys", "home_token_reuse"),
     "cn": ("address", "preconfigured", "preconfigured_dir", "precomputed_max_lifetime"),
     "ha": ("address", "home_prefix", "mn_ha_keys"),
 }
@@ -86,6 +87,7 @@ class AgentConfig:
     precomputed_max_lifetime: int = 0xFFFF
     preconfigured_dir: Path | None = None
     test_weaken: frozenset[str] = frozenset()  # test-only: defences turned off (testbed/mip6/weakening.py)
+    home_token_reuse: bool = True
 
     def preconfigured_paths(self) -> list[Path]:
         """The files of ``preconfigured``, then the key files in ``preconfigured_dir`` (listed now)."""
@@ -196,6 +198,10 @@ def parse_agent_config(doc: dict, source: str) -> AgentConfig:
             kw[key] = value
     if doc.get("test_weaken"):
         kw["test_weaken"] = _weakenings(source, role, doc["test_weaken"])
+    if "home_token_reuse" in doc:
+        if type(doc["home_token_reuse"]) is not bool:
+            raise _fail(source, f"home_token_reuse: {doc['home_token_reuse']!r} is not true or false")
+        kw["home_token_reuse"] = doc["home_token_reuse"]
     node = doc.get("node", role)
     if not isinstance(node, str) or not node or len(node) > 32:
         raise _fail(source, "node: expected a short name")

@@ -1,9 +1,16 @@
 """``testbed experiment handover``: the handover latency experiment (the main job).
-``testbed experiment security``: attack scenarios against our agents, with verdicts."""
+
+``testbed experiment security``, ``fuzz`` and ``faults``: attack scenarios against our agents, with verdicts.
+
+On a terminal a progress bar per mechanism follows the moves; otherwise one line per move.
+The link-delay backend is said once, in one short line. Ctrl-C (or SIGTERM) stops the run:
+what was measured is kept, the report is still written, and the exit status is 130.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -12,14 +19,16 @@ from pathlib import Path
 from testbed.errors import ConfigError, TestbedError
 
 EXPERIMENTS = ("handover", "security", "fuzz", "faults")
+MECHANISM_CHOICES = ("precomputed", "rr", "rr-scratch")
+EXIT_INTERRUPTED = 130
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("experiment", help="run a scripted experiment (handover latency, security scenarios)")
     p.add_argument("name", choices=EXPERIMENTS, help="which experiment")
     p.add_argument("--moves", type=int, default=10, help="moves AR1 <-> AR2 per mechanism (default 10)")
-    p.add_argument("--mechanism", action="append", choices=("rr", "precomputed"),
-                   help="only this mechanism (repeatable; default both)")
+    p.add_argument("--mechanism", action="append", choices=MECHANISM_CHOICES,
+                   help="only this mechanism (repeatable; default all three: precomputed, rr, rr-scratch)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="lab parameter of the handover topology, e.g. core_ha_delay=50ms")
     p.add_argument("--count", type=int, default=100_000, help="fuzz: packets per agent (default 100,000)")
@@ -30,7 +39,8 @@ def add_parser(sub) -> None:
                    help="security: only this scenario (repeatable; names as in the report)")
     p.add_argument("--weaken", action="append", default=[], metavar="NAME",
                    help="security, TEST ONLY: run the CN with this defence off (testbed/mip6/weakening.py)")
-    p.add_argument("--out", metavar="DIR", help="results directory (default results/<name>-<time>); must not exist")
+    p.add_argument("--out", metavar="DIR", help="results directory (default results/<name>-<time> under the current "
+                   "directory); must not exist or be empty")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -42,6 +52,7 @@ def run(args) -> int:
         return run_fuzz_command(args)
     if args.name == "faults":
         return run_faults_command(args)
+    from testbed.commands.lab import _sigterm_as_interrupt
     from testbed.experiments.handover import HandoverSpec, run_handover_experiment
     from testbed.lab.params import parse_assignments, parse_params
     from topologies.handover import HandoverTopo
@@ -50,49 +61,156 @@ def run(args) -> int:
         raise ConfigError(f"--moves {args.moves}: expected 1..1000")
     params = parse_assignments(args.param)
     parse_params(HandoverTopo.PARAMS, params, "--param")  # refuse unknown names and bad values now
-    out = Path(args.out) if args.out else Path("results") / f"handover-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
+    # Absolute once, here: the agents resolve relative paths against their configuration's directory.
+    out = _results_dir(args, "handover")
     if os.geteuid() != 0:
         raise TestbedError("the handover experiment builds network namespaces: run it as root")
-    spec = HandoverSpec(moves=args.moves, mechanisms=tuple(args.mechanism or ("rr", "precomputed")), params=params)
-    summary = run_handover_experiment(spec, out)
+    mechanisms = tuple(dict.fromkeys(args.mechanism)) if args.mechanism else MECHANISM_CHOICES
+    spec = HandoverSpec(moves=args.moves, mechanisms=mechanisms, params=params)
+    _quiet_lab_log()
+    _sigterm_as_interrupt()
+    with _Progress(spec, quiet=args.json) as progress:
+        summary = run_handover_experiment(spec, out, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         _print_table(summary, out)
+    if summary["interrupted"]:
+        return EXIT_INTERRUPTED
     return 0 if summary["ok"] else 1
+
+
+class _OnceFilter(logging.Filter):
+    """The lab's warnings, each once; the link-delay choice is said by the progress display."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("link delay:") or message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+def _quiet_lab_log() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("testbed: %(message)s"))
+    handler.addFilter(_OnceFilter())
+    logger = logging.getLogger("testbed.lab")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+BACKEND_LINES = {"delayline": "link delay: user-space delay line (this kernel has no netem)",
+                 "netem": "link delay: netem"}
+
+
+class _Progress:
+    """A rich progress bar per mechanism on a terminal; one line per move otherwise."""
+
+    def __init__(self, spec, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.spec = spec
+        self.quiet = quiet
+        self.console = Console(stderr=quiet)
+        self.live = self.console.is_terminal and not quiet
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+        self.backend_said = False
+
+    def __enter__(self) -> _Progress:
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description:<17}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=self.console)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text)
+        else:
+            self.console.print(text, highlight=False)
+
+    def __call__(self, kind: str, mechanism: str = "", **info) -> None:
+        moves = self.spec.moves
+        if kind == "mechanism":
+            if self.bar is not None:
+                self.tasks[mechanism] = self.bar.add_task(mechanism, total=moves, note="bringing up the lab")
+            else:
+                self.say(f"{mechanism}: bringing up the lab")
+        elif kind == "up":
+            if not self.backend_said:
+                self.say(BACKEND_LINES.get(info["backend"], f"link delay: {info['backend']}"))
+                self.backend_said = True
+            self._note(mechanism, f"lab up in {info['bring_up_s']:g} s, binding")
+        elif kind == "bound":
+            self._note(mechanism, "bound; moving")
+        elif kind == "move":
+            m = info["move"]
+            coa_to_ba = None if m.move_to_ba_ms is None or m.move_to_coa_ms is None else m.move_to_ba_ms - m.move_to_coa_ms
+            text = f"CoA-to-BA {coa_to_ba:.1f} ms" if coa_to_ba is not None else "no BA"
+            if self.bar is not None:
+                self.bar.update(self.tasks[mechanism], advance=1, note=f"move {m.index} to {m.to}: {text}")
+            else:
+                self.say(f"{mechanism}: move {m.index}/{moves} to {m.to}: {text}")
+        elif kind == "mechanism_done":
+            r = info["result"]
+            end = "interrupted" if r.interrupted else ("done" if r.ok else f"failed: {r.error or 'see the report'}")
+            self._note(mechanism, end)
+
+    def _note(self, mechanism: str, text: str) -> None:
+        if self.bar is not None and mechanism in self.tasks:
+            self.bar.update(self.tasks[mechanism], note=text)
+        elif self.bar is None:
+            self.say(f"{mechanism}: {text}")
 
 
 def _print_table(summary: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Handover latency, medians in ms (model: docs/protocol.md section 7)")
-    for column in ("mechanism", "ok", "moves", "move→CoA", "CoA→BA", "undisturbed", "their CoA→BA", "model", "move→BA"):
+    from testbed.lab.pauses import describe
+
+    table = Table(title="Handover latency, usable CoA to BA, ms (model: docs/protocol.md section 7)")
+    for column in ("mechanism", "ok", "moves", "undisturbed", "median", "p95", "model", "model+writes",
+                   "within", "unexplained", "probes lost"):
         table.add_column(column, justify="left" if column == "mechanism" else "right")
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     for name, m in summary["mechanisms"].items():
-        table.add_row(name, "yes" if m["ok"] else "NO", str(m["moves"]), fmt(m["median_move_to_coa_ms"]),
-                      fmt(m["median_coa_to_ba_ms"]), str(m["undisturbed_moves"]),
-                      fmt(m["median_coa_to_ba_undisturbed_ms"]), fmt(m["model_coa_to_ba_ms"]),
-                      fmt(m["median_move_to_ba_ms"]))
+        u = m["coa_to_ba_undisturbed_ms"]
+        within = "-" if m["within_target"] is None else ("yes" if m["within_target"] else "NO")
+        table.add_row(name, "yes" if m["ok"] else "NO", str(m["moves"]), str(m["undisturbed_moves"]),
+                      fmt(u["median"]), fmt(u["p95"]), f"{m['model_ms']:g}",
+                      "-" if m["target_ms"] is None else f"{m['target_ms']:.1f}±{m['tolerance_ms']:g}", within,
+                      "-" if m["unexplained_ms"] is None else f"{m['unexplained_ms']:.2f}",
+                      "-" if m["probes_lost"] is None else str(m["probes_lost"]))
     console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(table)
-    pauses = summary.get("machine_pauses") or {}
-    if pauses.get("pauses"):
-        console.print(f"the host paused this machine's CPUs {pauses['pauses']} times ({pauses['paused_fraction']:.0%} of "
-                      f"the time, longest {pauses['longest_ms']} ms); 'undisturbed': moves no pause overlapped "
-                      "between the usable CoA and the BA")
+    if summary["host"]:
+        console.print(describe(summary["host"]), highlight=False)
+    if len(summary["mechanisms"]) == 3:
+        verdict = {True: "yes", False: "NO", None: "not judged (a mechanism had no undisturbed move)"}
+        console.print(f"precomputed < rr < rr-scratch (undisturbed medians): {verdict[summary['ordered']]}")
     pushes = [f"{name} {m['key_push_s']:.1f} s" for name, m in summary["mechanisms"].items() if m.get("key_push_s") is not None]
     if pushes:
         console.print("keys pushed with Ansible (keys.yml) per lab: " + ", ".join(pushes))
     for name, m in summary["mechanisms"].items():
-        console.print(f"{name}: Mobility Header messages on the MN's link: "
-                      + (", ".join(f"{k} {v}" for k, v in sorted(m["mh_types"].items())) or "none"))
         if m["error"]:
             console.print(f"{name}: error: {m['error']}")
-    console.print(f"results: {out} (report.md, metrics.csv, handover.png)")
+    if summary["interrupted"]:
+        console.print("interrupted: the figures cover the moves made")
+    console.print(f"results: {out} (report.md, metrics.csv, handover.png)", highlight=False)
 
 
 def run_security_command(args) -> int:
@@ -106,9 +224,7 @@ def run_security_command(args) -> int:
     for name in args.weaken:
         if name not in CN:
             raise ConfigError(f"--weaken {name}: not a weakening of our CN (known: {', '.join(sorted(CN))})")
-    out = Path(args.out) if args.out else Path("results") / f"security-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
+    out = _results_dir(args, "security")
     if os.geteuid() != 0:
         raise TestbedError("the security experiment builds network namespaces: run it as root")
 
@@ -134,9 +250,7 @@ def run_fuzz_command(args) -> int:
         raise ConfigError(f"--count {args.count}: expected 1..10000000")
     if not 10 <= args.rate <= 100_000:
         raise ConfigError(f"--rate {args.rate:g}: expected 10..100000 packets a second")
-    out = Path(args.out) if args.out else Path("results") / f"fuzz-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
+    out = _results_dir(args, "fuzz")
     if os.geteuid() != 0:
         raise TestbedError("the fuzz experiment builds network namespaces: run it as root")
 
@@ -157,9 +271,7 @@ def run_faults_command(args) -> int:
 
     if not 1 <= args.kills <= 1000:
         raise ConfigError(f"--kills {args.kills}: expected 1..1000")
-    out = Path(args.out) if args.out else Path("results") / f"faults-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: exists and is not empty; refusing to overwrite results")
+    out = _results_dir(args, "faults")
     if os.geteuid() != 0:
         raise TestbedError("the faults experiment builds network namespaces: run it as root")
 
@@ -184,3 +296,11 @@ def run_faults_command(args) -> int:
     else:
         print(f"results: {out} (report.md, summary.json, junit.xml)")
     return 0 if summary["ok"] else 1
+
+
+def _results_dir(args, name: str) -> Path:
+    """``--out`` or results/<name>-<time>, absolute once, here (agents and captures run elsewhere)."""
+    out = Path(os.path.abspath(args.out or f"results/{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out}: exists and is not an empty directory; refusing to overwrite results")
+    return out

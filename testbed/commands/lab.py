@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
                    help="topology or lab parameter (repeatable), e.g. core_ha_delay=50ms, "
                         "delay=10ms, n_mns=4, delay_backend=delayline; --list-params shows all")
     p.add_argument("--test", choices=TESTS, help="run a self-test instead of the CLI; exit 0: goal met, "
-                   "1: goal missed, 3: inconclusive (the host paused the machine too often to judge delays)")
+                   "1: goal missed, 3: inconclusive (host pauses, or other programs loading the CPUs, leave delays unjudgeable)")
     p.add_argument("--json", action="store_true", help="self-test figures as JSON on stdout")
     p.add_argument("--moves", type=int, metavar="N",
                    help="moves of --test move (default 20) and of --test handover per mechanism (default 1)")
@@ -63,8 +64,6 @@ def _setup_logging(verbose: bool) -> None:
 def _sigterm_as_interrupt() -> None:
     """SIGTERM ends the run like Ctrl-C (the lab cleans up). Only in this process: a forked
     child (a library's helper) that gets SIGTERM must just exit."""
-    import os
-
     owner = os.getpid()
 
     def handler(signum, frame):
@@ -90,6 +89,8 @@ def run(args) -> int:
     if args.moves is not None and args.moves < 1:
         raise ConfigError(f"--moves {args.moves}: must be at least 1")
     params = _parse_params(args)
+    if args.run_dir:  # absolute once, here: node processes resolve relative paths elsewhere
+        args.run_dir = os.path.abspath(args.run_dir)
     if args.list_params:
         specs = {**TOPOLOGIES[args.topo].param_specs(), **LAB_PARAMS}
         for name, spec in sorted(specs.items()):
@@ -233,10 +234,12 @@ def _print_result(data: dict[str, Any]) -> None:
                           _fmt(link["min_ms"], 2), f"{link['clean_samples']}/{link['samples']}",
                           f"{link['received']}/{link['sent']}", verdict)
         console.print(table)
-        pauses = data["machine_pauses"]
-        console.print(f"the host paused this machine {pauses['pauses']} times during the measurement "
-                      f"({pauses['paused_fraction']:.0%} of the time, longest {pauses['longest_ms']} ms); "
-                      "median and mdev are of the round trips no pause overlapped (column 'clean')")
+        from testbed.lab.pauses import describe
+
+        console.print(describe(data["host"]) + "; median and mdev are of the round trips no host pause "
+                      "or held CPU overlapped (column 'clean'); CPU pressure per link: "
+                      + ", ".join(f"{link['link']} {link['cpu_pressure']:.0%}" for link in data["links"]
+                                  if link["cpu_pressure"] is not None), highlight=False)
     else:
         table = Table(title=f"{data['count']} moves of {data['mn']} on {data['topology']}")
         for column in ("#", "to", "move->RA ms", "move->CoA ms", "care-of address"):
@@ -253,7 +256,8 @@ def _print_result(data: dict[str, Any]) -> None:
     if data["ok"]:
         verdict = "[green]goal met[/green]"
     elif data.get("inconclusive"):
-        verdict = "[yellow]inconclusive[/yellow] (medians and loss met; the host's pauses leave mdev unjudgeable)"
+        verdict = ("[yellow]inconclusive[/yellow] (no loss; the host's pauses, or other programs keeping the "
+                   "CPUs busy, leave the delays unjudgeable)")
     else:
         verdict = "[red]goal NOT met[/red]"
     console.print(f"{verdict}: {data['goal']}")
@@ -277,6 +281,6 @@ def run_clean(args) -> int:
               + ", ".join(report.unclaimed))
     for failure in report.failures:
         print(f"testbed: error: {failure}", file=sys.stderr)
-    if not (report.runs or report.interfaces or report.in_use or report.unclaimed):
+    if not (report.runs or report.interfaces or report.paths or report.in_use or report.unclaimed):
         print("nothing to clean")
     return 1 if report.failures else 0

@@ -50,6 +50,7 @@ class Frame:
     ipv6: bytes
     wire_len: int  # octets on the wire, of the whole frame
     captured_len: int  # octets captured, of the whole frame
+    t_ns: int = 0  # capture timestamp, realtime ns (0 when the file gave none)
 
     @property
     def truncated(self) -> bool:
@@ -101,6 +102,18 @@ def _open_reader(path: str):
         raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
+def _timestamp_ns(reader, meta) -> int:
+    """The frame's capture time in realtime ns (pcap: micro- or nanosecond; pcapng: tsresol)."""
+    if getattr(meta, "tshigh", None) is not None:
+        ticks = (meta.tshigh << 32) | meta.tslow
+        resolution = getattr(meta, "tsresol", None) or 1_000_000
+        return ticks * 1_000_000_000 // resolution
+    sec, frac = getattr(meta, "sec", None), getattr(meta, "usec", None)
+    if sec is None or frac is None:
+        return 0
+    return sec * 1_000_000_000 + (frac if getattr(reader, "nano", False) else frac * 1000)
+
+
 def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
     """Yield every IPv6-carrying frame of the capture at ``path``; frames without IPv6 are skipped.
 
@@ -135,6 +148,6 @@ def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
             caplen = getattr(meta, "caplen", None)  # pcapng metadata has none
             captured = len(data) if caplen is None else min(caplen, len(data))  # a cut-off last record
             wire = getattr(meta, "wirelen", None) or captured
-            yield Frame(number, ipv6, wire, captured)
+            yield Frame(number, ipv6, wire, captured, _timestamp_ns(reader, meta))
     finally:
         reader.close()

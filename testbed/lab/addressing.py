@@ -53,9 +53,10 @@ class Interface:
     peer: str
     subnet: str
     address: str | None  # static address (no prefix length) or None (SLAAC)
-    ra: bool = False
+    ra: bool = False  # the segment's router (its prefix, its RAs)
     home: bool = False
     delay_ms: float = 0.0
+    silent: bool = False  # ...but radvd does not run there: no RAs at all
 
 
 @dataclass
@@ -225,7 +226,8 @@ def build_plan(topo: LabTopo) -> AddressPlan:
                 node=node, name=intf_name(node, port), port=port,
                 mac=mac_address(nodes[node].index, port), peer=other, subnet=subnet,
                 address=_host_address(subnet, iid) if iid is not None else None,
-                ra=bool(params.get("ra")), home=bool(params.get("home")), delay_ms=delay_ms)
+                ra=bool(params.get("ra")), home=bool(params.get("home")), delay_ms=delay_ms,
+                silent=bool(params.get("silent")))
             nodes[node].interfaces[intf.name] = intf
             link_ends.append(LinkEnd(node, intf.name))
             if other in switches and intf.ra:

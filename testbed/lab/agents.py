@@ -15,7 +15,9 @@ experiments and the ``testbed`` command use it). ``LocalKeys``, the default here
 into a 0700 directory on tmpfs that is removed when the agents stop. Either way key files
 never land in the run directory with the results.
 
-``mechanism``: ``"rr"`` (return routability, the default of RFC 4449 section 5) or
+``mechanism``: ``"rr"`` (return routability, the default of RFC 4449 section 5; a valid home
+keygen token is reused at a move), ``"rr-scratch"`` (return routability from scratch at every
+move: the MN keeps no home keygen token, so HoTI goes through the HA each time) or
 ``"precomputed"`` (RFC 4449 preconfigured data for every MN-CN pair).
 """
 
@@ -40,7 +42,7 @@ from testbed.mip6.keys import PreconfiguredData, generate, write_new
 from testbed.mip6.mnha import MnHaSecurityAssociation, dump_mn_ha, generate_mn_ha
 from testbed.mip6.secretfile import write_secret_text
 
-MECHANISMS = ("rr", "precomputed")
+MECHANISMS = ("rr", "rr-scratch", "precomputed")
 START_TIMEOUT_S = 15.0
 KEY_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 
@@ -173,6 +175,8 @@ class LabAgents:
                 "home_agent": m.home_agent, "home_prefix": m.home_prefix,
                 "correspondents": [plan.correspondents[c] for c in self.correspondents],
             }
+            if self.mechanism == "rr-scratch":
+                configs[mn]["home_token_reuse"] = False
         for node, config in configs.items():
             config.update({
                 "node": node,

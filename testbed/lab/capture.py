@@ -26,7 +26,8 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 def tcpdump_argv(intf: str, path: Path, bpf: str | None = None, snaplen: int = 0) -> list[str]:
     # -Z root: Debian's tcpdump otherwise drops to user tcpdump before writing the file.
     argv = ["tcpdump", "-i", intf, "-w", str(path), "-U", "-n", "-Z", "root",
-            "--immediate-mode", "-s", str(snaplen), "-B", str(BUFFER_KIB)]
+            "--immediate-mode", "-s", str(snaplen), "-B", str(BUFFER_KIB),
+            "--time-stamp-precision", "nano"]
     if bpf:
         argv.append(bpf)
     return argv

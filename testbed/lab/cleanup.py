@@ -6,7 +6,9 @@ gone (pid and start time), and only on what is tagged with that run's id or reco
 state file: processes (matched by pid *and* start time), processes inside the namespaces
 of its still-running node shells, the shells, bridges and other root-namespace interfaces
 named ``m6<run id>...``, the run's volatile directory and, if the run directory was
-temporary, that directory. With ``orphans=True`` (``--orphans``) it also removes tagged
+temporary, that directory; and the scratch directories (``testbed.lab.scratch``) whose owner
+process (pid and start time) is gone, such as ansible-runner's directory of a key push that
+was killed. With ``orphans=True`` (``--orphans``) it also removes tagged
 interfaces of run ids that have no state file at all (a run whose state file was deleted);
 that is off by default because a lab using another state directory
 (``$MIP6_TESTBED_STATE_DIR``) would look the same. Nothing else is touched.
@@ -18,14 +20,16 @@ import logging
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyroute2 import IPRoute
 
 from testbed.lab.naming import run_id_of_ifname
-from testbed.lab.processes import stop_record
-from testbed.lab.state import RunState, list_states
+from testbed.lab.processes import STOP_TIMEOUT_S, stop_record, wait_gone
+from testbed.lab.scratch import SCRATCH_PARENTS, SCRATCH_PREFIXES, remove_scratch_dir, stale_scratch_dirs
+from testbed.lab.state import ProcessRecord, RunState, list_states
 
 log = logging.getLogger("testbed.lab")
 
@@ -109,13 +113,20 @@ def clean_run(state: RunState, report: CleanReport, dry_run: bool = False) -> No
     root_ns = netns_inode(os.getpid())
     shells = [s for s in state.shells if s.alive()]
     inodes = {i for i in (netns_inode(s.pid) for s in shells if s.alive()) if i and i != root_ns}
+    killed = []
     for pid in processes_in_netns(inodes, exclude={s.pid for s in shells}):
         report.processes.append(f"pid {pid} (in a node namespace)")
         if not dry_run:
+            record = ProcessRecord.of(pid, "", "in-netns", "")
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
-                pass
+                continue
+            killed.append(record)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for record in killed:  # SIGKILL is not instant on a loaded machine: gone before we go on
+        if not wait_gone(record, deadline):
+            report.failures.append(f"pid {record.pid} would not exit")
     for record in shells:
         report.processes.append(f"node shell {record.node} (pid {record.pid})")
         if not dry_run and not stop_record(record, first_signal=signal.SIGHUP):
@@ -150,6 +161,11 @@ def clean_stale_runs(dry_run: bool = False, orphans: bool = False) -> CleanRepor
             report.in_use.append(state.run_id)
             continue
         clean_run(state, report, dry_run)
+    for prefix in SCRATCH_PREFIXES:
+        for path in stale_scratch_dirs(prefix, list(SCRATCH_PARENTS)):
+            report.paths.append(str(path))
+            if not dry_run and not remove_scratch_dir(path):
+                report.failures.append(f"{path}: could not be removed")
     stray = [link for link in tagged_root_links() if run_id_of_ifname(link[1]) not in known]
     if orphans:
         report.interfaces += [name for _, name in stray]

@@ -60,6 +60,7 @@ import argparse
 import bisect
 import ctypes
 import errno
+import gc
 import json
 import logging
 import math
@@ -505,6 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         log.info("%s <-> %s, delay %g ms / %g ms", args.if_a, args.if_b, args.delay_ms, delay_b)
+        # What is loaded now lives as long as the line: out of the collector's sight, so
+        # that a full collection (several ms here) cannot hold frames past their time.
+        gc.collect()
+        gc.freeze()
         _say("ready")
         line.run(wakeup_fd=rd, on_wakeup=on_wakeup)
     except InterfaceGone as exc:

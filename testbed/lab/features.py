@@ -98,3 +98,74 @@ def choose_dad() -> Feature:
                    "the kernel has no optimistic DAD (net.ipv6.conf.*.optimistic_dad, "
                    "CONFIG_IPV6_OPTIMISTIC_DAD); DAD is turned off on mobile nodes instead so "
                    "a new care-of address is usable at once")
+
+
+def _kernel_config() -> str | None:
+    """The running kernel's configuration (/proc/config.gz, else /boot/config-<release>)."""
+    import gzip
+    import os
+
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            return f.read()
+    except OSError:
+        pass
+    try:
+        with open(f"/boot/config-{os.uname().release}") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def kernel_mip6() -> Feature:
+    """Whether the kernel has Mobile IPv6 (CONFIG_IPV6_MIP6: Home Address option, type 2
+    routing header). The agents work in user space either way; without it the kernel drops
+    such packets with a Parameter Problem, which the agents suppress while they run."""
+    name = "kernel Mobile IPv6"
+    config = _kernel_config()
+    if config is not None:
+        if "CONFIG_IPV6_MIP6=y" in config or "CONFIG_IPV6_MIP6=m" in config:
+            return Feature(name, "yes (CONFIG_IPV6_MIP6; not used: the agents work in user space)")
+        return Feature(name, "no: signalling and data plane in user space",
+                       "CONFIG_IPV6_MIP6 is not set in this kernel")
+    try:
+        with open("/proc/kallsyms") as f:
+            found = any("mip6_" in line for line in f)
+    except OSError:
+        found = False
+    if found:
+        return Feature(name, "yes (mip6 symbols in the kernel; not used: the agents work in user space)")
+    return Feature(name, "no or unknown: signalling and data plane in user space",
+                   "no kernel configuration to read and no mip6 symbols in /proc/kallsyms")
+
+
+IP6TABLES_TOOLS = (("ip6tables-legacy", "iptables (legacy)"), ("ip6tables", "iptables"),
+                   ("ip6tables-nft", "nftables (ip6tables-nft)"))
+
+
+def packet_filter() -> Feature:
+    """Which ip6tables the agents' ICMPv6 Parameter Problem rules go through: the first that
+    takes a rule in a throwaway network namespace (legacy tables where the kernel has them,
+    else nftables)."""
+    import os
+    import shutil
+
+    name = "packet filter (agents' ICMPv6 rules)"
+    tried = []
+    unshare = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]
+    for tool, label in IP6TABLES_TOOLS:
+        if shutil.which(tool) is None:
+            continue
+        try:
+            done = subprocess.run([*unshare, tool, "-w", "-A", "OUTPUT", "-p", "ipv6-icmp", "--icmpv6-type",
+                                   "4/0", "-j", "DROP"], capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            tried.append(f"{tool}: {exc}")
+            continue
+        if done.returncode == 0:
+            fallback = None if tool == "ip6tables-legacy" else "legacy iptables tables are not usable here: " + (
+                "; ".join(tried) or "ip6tables-legacy not installed")
+            return Feature(name, f"{label}: {tool}", fallback)
+        tried.append(f"{tool}: {' '.join(done.stderr.split())[:120]}")
+    return Feature(name, "none", "no ip6tables took a rule (" + ("; ".join(tried) or "none installed")
+                   + "): the agents cannot start (install iptables)")

@@ -135,7 +135,9 @@ class Lab:
         self.topo, self.lab_params, self._topo_raw = resolve_topology(topology, params)
         self.params: dict[str, Any] = {**getattr(self.topo, "params", {}), **self.lab_params}
         self.addresses: AddressPlan = build_plan(self.topo)
-        self._requested_run_dir = Path(run_dir) if run_dir is not None else None
+        # Absolute once, here: every path handed to a node process (agents, delay lines,
+        # tcpdump, radvd) derives from it, and those resolve relative paths elsewhere.
+        self._requested_run_dir = Path(os.path.abspath(run_dir)) if run_dir is not None else None
         self.run_id: str = ""
         self.tag: str = ""
         self.run_dir: Path = Path()
@@ -312,7 +314,7 @@ class Lab:
         per_node: dict[str, list[RaInterface]] = {}
         for node in self.addresses.nodes.values():
             for intf in node.interfaces.values():
-                if intf.ra:
+                if intf.ra and not intf.silent:
                     per_node.setdefault(node.name, []).append(
                         RaInterface(intf.name, intf.subnet, intf.home))
         lo, hi, gap = self.ra_intervals
@@ -527,6 +529,12 @@ class Lab:
         self._moves[mn] = (t_ns, segment.name)
         self._location[mn] = segment.name
         return t_ns
+
+    def last_move_ns(self, mn: str = "mn") -> int | None:
+        """``time.monotonic_ns()`` of ``mn``'s last move (None before the first)."""
+        self.addresses.mobile(mn)
+        last = self._moves.get(mn)
+        return None if last is None else last[0]
 
     def wait_for_coa(self, mn: str = "mn", prefix: str | None = None, *,
                      since_ns: int | None = None, require_ra: bool | None = None,

@@ -46,7 +46,7 @@ def signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _wait_gone(record: ProcessRecord, deadline: float) -> bool:
+def wait_gone(record: ProcessRecord, deadline: float) -> bool:
     """Poll until ``record``'s process is gone (for processes that are not our children)."""
     delay = 0.002
     while record.alive():
@@ -63,11 +63,11 @@ def stop_record(record: ProcessRecord, timeout: float = STOP_TIMEOUT_S,
     if not record.alive():
         return True
     signal_group(record.pid, first_signal)
-    if _wait_gone(record, time.monotonic() + timeout):
+    if wait_gone(record, time.monotonic() + timeout):
         return True
     if record.alive():
         signal_group(record.pid, signal.SIGKILL)
-    return _wait_gone(record, time.monotonic() + timeout)
+    return wait_gone(record, time.monotonic() + timeout)
 
 
 class LabProcess:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from testbed.lab.errors import LabError, LabTimeout
-from testbed.lab.stalls import StallMonitor
+from testbed.lab.pauses import PauseMonitor, read_pressure
 
 TESTS = ("pingall", "delay", "move")
 DELAY_TOLERANCE_MS = 0.3
@@ -37,6 +37,7 @@ MIN_CLEAN_SAMPLES = 20
 DELAY_PINGS = 100
 DELAY_MAX_ROUNDS = 5  # rounds of DELAY_PINGS per link until MIN_CLEAN_SAMPLES clean ones
 DELAY_ROUND_BUDGET_S = 6.0  # no new round after this long on one link
+BUSY_PRESSURE = 0.2  # a task waited for a CPU this share of the time: other programs load the machine
 AFTER_PAUSE_MS = 20.0  # after a pause every sleeper wakes at once: a round trip sent this soon is not clean
 
 _TIME_RE = re.compile(r"time=([0-9.]+) ms")
@@ -159,10 +160,13 @@ class LinkDelay:
     """One delayed link's round trips. ``clean_ms``: those that no recorded pause of the
     machine overlapped. ``quiet``: the machine did not pause during the measurement.
 
-    Verdict: on a quiet machine, the goal on all samples. Otherwise the goal on the clean
-    samples (at least MIN_CLEAN_SAMPLES): a median off the goal, or any loss, still fails;
-    an mdev over the goal is inconclusive (pauses we did not see may hide among the clean
-    samples), and so is too few clean samples.
+    Verdict: the goal on the clean samples (at least MIN_CLEAN_SAMPLES; on a machine that did
+    not pause they are all the samples): a median off the goal, or any loss, fails; on a
+    machine that did pause, an mdev over the goal is inconclusive (pauses shorter than the
+    monitor sees may hide among the clean samples), and so is too few clean samples. ``cpu_pressure``: the share of the link's
+    measurement during which some task waited for a CPU. The lab itself only pings here, so
+    at BUSY_PRESSURE or more other programs loaded the machine: a missed median or mdev is
+    then inconclusive too (the delay line shared the CPUs with them), never a loss.
     """
 
     link: str
@@ -170,8 +174,9 @@ class LinkDelay:
     target: str
     configured_rtt_ms: float
     stats: PingStats
-    clean_ms: list[float] = field(default_factory=list)
+    clean_ms: list[float] | None = None  # None: every sample is clean
     quiet: bool = True
+    cpu_pressure: float | None = None
 
     @property
     def tolerance_ms(self) -> float:
@@ -179,7 +184,7 @@ class LinkDelay:
 
     @property
     def basis(self) -> list[float]:
-        return self.stats.samples_ms if self.quiet else self.clean_ms
+        return self.stats.samples_ms if self.clean_ms is None else self.clean_ms
 
     @property
     def median_ok(self) -> bool:
@@ -195,16 +200,24 @@ class LinkDelay:
         return self.stats.received == self.stats.sent > 0
 
     @property
+    def contended(self) -> bool:
+        return self.cpu_pressure is not None and self.cpu_pressure >= BUSY_PRESSURE
+
+    @property
     def inconclusive(self) -> bool:
-        if self.quiet or not self.lossless:
+        if self.ok or not self.lossless:
             return False
-        if len(self.clean_ms) < MIN_CLEAN_SAMPLES:
+        if self.contended:
+            return True
+        if self.quiet:
+            return False
+        if len(self.basis) < MIN_CLEAN_SAMPLES:
             return True
         return self.median_ok and not self.mdev_ok
 
     @property
     def ok(self) -> bool:
-        if not self.quiet and len(self.clean_ms) < MIN_CLEAN_SAMPLES:
+        if not self.quiet and len(self.basis) < MIN_CLEAN_SAMPLES:
             return False
         return self.lossless and self.median_ok and self.mdev_ok
 
@@ -215,11 +228,12 @@ class LinkDelay:
                 "configured_rtt_ms": self.configured_rtt_ms,
                 "median_ms": statistics.median(basis) if basis else None,
                 "mdev_ms": round(mdev(basis), 3) if basis else None,
-                "samples": len(s.samples_ms), "clean_samples": len(self.clean_ms),
-                "basis": "all samples" if self.quiet else "clean samples (round trips no machine pause overlapped)",
+                "samples": len(s.samples_ms), "clean_samples": len(basis),
+                "basis": "clean samples (round trips no host pause or held CPU overlapped)",
                 "all_median_ms": s.median_ms, "all_mdev_ms": s.mdev_ms,
                 "min_ms": s.min_ms, "avg_ms": s.avg_ms, "max_ms": s.max_ms,
                 "sent": s.sent, "received": s.received, "tolerance_ms": self.tolerance_ms,
+                "cpu_pressure": self.cpu_pressure, "contended": self.contended,
                 "inconclusive": self.inconclusive, "ok": self.ok}
 
 
@@ -240,11 +254,12 @@ class DelayResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"test": "delay", "ok": self.ok, "inconclusive": self.inconclusive,
-                "backend": self.backend, "machine_pauses": self.machine,
+                "backend": self.backend, "host": self.machine,
                 "goal": f"median RTT within {DELAY_TOLERANCE_MS} ms + "
                         f"{DELAY_TOLERANCE_REL:.0%} of 2 x delay, mdev <= {MDEV_MAX_MS} ms, no loss "
                         f"(if the host paused the machine: judged on the round trips no pause overlapped; "
-                        f"an mdev over the goal there is inconclusive, not a failure)",
+                        f"an mdev over the goal there is inconclusive, not a failure; so is a missed goal "
+                        f"while other programs kept a task waiting for a CPU {BUSY_PRESSURE:.0%} of the time or more)",
                 "links": [link.to_dict() for link in self.links]}
 
 
@@ -276,31 +291,33 @@ def delayed_link_probes(lab) -> list[tuple[str, str, str, str | None, float]]:
     return probes
 
 
-def is_quiet(stalls: StallMonitor) -> bool:
-    """No pause worth a sub-millisecond verdict: under 1 % of the time, none over 5 ms."""
-    summary = stalls.summary()
-    return summary["paused_fraction"] < 0.01 and summary["longest_ms"] <= 5.0
+def is_quiet(host: PauseMonitor) -> bool:
+    """No late wake-up worth a sub-millisecond verdict (a host pause, or the CPU held by the
+    kernel or a real-time task): under 1 % of the time, none over 5 ms."""
+    summary = host.summary()
+    longest = max(summary["longest_ms"], summary["cpu_held"]["longest_ms"])
+    return summary["disturbed_fraction"] < 0.01 and longest <= 5.0
 
 
-def clean_samples(stats: PingStats, stalls: StallMonitor) -> list[float]:
-    """Round trips that no pause overlapped, nor ended less than AFTER_PAUSE_MS before."""
+def clean_samples(stats: PingStats, host: PauseMonitor) -> list[float]:
+    """Round trips that no host pause overlapped, nor ended less than AFTER_PAUSE_MS before."""
     if not stats.stamps_ns:
-        return list(stats.samples_ms) if not stalls.stalls else []
+        return list(stats.samples_ms) if not host.windows_realtime else []
     margin = 1_000_000  # ping stamps a reply just after it arrives
     before = int(AFTER_PAUSE_MS * 1e6)
     return [rtt for rtt, t in zip(stats.samples_ms, stats.stamps_ns)
-            if not stalls.overlaps(t - int(rtt * 1e6) - before, t + margin)]
+            if not host.overlaps(t - int(rtt * 1e6) - before, t + margin)]
 
 
 def measure_delay(lab, count: int = DELAY_PINGS, interval_s: float = 0.02,
                   max_rounds: int = DELAY_MAX_ROUNDS, budget_s: float = DELAY_ROUND_BUDGET_S) -> DelayResult:
     """Ping across every delayed link, one link at a time (concurrent pings would load the
-    two cores and delay the delay lines themselves), with a stall monitor running. While the
+    two cores and delay the delay lines themselves), with the pause monitor running. While the
     host pauses the machine, a link gets further rounds of ``count`` pings (up to
     ``max_rounds``, none started after ``budget_s`` on that link) until MIN_CLEAN_SAMPLES
     round trips were undisturbed."""
     result = DelayResult(backend=lab.delay_backend)
-    with StallMonitor() as stalls:
+    with PauseMonitor() as host:
         for label, src, target, segment, delay_ms in delayed_link_probes(lab):
             if segment is not None and lab.location(src) != segment:
                 lab.move(src, to=segment)
@@ -310,19 +327,24 @@ def measure_delay(lab, count: int = DELAY_PINGS, interval_s: float = 0.02,
             lab.run(src, ["ping", "-6", "-n", "-q", "-c", "2", "-i", "0.2", "-W", f"{wait:g}", target], timeout=30)
             rounds: list[PingStats] = []
             clean: list[float] = []
+            pressure0, t0 = read_pressure(), time.monotonic_ns()
             until = time.monotonic() + budget_s
             while len(rounds) < max_rounds and (not rounds or time.monotonic() < until):
                 done = lab.run(src, ["ping", "-6", "-n", "-D", "-c", str(count), "-i", f"{interval_s:g}",
                                      "-W", f"{wait:g}", target], timeout=count * interval_s + 60)
                 rounds.append(parse_ping(done.stdout))
-                clean += clean_samples(rounds[-1], stalls)
-                if not stalls.stalls or len(clean) >= MIN_CLEAN_SAMPLES or rounds[-1].received < rounds[-1].sent:
+                clean += clean_samples(rounds[-1], host)
+                if not host.windows_realtime or len(clean) >= MIN_CLEAN_SAMPLES or rounds[-1].received < rounds[-1].sent:
                     break
-            result.links.append(LinkDelay(label, src, target, 2 * delay_ms, merge_ping_stats(rounds), clean))
-    quiet = is_quiet(stalls)
+            pressure1, t1 = read_pressure(), time.monotonic_ns()
+            pressure = (round((pressure1["some"] - pressure0["some"]) * 1000 / (t1 - t0), 3)
+                        if pressure0 and pressure1 else None)
+            result.links.append(LinkDelay(label, src, target, 2 * delay_ms, merge_ping_stats(rounds), clean,
+                                          cpu_pressure=pressure))
+    quiet = is_quiet(host)
     for link in result.links:
         link.quiet = quiet
-    result.machine = stalls.summary()
+    result.machine = host.summary()
     return result
 
 

@@ -11,7 +11,8 @@ correspondent in its Binding Update List:
   Binding Error says (R15);
 - any other peer: return routability. CoTI goes direct at once; HoTI is reverse-tunnelled
   through the home agent once the home registration carries the new CoA, unless a home
-  keygen token younger than MAX_TOKEN_LIFETIME is at hand. The BU follows both tokens.
+  keygen token younger than MAX_TOKEN_LIFETIME is at hand (``reuse_home_token=False``: never
+  at a move). The BU follows both tokens.
 Unacknowledged BUs (and HoTI/CoTI) are retransmitted after 1 s, doubling to 32 s (the first
 home registration, while the home agent holds no binding for us, after
 InitialBindackTimeoutFirstReg, 1.5 s), each BU with a new sequence number that is made
@@ -156,6 +157,7 @@ class MobileNode(UnrecognisedOptions):
         rng: Callable[[int], bytes] = os.urandom,
         home_lifetime_units: int = 105,
         cn_lifetime_units: int = 105,
+        reuse_home_token: bool = True,
     ) -> None:
         self.home_address = home_address
         self.home_agent = home_agent
@@ -166,6 +168,9 @@ class MobileNode(UnrecognisedOptions):
         self._rng = rng
         self.home_lifetime_units = home_lifetime_units
         self.cn_lifetime_units = cn_lifetime_units
+        # False: every move starts return routability from scratch (HoTI through the home
+        # agent as well as CoTI), as if the home keygen token had expired (measurements).
+        self.reuse_home_token = reuse_home_token
         self._last_timestamp = 0
         self._rate = UpdateRateLimit()
         self._icmp_limit = TokenBucket()
@@ -243,6 +248,8 @@ class MobileNode(UnrecognisedOptions):
             if e.mechanism == "precomputed":
                 out += self._send_cn_bu(e, now)
             else:
+                if not self.reuse_home_token:
+                    e.home_token = None
                 out += self._start_rr(e, now)
         return out
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 
 from testbed.errors import TestbedError
+from testbed.lab.scratch import ANSIBLE_PREFIX, owned_scratch_dir, remove_scratch_dir
 
 PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 TMPFS = Path("/dev/shm")
@@ -145,7 +147,7 @@ def run_playbook(name: str, inventory: Path | dict, *, extravars: dict[str, Any]
     if progress is None:
         progress = sys.stderr.isatty()
     root = TMPFS if TMPFS.is_dir() and os.access(TMPFS, os.W_OK) else None
-    work = Path(tempfile.mkdtemp(prefix="mip6-ansible-", dir=root))  # 0700
+    work = owned_scratch_dir(ANSIBLE_PREFIX, root)  # 0700; `testbed lab clean` removes it if we are killed
     t0 = time.monotonic()
     try:
         secret_dir = work / "secret"
@@ -161,18 +163,29 @@ def run_playbook(name: str, inventory: Path | dict, *, extravars: dict[str, Any]
             extravars["mip6_secrets_file"] = str(path)
         watcher = _Progress(name, progress)
         cmdline = " ".join(x for x in ("--check" if check else "", f"--limit {limit}" if limit else "") if x)
-        runner = ansible_runner.run(
-            private_data_dir=str(work / "runner"),
-            playbook=str(playbook),
-            inventory=inventory if isinstance(inventory, dict) else str(inventory),
-            extravars=extravars,
-            envvars=ansible_env(work),
-            cmdline=cmdline or None,
-            ident="run",
-            quiet=True,
-            event_handler=watcher,
-            settings={"job_timeout": RUN_TIMEOUT_S, "suppress_ansible_output": True},
-        )
+        # ansible_runner.run installs SIGINT/SIGTERM handlers of its own (to cancel the play)
+        # and leaves them in place: Ctrl-C would no longer stop the caller. Ours are put back,
+        # and a play cancelled that way is passed on as the Ctrl-C it was.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=str(work / "runner"),
+                playbook=str(playbook),
+                inventory=inventory if isinstance(inventory, dict) else str(inventory),
+                extravars=extravars,
+                envvars=ansible_env(work),
+                cmdline=cmdline or None,
+                ident="run",
+                quiet=True,
+                event_handler=watcher,
+                settings={"job_timeout": RUN_TIMEOUT_S, "suppress_ansible_output": True},
+            )
+        finally:
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+        if runner.status == "canceled":
+            raise KeyboardInterrupt
         seconds = time.monotonic() - t0
         result = PlayResult(name, runner.status, runner.rc if runner.rc is not None else -1, seconds)
         _collect(result, watcher.result_events)
@@ -182,7 +195,7 @@ def run_playbook(name: str, inventory: Path | dict, *, extravars: dict[str, Any]
             _keep(Path(runner.config.artifact_dir), record)
         return result
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_scratch_dir(work)
 
 
 def _collect(result: PlayResult, events: list[dict]) -> None:

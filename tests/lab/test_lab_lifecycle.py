@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -213,3 +214,42 @@ def test_forcing_a_missing_delay_backend_is_a_config_error():
     with pytest.raises(ConfigError, match="delay_backend=netem: the kernel has no netem"):
         lab.start()
     assert not lab.state.path.exists() and not lab.run_dir.exists()
+
+
+SCRATCH_OWNER = """
+import sys
+from pathlib import Path
+from testbed.lab.scratch import ANSIBLE_PREFIX, owned_scratch_dir
+work = owned_scratch_dir(ANSIBLE_PREFIX, Path("/dev/shm"))
+(work / "secret").mkdir()
+(work / "secret" / "keys.yml").write_text("mip6_secrets: {}")
+print(work, flush=True)
+sys.stdin.read()  # until the test kills us (or closes stdin)
+"""
+
+
+def test_clean_removes_the_scratch_directory_of_a_killed_push_only():
+    def owner():
+        child = subprocess.Popen([sys.executable, "-c", SCRATCH_OWNER], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True, cwd=REPO)
+        return child, Path(child.stdout.readline().strip())
+
+    killed, killed_dir = owner()
+    running, running_dir = owner()
+    try:
+        killed.kill()
+        killed.wait()
+        assert (killed_dir / "secret" / "keys.yml").exists()
+        done = subprocess.run([sys.executable, "-m", "testbed.cli", "lab", "clean"], capture_output=True,
+                              text=True, cwd=REPO, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert str(killed_dir) in done.stdout
+        assert not killed_dir.exists()
+        assert (running_dir / "secret" / "keys.yml").exists()  # its owner still runs
+    finally:
+        running.communicate("")
+        for child in (killed, running):
+            child.stdout.close()
+        for path in (killed_dir, running_dir):
+            if path.parent == Path("/dev/shm") and path.name.startswith("mip6-ansible-"):
+                shutil.rmtree(path, ignore_errors=True)

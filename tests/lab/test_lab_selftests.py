@@ -45,15 +45,15 @@ def test_delay(delay_ms):
     assert set(links) == {"ar1-a1", "ar2-a2", "ha-hm", "core-ar1", "core-ar2", "core-ha", "core-cn",
                           "core-att"}
     assert all(link["configured_rtt_ms"] == 2 * delay_ms for link in links.values())
-    # No loss, and the median (of the round trips no pause of the machine overlapped, when the
-    # host paused it) within 0.3 ms + 2 % on every link: this holds on any machine. (A link
-    # that no pause-free round trip crossed has no median and is inconclusive.)
+    # No loss, and the median (of the round trips no host pause or held CPU overlapped) within
+    # 0.3 ms + 2 % on every link: this holds on any machine not loaded by other programs. (A
+    # link that too few undisturbed round trips crossed has no median and is inconclusive.)
     lost = {name: (link["sent"], link["received"]) for name, link in links.items() if link["received"] != link["sent"]}
     assert not lost, f"backend {data['backend']}: loss: {lost}"
     # (judged as the self-test does: a median of fewer than MIN_CLEAN_SAMPLES clean round trips
-    # says nothing)
+    # says nothing, nor one taken while other programs kept the CPUs busy)
     judged = {name: link for name, link in links.items()
-              if link["basis"] == "all samples" or link["clean_samples"] >= MIN_CLEAN_SAMPLES}
+              if link["clean_samples"] >= MIN_CLEAN_SAMPLES and not link["contended"]}
     off = {name: link["median_ms"] for name, link in judged.items()
            if link["median_ms"] is None
            or abs(link["median_ms"] - link["configured_rtt_ms"]) > link["tolerance_ms"]}
@@ -61,7 +61,8 @@ def test_delay(delay_ms):
     assert all(link["min_ms"] >= link["configured_rtt_ms"] for link in links.values())
     if data["inconclusive"]:
         assert code == 3
-        pytest.skip(f"mdev not judgeable: the host paused this machine {data['machine_pauses']}")
+        pytest.skip(f"not judgeable: the host paused this machine, or other programs kept its CPUs busy "
+                    f"(CPU pressure per link {[link['cpu_pressure'] for link in links.values()]}): {data['host']}")
     bad = {name: link["mdev_ms"] for name, link in links.items() if not link["ok"]}
     assert not bad, f"backend {data['backend']}: mdev off goal: {bad}"
     assert data["ok"] and code == 0
@@ -79,10 +80,9 @@ def test_move():
 
 
 def test_move_goal_missed_exits_1():
-    """With RFC 4861 intervals (3-4 s) a move is not detected within the 2 s allowed."""
-    code, data = selftest("--topo", "handover", "--test", "move", "--moves", "1",
-                          "--param", "ra_min_interval=3", "--param", "ra_max_interval=4",
-                          "--param", "ra_min_delay=3")
+    """AR2 sends no router advertisements at all: the move onto its segment is never detected
+    (certainly, not by chance: with slow RA intervals an RA could still come in time)."""
+    code, data = selftest("--topo", "handover", "--test", "move", "--moves", "1", "--param", "ra_silent=ar2")
     assert code == 1 and not data["ok"] and data["succeeded"] == 0
     assert "no usable address on 2001:db8:a:2::/64" in data["moves"][0]["error"]
 

@@ -23,6 +23,8 @@ def test_valid_configurations_of_each_role(tmp_path):
     cn = parse_agent_config(CN, source)
     assert [str(p) for p in cn.preconfigured] == [str(tmp_path / "a.yaml"), "/etc/mip6/b.yaml"]
     assert cn.precomputed_max_lifetime == 0xFFFF and cn.probe_port == 7777
+    assert mn.home_token_reuse is True
+    assert parse_agent_config({**MN, "home_token_reuse": False}, source).home_token_reuse is False
     ha = parse_agent_config({**HA, "node": "home-agent"}, source)
     assert ha.node == "home-agent" and ha.interfaces == ()
 
@@ -41,6 +43,8 @@ def test_valid_configurations_of_each_role(tmp_path):
         ({**HA, "address": "2001:db8:9::1"}, "is not in home_prefix"),
         ({**CN, "probe_port": 70000}, "probe_port"),
         ({**CN, "interfaces": ["a-name-longer-than-15"]}, "interfaces"),
+        ({**MN, "home_token_reuse": "no"}, "home_token_reuse: 'no' is not true or false"),
+        ({**CN, "home_token_reuse": False}, "unknown key 'home_token_reuse'"),
     ],
 )
 def test_bad_configurations_are_refused_in_one_line(doc, words):

@@ -90,7 +90,27 @@ def test_handover_times_follow_the_analytical_model():
     reg2 = {e["peer"]: e["t_ns"] - t1 for e in w.net.events_named("cn_registered", "mn") if e["t_ns"] >= t1}
     assert reg2["2001:db8:4::1"] == rtt("mn", "cn_pc")
     assert reg2["2001:db8:3::1"] == 2 * rtt("mn", "cn_rr")
-    assert not [t for t in _mh_between(w, "mn", "cn_rr", since=t1) if t == MHType.HOTI]
+    assert not [t for t in _mh_between(w, "ha", "cn_rr", since=t1) if t == MHType.HOTI]  # none reverse-tunnelled either
+
+
+def test_without_home_token_reuse_every_move_is_return_routability_from_scratch():
+    """reuse_home_token=False (the rr-scratch measurement): each move sends a HoTI through the
+    home agent once the home registration carries the new CoA, as the model's third line."""
+    w = make_world()
+    w.mn.reuse_home_token = False
+    w.move(COA1)
+    _bound(w, COA1)
+    w.net.run_for(1000 * MS)
+    t1 = w.net.now
+    w.move(COA2)
+    _bound(w, COA2)
+    reg = {e["peer"]: e["t_ns"] - t1 for e in w.net.events_named("cn_registered", "mn") if e["t_ns"] >= t1}
+    assert reg["2001:db8:3::1"] == max(2 * rtt("mn", "ha") + rtt("ha", "cn_rr"), rtt("mn", "cn_rr")) + rtt("mn", "cn_rr")
+    assert reg["2001:db8:4::1"] == rtt("mn", "cn_pc")  # precomputed peers are not affected
+    assert [t for t in _mh_between(w, "ha", "cn_rr", since=t1) if t == MHType.HOTI]  # reverse-tunnelled
+    hoti = min(e["t_ns"] for e in w.net.events_named("hoti_sent", "mn") if e["t_ns"] >= t1)
+    home = min(e["t_ns"] for e in w.net.events_named("home_registered", "mn") if e["t_ns"] >= t1)
+    assert hoti == home  # not before the home registration carries the new CoA
 
 
 def test_move_to_a_new_careof_address_updates_every_binding():

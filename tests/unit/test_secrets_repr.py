@@ -75,6 +75,7 @@ _NOT_SECRET = {"key_id", "store_key", "nonce_index", "home_nonce_index", "careof
 _NOT_SECRET_FIELDS = {
     "testbed.diag.verify.MHRecord.kbm",  # "registration" / "de-registration": which Kbm, not its value
     "testbed.provision.inventory.Inventory.key_dirs",  # where each node keeps its key files: paths
+    "testbed.agent.config.AgentConfig.home_token_reuse",  # a switch (reuse a valid home token), not a token
 }
 
 
