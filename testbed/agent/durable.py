@@ -19,6 +19,11 @@ class TimedStore:
         self.store = store
         self._writes: list[tuple[int, int, str]] = []
 
+    @property
+    def read_only(self) -> str | None:
+        """Why the store could only be opened read-only (every write then fails), or None."""
+        return self.store.read_only
+
     def get(self, key: str) -> SeqRecord | None:
         return self.store.get(key)
 
