@@ -141,8 +141,7 @@ def test_binding_refresh_requests_and_an_ra_flood_get_at_most_three_messages_a_s
     deferred = agent.wait_event("send_deferred", peer=CN, what="BU")
     wait_for(lambda: [s for s in peer.bus(A(CN), since=t) if s.t * 1e9 >= deferred["until_t_ns"]], 5,
              "the held-back BU")
-    times = [s.t for s in peer.bus(A(CN))]  # the move's BU counts too
-    assert windows_over(times, 3) == [], times
+    assert windows_over(bus_sent(agent, CN), 3, window=0.999) == []  # the move's BU counts too
     assert len(peer.bus(A(CN), since=t)) < 6
     # An RA flood from two routers, alternating: at most 3 moves and 3 BUs per peer a second.
     t = time.monotonic()
@@ -154,9 +153,17 @@ def test_binding_refresh_requests_and_an_ra_flood_get_at_most_three_messages_a_s
     bound_at(agent, last, deadline=15)
     moves = [e["t_ns"] / 1e9 for e in agent.events()[n:] if e["event"] == "movement"]
     assert moves and windows_over(moves, 3) == [], moves
-    for to in (A(HA), A(CN)):
-        times = [s.t for s in peer.bus(to, since=t)]
-        assert times and windows_over(times, 3) == [], (to, times)
+    for to in (HA, CN):
+        assert peer.bus(A(to), since=t), to
+        times = bus_sent(agent, to, since_ns=int(t * 1e9))
+        assert times and windows_over(times, 3, window=0.999) == [], (to, times)
+
+
+def bus_sent(agent, peer: str, since_ns: int = 0) -> list[float]:
+    """When the MN sent BUs to ``peer`` (s), first sends and retransmissions, by its own clock: the
+    clock its rate limit keeps (arrival times at the peer bunch up when the machine is loaded)."""
+    return [e["t_ns"] / 1e9 for e in agent.events() if e["t_ns"] >= since_ns and e.get("peer") == peer
+            and (e["event"] == "bu_sent" or (e["event"] == "retransmit" and e.get("what") == "BU"))]
 
 
 def test_first_home_registration_is_retransmitted_after_1_5_s(link):
