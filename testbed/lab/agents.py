@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Protocol
 
 from testbed.agent.control import request
-from testbed.agent.eventlog import read_events
+from testbed.agent.eventlog import read_typed_events
 from testbed.errors import ConfigError
 from testbed.lab.errors import LabTimeout
-from testbed.mip6.keys import PreconfiguredData, generate, write_new
-from testbed.mip6.mnha import MnHaSecurityAssociation, dump_mn_ha, generate_mn_ha
-from testbed.mip6.secretfile import write_secret_text
+from testbed.mip6.events import Event
+from testbed.mip6.keys import PreconfiguredData, generate
+from testbed.mip6.mnha import MnHaSecurityAssociation, generate_mn_ha
+from testbed.storage.keyfiles import write_mn_ha, write_new
 
 MECHANISMS = ("rr", "rr-scratch", "precomputed")
 START_TIMEOUT_S = 15.0
@@ -84,7 +85,7 @@ class LocalKeys:
             m = plan.mobile(mn)
             sa = generate_mn_ha(m.home_address, m.home_agent)
             path = self.directory / f"{mn}-mnha.yaml"
-            write_secret_text(path, dump_mn_ha(sa))
+            write_mn_ha(path, sa)
             keys.mn_ha.append(sa)
             configs[mn]["mn_ha_keys"].append(str(path))
             configs[ha]["mn_ha_keys"].append(str(path))
@@ -117,12 +118,13 @@ class AgentHandle:
     def ctl(self, cmd: str, timeout: float = 5.0, **args) -> dict:
         return request(self.control, {"cmd": cmd, **args}, timeout=timeout)
 
-    def events(self) -> list[dict]:
+    def events(self) -> list[Event]:
+        """The agent's event log so far, typed (testbed.agent.events)."""
         try:
             self.ctl("flush", timeout=2.0)
         except OSError:
             pass  # stopped already: the log was flushed on the way out
-        return read_events(self.event_log) if self.event_log.exists() else []
+        return read_typed_events(self.event_log) if self.event_log.exists() else []
 
 
 class LabAgents:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import heapq
 
 from testbed.mip6.constants import IPPROTO_MH
-from testbed.mip6.events import Action, EventSource, Send, addr
+from testbed.mip6.actions import Action, Send
+from testbed.mip6.events import BaSent, BindingExpired, addr
 from testbed.mip6.packet import Packet, build_packet
 
 
-class BindingCache(EventSource):
+class BindingCache:
     """Mixed into an engine whose ``bindings`` map home addresses to bindings that have
-    ``careof``, ``seq`` and ``expires_ns``; ``EXPIRED_EVENT`` names the expiry event.
+    ``careof``, ``seq`` and ``expires_ns``; ``EXPIRED_EVENT`` is the expiry event's class.
 
     The engine calls ``_expires_at`` whenever it creates a binding or changes its expiry.
     Expiry times are kept in a heap (entries of deleted or refreshed bindings are skipped
@@ -22,7 +23,8 @@ class BindingCache(EventSource):
 
     bindings: dict
     address: bytes
-    EXPIRED_EVENT = "binding_expired"
+    node: str
+    EXPIRED_EVENT = BindingExpired
 
     def binding_for(self, home: bytes):
         return self.bindings.get(home)
@@ -54,7 +56,7 @@ class BindingCache(EventSource):
         while (heap := self._earliest()) and heap[0][0] <= now:
             _, home = heapq.heappop(heap)
             b = self.bindings.pop(home)
-            out.append(self._event(now, self.EXPIRED_EVENT, home=addr(home), careof=addr(b.careof), seq=b.seq))
+            out.append(self.EXPIRED_EVENT(now, self.node, home=addr(home), careof=addr(b.careof), seq=b.seq))
         return out
 
     def _ba_actions(self, bu_packet: Packet, home: bytes, careof: bytes, mh: bytes, *, status: int, seq: int,
@@ -67,6 +69,6 @@ class BindingCache(EventSource):
             pkt = build_packet(self.address, bu_packet.src, IPPROTO_MH, mh, rh2_address=home)
         return [
             Send(pkt, what),
-            self._event(now, "ba_sent", home=addr(home), careof=addr(careof), status=int(status), seq=seq,
-                        authenticated=authenticated),
+            BaSent(now, self.node, home=addr(home), careof=addr(careof), status=int(status), seq=seq,
+                   authenticated=authenticated),
         ]

@@ -18,7 +18,6 @@ type 2 routing header when present (the final destination).
 from __future__ import annotations
 
 import struct
-import sys
 from array import array
 from dataclasses import dataclass
 
@@ -36,7 +35,7 @@ from testbed.mip6.errors import CodecError
 
 IPV6_HEADER_LEN = 40
 _IPV6 = struct.Struct("!IHBB16s16s")
-_LITTLE = sys.byteorder == "little"
+_LITTLE = array("H", b"\x01\x00")[0] == 1  # the machine's byte order
 
 # Destination options header carrying only the Home Address option:
 # next header, length 2 (24 octets), PadN(4) to reach 8n+6, then type 201 length 16.

@@ -21,7 +21,7 @@ from testbed.lab.handover_check import bu_turnaround_ns, bu_turnarounds, run_mec
 from testbed.lab.lab import Lab
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, MHType
 from testbed.mip6.errors import CodecError
-from testbed.mip6.keys import write_new
+from testbed.storage.keyfiles import write_new
 from testbed.mip6.messages import BindingUpdate, decode
 from testbed.mip6.options import NonceIndices
 from testbed.mip6.packet import parse_packet
