@@ -333,7 +333,7 @@ class Agent:
                 sent.append((time.monotonic_ns(), action.what, None))
             elif kind is Persist:
                 try:
-                    self.store.put(action.key, action.record)
+                    self.store.put(action.store_key, action.record)
                 except SequenceStoreError as exc:
                     skip = action.guards
                     self._carry_out(self.engine.persist_failed(action, str(exc), time.monotonic_ns()), sent, events)

@@ -33,7 +33,7 @@ class Send:
 
 @dataclass(slots=True)
 class Persist:
-    key: str  # the record's key (never key material)
+    store_key: str  # the record's key (never key material)
     record: SeqRecord
     guards: int = 0  # how many of the actions right after this one need it durable
     undo: object = field(default=None, repr=False, compare=False)  # the engine's, for persist_failed

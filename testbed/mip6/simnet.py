@@ -90,7 +90,7 @@ class SimNetwork:
         def write(persist: Persist) -> str | None:
             reason = self.persist_failure(source, persist) if self.persist_failure is not None else None
             if reason is None:
-                disk[persist.key] = persist.record
+                disk[persist.store_key] = persist.record
             return reason
 
         for action in carry_out(actions, write, lambda p, reason: engine.persist_failed(p, reason, self.now)):

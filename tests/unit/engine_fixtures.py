@@ -76,7 +76,7 @@ def durable(engine, actions: list, store, now: int = 0) -> list:
 
     def write(persist: Persist) -> str | None:
         try:
-            store.put(persist.key, persist.record)
+            store.put(persist.store_key, persist.record)
         except Exception as exc:  # noqa: BLE001 - a failing store, as the agent sees it
             return str(exc)
         return None

@@ -44,7 +44,7 @@ def test_next_timer_is_the_earliest_live_expiry_and_handle_timer_expires_exactly
             now += op[1]
             due = {h for h, b in engine.bindings.items() if b.expires_ns <= now}
             expired = engine.handle_timer(now)
-            assert {ipaddress.IPv6Address(e.fields["home"]).packed for e in expired} == due
+            assert {ipaddress.IPv6Address(e.home).packed for e in expired} == due
             assert all(b.expires_ns > now for b in engine.bindings.values())
         want = min((b.expires_ns for b in engine.bindings.values()), default=None)
         assert engine.next_timer() == want

@@ -261,12 +261,12 @@ def test_r10_load_peer_set_loads_files_and_applies_the_checks(tmp_path):
     text1 = _file_text(cn="2001:db8:0:3::1")
     p1 = _write(tmp_path / "cn1.yaml", text1)
     p2 = _write(tmp_path / "cn2.yaml", _file_text(cn="2001:db8:0:3::2"))
-    peers = keys.load_peer_set([p1, p2], "mn")
+    peers = keyfiles.load_peer_set([p1, p2], "mn")
     assert {str(a) for a in peers} == {"2001:db8:0:3::1", "2001:db8:0:3::2"}
     kcn1 = yaml.safe_load(text1)["kcn"]
     p3 = _write(tmp_path / "cn3.yaml", _file_text(cn="2001:db8:0:3::3", kcn=kcn1))
     with pytest.raises(ConfigError, match="cn1.yaml and .*cn3.yaml hold the same Kcn"):
-        keys.load_peer_set([p1, p2, p3], "mn")
+        keyfiles.load_peer_set([p1, p2, p3], "mn")
 
 
 def test_index_peers_rejects_an_unknown_role():

@@ -386,7 +386,7 @@ def test_engine_signalling_verifies(tmp_path, capsys):
     first = make_world(data=data)
     first.move(COA1)
     assert first.net.run_until(lambda: first.bound_everywhere(COA1), 10_000 * MS)
-    second = make_world(data=data, cn_pc_store=first.cn_pc_store)  # empty MN store: BA 135 first
+    second = make_world(data=data, disks={"cn_pc": first.cn_pc_store})  # empty MN store: BA 135 first
     second.move(COA2)
     assert second.net.run_until(lambda: second.bound_everywhere(COA2), 10_000 * MS)
     second.move(ENGINE_HOME)
