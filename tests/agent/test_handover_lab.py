@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.agent.events import MovementEvent, ProbeReceived
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import KeyRing, verify_frames
 from testbed.lab.agents import LabAgents
@@ -21,6 +22,18 @@ from testbed.lab.handover_check import bu_turnaround_ns, bu_turnarounds, run_mec
 from testbed.lab.lab import Lab
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, MHType
 from testbed.mip6.errors import CodecError
+from testbed.mip6.events import (
+    BaReceived,
+    BaSent,
+    BindingCreated,
+    BindingDeleted,
+    BindingUpdated,
+    BuReceived,
+    BuRejected,
+    BuSent,
+    Drop,
+    HotiForwarded,
+)
 from testbed.storage.keyfiles import write_new
 from testbed.mip6.messages import BindingUpdate, decode
 from testbed.mip6.options import NonceIndices
@@ -72,7 +85,7 @@ def test_return_routability_hoti_through_the_ha_coti_direct_then_route_optimised
     coti = [x for x in records if x.mh_type == "CoTI"]
     assert hoti and all(x.tunnelled and x.tunnel_dst == "2001:db8:1::1" for x in hoti)
     assert coti and not any(x.tunnelled for x in coti)
-    assert any(e["event"] == "hoti_forwarded" for e in r.events["ha"])
+    assert any(isinstance(e, HotiForwarded) for e in r.events["ha"])
     # Probes with a type 2 routing header (route-optimised) on the MN's link.
     ro = [p for _, p in _packets(r.pcaps["mn"]) if p.next_header == IPPROTO_UDP and p.rh2_address is not None]
     assert ro, "no route-optimised probe captured"
@@ -119,22 +132,22 @@ def test_home_registrations_carry_valid_mn_ha_authentication(runs):
 
 def test_probes_follow_each_move_and_never_reach_an_old_coa_after_a_newer_bu(runs):
     for mechanism, r in runs.items():
-        probes = [e for e in r.events["mn"] if e["event"] == "probe_received"]
+        probes = [e for e in r.events["mn"] if isinstance(e, ProbeReceived)]
         assert probes, mechanism
         bindings = sorted(
-            (e["t_ns"], e["careof"]) for e in r.events["cn"] if e["event"] in ("binding_created", "binding_updated")
+            (e.t_ns, e.careof) for e in r.events["cn"] if isinstance(e, (BindingCreated, BindingUpdated))
         )
         # Every route-optimised probe went to the CoA of the newest binding the CN had accepted.
         for p in probes:
-            if p["path"] != "direct":
+            if p.path != "direct":
                 continue
-            current = [coa for t, coa in bindings if t <= p["sent_t_ns"]]
-            assert current and current[-1] == p["to"], (mechanism, p)
+            current = [coa for t, coa in bindings if t <= p.sent_t_ns]
+            assert current and current[-1] == p.to, (mechanism, p)
         # After each move, probes arrive directly at the new CoA.
-        moves = [e for e in r.events["mn"] if e["event"] == "movement"][1:]
+        moves = [e for e in r.events["mn"] if isinstance(e, MovementEvent)][1:]
         assert len(moves) == MOVES
         for m in moves:
-            assert any(p["path"] == "direct" and p["to"] == m["careof"] and p["t_ns"] > m["t_ns"] for p in probes), m
+            assert any(p.path == "direct" and p.to == m.careof and p.t_ns > m.t_ns for p in probes), m
 
 
 def test_tshark_dissects_every_mh_packet_and_agrees_with_the_event_log(runs):
@@ -154,11 +167,11 @@ def test_tshark_dissects_every_mh_packet_and_agrees_with_the_event_log(runs):
         assert rows and not any(row[6] for row in rows), f"{mechanism}: tshark found malformed packets"
         # BU sequence numbers on the wire = the MN's bu_sent events; BA statuses = ba_received.
         wire_bu = sorted(int(row[3]) for row in rows if row[2] == "5")
-        log_bu = sorted(e["seq"] for e in r.events["mn"] if e["event"] == "bu_sent")
-        assert wire_bu == log_bu, _mismatch(mechanism, r, wire_bu, log_bu, rows, "bu_sent")
+        log_bu = sorted(e.seq for e in r.events["mn"] if isinstance(e, BuSent))
+        assert wire_bu == log_bu, _mismatch(mechanism, r, wire_bu, log_bu, rows, BuSent)
         wire_ba = sorted((int(row[5]), int(row[4])) for row in rows if row[2] == "6")
-        log_ba = sorted((e["seq"], e["status"]) for e in r.events["mn"] if e["event"] == "ba_received")
-        assert wire_ba == log_ba, _mismatch(mechanism, r, wire_ba, log_ba, rows, "ba_received")
+        log_ba = sorted((e.seq, e.status) for e in r.events["mn"] if isinstance(e, BaReceived))
+        assert wire_ba == log_ba, _mismatch(mechanism, r, wire_ba, log_ba, rows, BaReceived)
 
 
 def _first_int(field: str) -> int | None:
@@ -172,7 +185,7 @@ def _mismatch(mechanism, r, wire, log, rows, event) -> str:
     """What differs between the capture and the event log, with the events and packets involved."""
     only_wire, only_log = Counter(wire) - Counter(log), Counter(log) - Counter(wire)
     keys = {k if isinstance(k, int) else k[0] for k in (only_wire + only_log)}
-    events = [e for e in r.events["mn"] if e["event"] == event and e.get("seq") in keys]
+    events = [e for e in r.events["mn"] if isinstance(e, event) and e.seq in keys]
     packets = [row for row in rows if _first_int(row[3] or row[5]) in keys]
     return (f"{mechanism}: only on the wire {dict(only_wire)}, only in the log {dict(only_log)}; "
             f"events {events}; packets {packets}; capture drops {r.capture_drops}")
@@ -213,18 +226,18 @@ def test_cn_killed_restarted_then_replayed_bu_is_refused(tmp_path):
             assert done.returncode == 0, done.stderr
 
             def verdict():
-                events = [e for e in handle.events() if e["t_ns"] > t_restart]
-                if any(e["event"] == "bu_received" for e in events) and any(
-                    e["event"] in ("bu_rejected", "drop") for e in events
+                events = [e for e in handle.events() if e.t_ns > t_restart]
+                if any(isinstance(e, BuReceived) for e in events) and any(
+                    isinstance(e, (BuRejected, Drop)) for e in events
                 ):
                     return events
                 return None
 
             events = agents.wait(verdict, 5, "the restarted CN's verdict on the replayed BU")
-            rejected = [e for e in events if e["event"] == "bu_rejected"]
-            assert rejected and rejected[0]["last_seq"] >= 2 and rejected[0]["seq"] == 1
-            assert not [e for e in events if e["event"] in ("binding_created", "binding_updated")]
-            assert [e["status"] for e in events if e["event"] == "ba_sent"] in ([135], [])
+            rejected = [e for e in events if isinstance(e, BuRejected)]
+            assert rejected and rejected[0].last_seq >= 2 and rejected[0].seq == 1
+            assert not [e for e in events if isinstance(e, (BindingCreated, BindingUpdated))]
+            assert [e.status for e in events if isinstance(e, BaSent)] in ([135], [])
             assert agents.cn_binding("cn") is None  # the restarted CN had no binding, and got none
             assert second != first
 
@@ -242,8 +255,8 @@ def test_mn_starting_at_home_registers_when_it_leaves_and_deregisters_on_return(
             lab.move("mn", "home")
             agents.wait(lambda: agents.mn_bound("mn") == home and agents.cn_binding("cn") is None
                         and agents["ha"].ctl("bindings")["bindings"] == [], 10, "de-registration at home")
-            deleted = [e for e in agents["cn"].events() if e["event"] == "binding_deleted"]
-            assert deleted and deleted[-1]["mechanism"] == "precomputed"
+            deleted = [e for e in agents["cn"].events() if isinstance(e, BindingDeleted)]
+            assert deleted and deleted[-1].mechanism == "precomputed"
 
 
 CRASHING_RUN = """
