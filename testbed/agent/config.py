@@ -147,8 +147,8 @@ def _path(source: str, key: str, value, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _persistence(source: str, value) -> Persistence:
-    """``strict``, or a mapping ``{reserve: N}``."""
+def parse_persistence(source: str, value) -> Persistence:
+    """``strict``, or a mapping ``{reserve: N}``; ConfigError naming ``source`` otherwise."""
     if value == "strict":
         return STRICT
     if isinstance(value, dict) and list(value) == ["reserve"]:
@@ -217,7 +217,7 @@ def parse_agent_config(doc: dict, source: str) -> AgentConfig:
             raise _fail(source, f"home_token_reuse: {doc['home_token_reuse']!r} is not true or false")
         kw["home_token_reuse"] = doc["home_token_reuse"]
     if "persistence" in doc:
-        kw["persistence"] = _persistence(source, doc["persistence"])
+        kw["persistence"] = parse_persistence(source, doc["persistence"])
     node = doc.get("node", role)
     if not isinstance(node, str) or not node or len(node) > 32:
         raise _fail(source, "node: expected a short name")

@@ -18,7 +18,9 @@ never land in the run directory with the results.
 ``mechanism``: ``"rr"`` (return routability, the default of RFC 4449 section 5; a valid home
 keygen token is reused at a move), ``"rr-scratch"`` (return routability from scratch at every
 move: the MN keeps no home keygen token, so HoTI goes through the HA each time) or
-``"precomputed"`` (RFC 4449 preconfigured data for every MN-CN pair).
+``"precomputed"`` (RFC 4449 preconfigured data for every MN-CN pair). ``persistence``:
+every agent's ``persistence`` setting (``"strict"``, the agents' default, or ``{"reserve": N}``;
+testbed/agent/config.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from testbed.agent.config import parse_persistence
 from testbed.agent.control import request
 from testbed.agent.eventlog import read_typed_events
 from testbed.errors import ConfigError
@@ -130,9 +133,12 @@ class AgentHandle:
 class LabAgents:
     def __init__(self, lab, mechanism: str = "rr", *, mobiles: list[str] | None = None,
                  correspondents: list[str] | None = None, label: str | None = None,
-                 keys: KeyInstaller | None = None) -> None:
+                 keys: KeyInstaller | None = None, persistence: str | dict | None = None) -> None:
         if mechanism not in MECHANISMS:
             raise ConfigError(f"mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
+        if persistence is not None:
+            parse_persistence("the agents' persistence", persistence)  # refused here, before any agent starts
+        self.persistence = persistence
         self.lab = lab
         self.mechanism = mechanism
         plan = lab.addresses
@@ -186,6 +192,8 @@ class LabAgents:
                 "event_log": str(self.events_dir / f"{node}.jsonl"),
                 "control_socket": str(self._sockets / f"{node}.sock"),
             })
+            if self.persistence is not None:
+                config["persistence"] = self.persistence
         pairs = [(mn, cn) for mn in self.mobiles for cn in self.correspondents] if self.mechanism == "precomputed" else []
         installed = self.keys.install(self.lab, configs, pairs)
         self.preconfigured, self.mn_ha = list(installed.preconfigured), list(installed.mn_ha)
