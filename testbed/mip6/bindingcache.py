@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import heapq
 
-from testbed.mip6.constants import IPPROTO_MH
 from testbed.mip6.actions import Action, Send
 from testbed.mip6.events import BaSent, BindingExpired, addr
-from testbed.mip6.packet import Packet, build_packet
+from testbed.mip6.packet import Packet, mh_packet
 
 
 class BindingCache:
@@ -63,10 +62,8 @@ class BindingCache:
                     authenticated: bool, now: int, what: str = "BA") -> list[Action]:
         """Send a BA answering ``bu_packet``: straight to the home address when the MN sent
         from it, else to the BU's source with a type 2 routing header (RFC 6275 9.5.4)."""
-        if bu_packet.src == home:
-            pkt = build_packet(self.address, home, IPPROTO_MH, mh)
-        else:
-            pkt = build_packet(self.address, bu_packet.src, IPPROTO_MH, mh, rh2_address=home)
+        src = bu_packet.src
+        pkt = mh_packet(self.address, home, mh) if src == home else mh_packet(self.address, src, mh, home)
         return [
             Send(pkt, what),
             BaSent(now, self.node, home=addr(home), careof=addr(careof), status=int(status), seq=seq,

@@ -98,10 +98,11 @@ from testbed.mip6.persistence import (
     state_from,
 )
 from testbed.mip6.ratelimit import TokenBucket
-from testbed.mip6.sealing import bad_valid, option_layout_error, seal_bad
+from testbed.mip6.sealing import bad_valid, option_layout_error, seal_ba
 from testbed.mip6.seqno import KBM_MAX_ADVANCE, SEQ_MAX, seq_greater
 
 RR_MAX_LIFETIME_UNITS = MAX_RR_BINDING_LIFETIME_S // LIFETIME_UNIT_S  # 105
+_ACCEPTED = int(BAStatus.ACCEPTED)  # a plain int on the per-BU path (an IntEnum look-up costs)
 
 
 @dataclass(slots=True)
@@ -293,9 +294,12 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         home = packet.mh_source
         careof = packet.src
         nonce_indices = None
+        has_bad = False
         for opt in bu.options:
             kind = type(opt)
-            if kind is AlternateCoA:
+            if kind is BindingAuthData:
+                has_bad = True
+            elif kind is AlternateCoA:
                 careof = opt.address
             elif kind is NonceIndices:
                 nonce_indices = opt
@@ -324,7 +328,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             return out
         # 3. authorisation
         if peer is not None:
-            if not any(type(o) is BindingAuthData for o in bu.options):
+            if not has_bad:
                 out.append(Drop(now, node, reason="BU from a precomputed peer without Binding Authorization Data (R5)",
                                 home=home_text, seq=seq))
                 return out
@@ -334,7 +338,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             if nonce_indices is None:
                 out.append(Drop(now, node, reason="return-routability BU without Nonce Indices", home=home_text, seq=seq))
                 return out
-            if not any(type(o) is BindingAuthData for o in bu.options):
+            if not has_bad:
                 out.append(Drop(now, node, reason="BU without Binding Authorization Data", home=home_text, seq=seq))
                 return out
             home_nonce = self._nonces.lookup(nonce_indices.home_nonce_index, now)
@@ -416,7 +420,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                             lifetime=granted))
         # 6. acknowledge
         if bu.ack:
-            out += self._ba(packet, home, careof, BAStatus.ACCEPTED, seq, granted, kbm, now)
+            out += self._ba(packet, home, careof, _ACCEPTED, seq, granted, kbm, now)
         if persist is not None:
             persist.guards = len(out) - guarded
             out.insert(guarded, persist)
@@ -439,8 +443,10 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
 
     def _ba(self, packet: Packet, home: bytes, careof: bytes, status: int, seq: int,
             lifetime: int, kbm: bytes | None, now: int) -> list[Action]:
-        msg = BindingAck(status, seq, lifetime)
-        mh = seal_bad(msg, kbm, careof, self.address) if kbm is not None else encode(msg)
+        if kbm is not None:
+            mh = seal_ba(status, seq, lifetime, kbm, careof, self.address)
+        else:
+            mh = encode(BindingAck(status, seq, lifetime))
         return self._ba_actions(packet, home, careof, mh, status=status, seq=seq, authenticated=kbm is not None, now=now)
 
     # ------------------------------------------------------------------ Binding Errors

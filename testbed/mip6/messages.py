@@ -221,6 +221,16 @@ _MIN_DATA = {
 }
 
 
+# Plain ints for the decoder's comparisons (see options.py).
+_MH_BU = int(MHType.BU)
+_MH_BA = int(MHType.BA)
+_MH_HOTI = int(MHType.HOTI)
+_MH_COTI = int(MHType.COTI)
+_MH_HOT = int(MHType.HOT)
+_MH_COT = int(MHType.COT)
+_MH_BE = int(MHType.BE)
+
+
 def decode(data: bytes) -> Message:
     """Decode one Mobility Header; raise CodecError if it is malformed.
 
@@ -241,26 +251,26 @@ def decode(data: bytes) -> Message:
     if start > total:
         raise CodecError(f"MH type {mh_type} needs {start} octets, Header Len gives {total}")
     options, trailing = decode_options(raw, start, total)
-    if mh_type == MHType.BU:
+    if mh_type == _MH_BU:
         seq, flags, lifetime = _BU.unpack_from(raw, 6)
         return BindingUpdate(
             seq, lifetime, bool(flags & BU_FLAG_A), bool(flags & BU_FLAG_H),
             bool(flags & BU_FLAG_L), bool(flags & BU_FLAG_K), options, raw, trailing,
         )
-    if mh_type == MHType.BA:
+    if mh_type == _MH_BA:
         status, flags, seq, lifetime = _BA.unpack_from(raw, 6)
         return BindingAck(status, seq, lifetime, bool(flags & BA_FLAG_K), options, raw, trailing)
-    if mh_type == MHType.HOTI:
+    if mh_type == _MH_HOTI:
         return HomeTestInit(raw[8:16], options, raw, trailing)
-    if mh_type == MHType.COTI:
+    if mh_type == _MH_COTI:
         return CareofTestInit(raw[8:16], options, raw, trailing)
-    if mh_type == MHType.HOT:
+    if mh_type == _MH_HOT:
         index, cookie, token = _HOT.unpack_from(raw, 6)
         return HomeTest(index, cookie, token, options, raw, trailing)
-    if mh_type == MHType.COT:
+    if mh_type == _MH_COT:
         index, cookie, token = _HOT.unpack_from(raw, 6)
         return CareofTest(index, cookie, token, options, raw, trailing)
-    if mh_type == MHType.BE:
+    if mh_type == _MH_BE:
         status, _, home = _BE.unpack_from(raw, 6)
         return BindingError(status, home, options, raw, trailing)
     return BindingRefreshRequest(options, raw, trailing)
