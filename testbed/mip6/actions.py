@@ -20,13 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from testbed.mip6.events import Event
 from testbed.mip6.persistence import SeqRecord
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):
+    """A whole IPv6 packet to send (a named tuple: immutable, and quick to make on the
+    per-packet path)."""
+
     packet: bytes  # a whole IPv6 packet, headers included
     what: str = ""  # short description for logs ("BU", "HoTI tunnelled", ...)
 

@@ -41,20 +41,33 @@ MAX_RESERVE = 4096
 _SECRET_LIKE = re.compile(r"[0-9a-fA-F]{40,}")
 
 
-@dataclass(frozen=True, slots=True)
-class SeqRecord:
-    """One durable record. ``last``: the last sequence number sent (MN) or accepted (CN, HA),
-    or, under a reserve, the high-water mark; 0..65535. ``advance``: the total advance of the
-    sequence number under this key so far, the reserve included (R13), >= 0."""
-
+class _Record(NamedTuple):
     last: int
     advance: int
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.last, int) or isinstance(self.last, bool) or not 0 <= self.last <= SEQ_MAX:
-            raise ValueError(f"SeqRecord.last must be an integer 0..{SEQ_MAX}, not {self.last!r}")
-        if not isinstance(self.advance, int) or isinstance(self.advance, bool) or self.advance < 0:
-            raise ValueError(f"SeqRecord.advance must be a non-negative integer, not {self.advance!r}")
+
+class SeqRecord(_Record):
+    """One durable record. ``last``: the last sequence number sent (MN) or accepted (CN, HA),
+    or, under a reserve, the high-water mark; 0..65535. ``advance``: the total advance of the
+    sequence number under this key so far, the reserve included (R13), >= 0. (A named tuple:
+    immutable; the engines make one per durable write, with numbers they checked.)"""
+
+    __slots__ = ()
+
+    def __new__(cls, last: int, advance: int) -> SeqRecord:
+        if not isinstance(last, int) or isinstance(last, bool) or not 0 <= last <= SEQ_MAX:
+            raise ValueError(f"SeqRecord.last must be an integer 0..{SEQ_MAX}, not {last!r}")
+        if not isinstance(advance, int) or isinstance(advance, bool) or advance < 0:
+            raise ValueError(f"SeqRecord.advance must be a non-negative integer, not {advance!r}")
+        return tuple.__new__(cls, (last, advance))
+
+    def __repr__(self) -> str:
+        return f"SeqRecord(last={self.last}, advance={self.advance})"
+
+
+def _record(last: int, advance: int) -> SeqRecord:
+    """A SeqRecord of numbers already in range (``advance_to``'s, on the per-packet path)."""
+    return tuple.__new__(SeqRecord, (last, advance))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,4 +141,4 @@ def advance_to(state: SeqState | None, seq: int, advance: int, policy: Persisten
     if limit is not None and advance + reserve > limit:
         reserve = max(0, limit - advance)
     mark = (seq + reserve) & SEQ_MAX
-    return SeqState(seq, advance, mark), SeqRecord(mark, advance + reserve)
+    return SeqState(seq, advance, mark), _record(mark, advance + reserve)

@@ -707,3 +707,19 @@ def test_fast_paths_give_what_the_general_code_gives(src, dst, home, status, seq
             parse_packet(packet)
     else:
         assert parse_packet(packet) == walked
+
+
+@given(seq=st.integers(0, 0xFFFF), lifetime=st.integers(0, 0xFFFF), flags=st.integers(0, 0xFFFF),
+       options=st.sampled_from([(), (BindingAuthData(AUTH),), (NonceIndices(1, 2), BindingAuthData(AUTH))]))
+def test_decoded_bu_equals_the_one_built_by_its_constructor(seq, lifetime, flags, options):
+    from testbed.mip6.constants import BU_FLAG_A, BU_FLAG_H, BU_FLAG_K, BU_FLAG_L
+
+    wire = m.encode(m.BindingUpdate(seq, lifetime, bool(flags & BU_FLAG_A), bool(flags & BU_FLAG_H),
+                                    bool(flags & BU_FLAG_L), bool(flags & BU_FLAG_K), options))
+    decoded = m.decode(wire)
+    built = m.BindingUpdate(decoded.seq, decoded.lifetime, decoded.ack, decoded.home, decoded.link_local,
+                            decoded.key_mgmt, decoded.options, decoded.raw, decoded.trailing_pad)
+    assert type(decoded) is m.BindingUpdate and decoded == built and decoded.raw == built.raw == wire
+    assert (decoded.seq, decoded.lifetime, decoded.options) == (seq, lifetime, options)
+    with pytest.raises(AttributeError):  # still frozen
+        decoded.seq = 1
