@@ -98,7 +98,7 @@ from testbed.mip6.persistence import (
     state_from,
 )
 from testbed.mip6.ratelimit import TokenBucket
-from testbed.mip6.sealing import bad_valid, option_layout_error, seal_ba
+from testbed.mip6.sealing import bad_matches, option_layout_error, seal_ba
 from testbed.mip6.seqno import KBM_MAX_ADVANCE, SEQ_MAX, seq_greater
 
 RR_MAX_LIFETIME_UNITS = MAX_RR_BINDING_LIFETIME_S // LIFETIME_UNIT_S  # 105
@@ -356,7 +356,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             careof_token = None if deregistering else careof_keygen_token(self._kcn, careof, careof_nonce)
             kbm = binding_management_key(home_token, careof_token)
             mechanism = "rr"
-        if not bad_valid(bu, kbm, careof, self.address):
+        if not bad_matches(bu.raw, kbm, careof, self.address):  # layout checked, a BAD present: it is last
             out.append(Drop(now, node, reason=f"BU authenticator mismatch ({mechanism})", home=home_text, seq=seq))
             return out
         # 4. sequence number

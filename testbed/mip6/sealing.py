@@ -102,6 +102,14 @@ def bad_valid(msg: Message, kbm: bytes, careof: bytes, correspondent: bytes) -> 
     return constant_time_equal(want, opt.authenticator)
 
 
+def bad_matches(raw: bytes, kbm: bytes, careof: bytes, correspondent: bytes) -> bool:
+    """``bad_valid`` for a message already known to end with a BAD and nothing after it
+    (``option_layout_error`` passed, a BAD present): its last 12 octets are the authenticator."""
+    mh_data = raw[:4] + b"\x00\x00" + raw[6:-AUTHENTICATOR_LEN]
+    want = hmac.digest(kbm, careof + correspondent + mh_data, "sha1")[:AUTHENTICATOR_LEN]
+    return hmac.compare_digest(want, raw[-AUTHENTICATOR_LEN:])
+
+
 def mn_ha_valid(msg: Message, key: bytes, careof: bytes, home: bytes) -> bool:
     """True when ``msg`` ends with an MN-HA authentication option whose authenticator matches."""
     opt = last_option(msg, MobilityMessageAuth)

@@ -723,3 +723,14 @@ def test_decoded_bu_equals_the_one_built_by_its_constructor(seq, lifetime, flags
     assert (decoded.seq, decoded.lifetime, decoded.options) == (seq, lifetime, options)
     with pytest.raises(AttributeError):  # still frozen
         decoded.seq = 1
+
+
+@given(start=st.sampled_from([0, 12]), bad=st.binary(min_size=12, max_size=12),
+       padn=st.sampled_from([bytes((1, 4, 0, 0, 0, 0)), bytes(6), bytes((0, 1, 3, 0, 0, 0))]))
+def test_decode_options_short_cut_agrees_with_the_loop(start, bad, padn):
+    """The PadN(6)-then-BAD layout decodes as the general loop decodes the same options with
+    the padding spelt otherwise (Pad1s, Pad1 then PadN)."""
+    from testbed.mip6.options import decode_options
+
+    data = bytes(start) + padn + bytes((5, 12)) + bad
+    assert decode_options(data, start, len(data)) == ((BindingAuthData(bad),), 0)
