@@ -29,7 +29,9 @@ class BindingCache:
         return self.bindings.get(home)
 
     def _expires_at(self, home: bytes, expires_ns: int) -> None:
-        heap = self.__dict__.setdefault("_expiry_heap", [])
+        heap = self.__dict__.get("_expiry_heap")
+        if heap is None:
+            heap = self.__dict__["_expiry_heap"] = []
         heapq.heappush(heap, (expires_ns, home))
         if len(heap) > 2 * len(self.bindings) + 64:  # mostly stale entries: rebuild
             heap[:] = [(b.expires_ns, h) for h, b in self.bindings.items()]

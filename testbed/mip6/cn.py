@@ -53,6 +53,7 @@ from testbed.mip6.crypto import (
 )
 from testbed.mip6.errors import CodecError
 from testbed.mip6.events import (
+    BaSent,
     BeSent,
     BindingCreated,
     BindingDeleted,
@@ -86,7 +87,7 @@ from testbed.mip6.messages import (
 )
 from testbed.mip6.nonces import NonceRing
 from testbed.mip6.options import AlternateCoA, BindingAuthData, NonceIndices
-from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, parse_packet
+from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, mh_packet, parse_packet
 from testbed.mip6.persistence import (
     STRICT,
     Persistence,
@@ -418,9 +419,14 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 kind = BindingUpdated if binding.careof != careof else BindingRefreshed
             out.append(kind(now, node, home=home_text, careof=careof_text, seq=seq, mechanism=mechanism,
                             lifetime=granted))
-        # 6. acknowledge
+        # 6. acknowledge (``_ba``, inline: the per-BU path)
         if bu.ack:
-            out += self._ba(packet, home, careof, _ACCEPTED, seq, granted, kbm, now)
+            mh = seal_ba(_ACCEPTED, seq, granted, kbm, careof, self.address)
+            src = packet.src
+            out.append(Send(mh_packet(self.address, home, mh) if src == home else mh_packet(self.address, src, mh, home),
+                            "BA"))
+            out.append(BaSent(now, node, home=home_text, careof=careof_text, status=_ACCEPTED, seq=seq,
+                              authenticated=True))
         if persist is not None:
             persist.guards = len(out) - guarded
             out.insert(guarded, persist)
