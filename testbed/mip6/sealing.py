@@ -68,6 +68,8 @@ def option_layout_error(msg: Message) -> str | None:
     unknown types are skipped by the receivers (RFC 6275 6.2.1), so two different ones are
     fine; duplicates are told apart by option type, not by the class that holds them."""
     opts = msg.options
+    if len(opts) == 1 and type(opts[0]) is BindingAuthData:  # a precomputed BU: the common case
+        return "padding follows BindingAuthData" if msg.trailing_pad else None
     seen = set()
     for opt in opts:
         kind = type(opt)
