@@ -115,6 +115,14 @@ class HomeRouteFailed(Event):
     error: str
 
 
+@event_class("default_route_failed", AGENT_EVENTS)
+class DefaultRouteFailed(Event):
+    """The one-message replace of the MN's default route was refused (the slower way follows)."""
+
+    router: str
+    error: str
+
+
 @event_class("home_address_failed", AGENT_EVENTS)
 class HomeAddressFailed(Event):
     command: str

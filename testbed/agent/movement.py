@@ -25,7 +25,8 @@ from typing import Callable
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_IPV6_IFADDR, RTMGRP_LINK
 
-from testbed.agent.events import HomeAddressFailed, HomeRouteFailed, RaIgnored, RaNewPrefix
+from testbed.agent.defaultroute import DefaultRoute
+from testbed.agent.events import DefaultRouteFailed, HomeAddressFailed, HomeRouteFailed, RaIgnored, RaNewPrefix
 from testbed.agent.ra import RouterAdvertisement, RouterSolicitor
 from testbed.mip6.constants import MAX_UPDATE_RATE, SECOND_NS
 from testbed.mip6.ratelimit import UpdateRateLimit
@@ -69,6 +70,7 @@ class MovementDetector:
         self._tasks: list[asyncio.Task] = []
         self._ras: asyncio.Queue = asyncio.Queue()
         self._solicitor = RouterSolicitor(interface)
+        self._default_route = DefaultRoute()
         self._route_installed = False
         self._moves = UpdateRateLimit(MAX_UPDATE_RATE, SECOND_NS)
         self._ignored_logged: dict[tuple[str, str], int] = {}
@@ -98,6 +100,7 @@ class MovementDetector:
         for sock in (self._monitor, self._ipr):
             if sock is not None:
                 sock.close()
+        self._default_route.close()
         self._solicitor.close()
 
     # ------------------------------------------------------------------ inputs
@@ -202,12 +205,19 @@ class MovementDetector:
             self._log(HomeAddressFailed, time.monotonic_ns(), command=command, error=str(exc))
 
     async def _use_router(self, old: ipaddress.IPv6Address | None, router: ipaddress.IPv6Address) -> None:
-        if self._route_installed and old is not None and old != router:
-            try:
-                await self._ipr.route("del", dst="::/0", gateway=str(old), oif=self._ifindex,
-                                      priority=ROUTE_PRIORITY, family=socket.AF_INET6)
-            except Exception:
-                pass
-        await self._ipr.route("replace", dst="::/0", gateway=str(router), oif=self._ifindex,
-                              priority=ROUTE_PRIORITY, family=socket.AF_INET6)
+        """The preferred default route through ``router``, in place before the BUs go: one
+        netlink message carried out while it is sent (testbed/agent/defaultroute.py), the
+        route through ``old`` replaced by it. Should the kernel refuse, the old way (delete,
+        then replace, through pyroute2) is tried."""
+        problem = self._default_route.replace(router, self._ifindex, ROUTE_PRIORITY)
+        if problem is not None:
+            self._log(DefaultRouteFailed, time.monotonic_ns(), router=str(router), error=problem)
+            if self._route_installed and old is not None and old != router:
+                try:
+                    await self._ipr.route("del", dst="::/0", gateway=str(old), oif=self._ifindex,
+                                          priority=ROUTE_PRIORITY, family=socket.AF_INET6)
+                except Exception:
+                    pass
+            await self._ipr.route("replace", dst="::/0", gateway=str(router), oif=self._ifindex,
+                                  priority=ROUTE_PRIORITY, family=socket.AF_INET6)
         self._route_installed = True
