@@ -16,7 +16,15 @@ from engine_fixtures import (
 
 from testbed.mip6.cn import record_key
 from testbed.mip6.constants import BAStatus, MHType
-from testbed.mip6.events import BaSent, BindingCreated, BindingUpdated, BuRejected
+from testbed.mip6.events import (
+    BaSent,
+    BindingCreated,
+    BindingUpdated,
+    BuRejected,
+    CnRegistered,
+    HomeRegistered,
+    HotiSent,
+)
 from testbed.mip6.messages import decode
 from testbed.mip6.options import BindingAuthData, NonceIndices
 from testbed.mip6.packet import parse_packet
@@ -105,12 +113,12 @@ def test_without_home_token_reuse_every_move_is_return_routability_from_scratch(
     t1 = w.net.now
     w.move(COA2)
     _bound(w, COA2)
-    reg = {e["peer"]: e["t_ns"] - t1 for e in w.net.events_named("cn_registered", "mn") if e["t_ns"] >= t1}
+    reg = {e.peer: e.t_ns - t1 for e in w.net.events_of(CnRegistered, "mn") if e.t_ns >= t1}
     assert reg["2001:db8:3::1"] == max(2 * rtt("mn", "ha") + rtt("ha", "cn_rr"), rtt("mn", "cn_rr")) + rtt("mn", "cn_rr")
     assert reg["2001:db8:4::1"] == rtt("mn", "cn_pc")  # precomputed peers are not affected
     assert [t for t in _mh_between(w, "ha", "cn_rr", since=t1) if t == MHType.HOTI]  # reverse-tunnelled
-    hoti = min(e["t_ns"] for e in w.net.events_named("hoti_sent", "mn") if e["t_ns"] >= t1)
-    home = min(e["t_ns"] for e in w.net.events_named("home_registered", "mn") if e["t_ns"] >= t1)
+    hoti = min(e.t_ns for e in w.net.events_of(HotiSent, "mn") if e.t_ns >= t1)
+    home = min(e.t_ns for e in w.net.events_of(HomeRegistered, "mn") if e.t_ns >= t1)
     assert hoti == home  # not before the home registration carries the new CoA
 
 
