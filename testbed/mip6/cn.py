@@ -100,7 +100,7 @@ from testbed.mip6.persistence import (
 )
 from testbed.mip6.ratelimit import TokenBucket
 from testbed.mip6.sealing import bad_matches, option_layout_error, seal_ba
-from testbed.mip6.seqno import KBM_MAX_ADVANCE, SEQ_MAX, seq_greater
+from testbed.mip6.seqno import KBM_MAX_ADVANCE, SEQ_HALF, SEQ_MAX
 
 RR_MAX_LIFETIME_UNITS = MAX_RR_BINDING_LIFETIME_S // LIFETIME_UNIT_S  # 105
 _ACCEPTED = int(BAStatus.ACCEPTED)  # a plain int on the per-BU path (an IntEnum look-up costs)
@@ -376,7 +376,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             last = state.last if state is not None else None
         else:
             last = binding.seq if binding is not None else None
-        if last is not None and not seq_greater(seq, last):
+        if last is not None and not 0 < ((seq - last) & SEQ_MAX) < SEQ_HALF:  # seq_greater, inline (both 16-bit)
             out.append(BuRejected(now, node, home=home_text, seq=seq, last_seq=last,
                                   reason="sequence number not greater (R4/R14)"))
             out += self._ba(packet, home, careof, BAStatus.SEQUENCE_OUT_OF_WINDOW, last, 0, kbm, now)
