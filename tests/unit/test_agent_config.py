@@ -113,3 +113,14 @@ def test_configuration_nested_too_deeply_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="nest") as err:  # libyaml says it, or our RecursionError guard
         load_agent_config(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value, words", [("reserve:0", "reserve 0 is not a whole number in 1..4096"),
+                                          ("lazy", "expected strict or reserve:N"), ("reserve:", "expected strict")])
+def test_the_experiments_persistence_option_is_checked_before_anything_runs(value, words):
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", "experiment", "handover", "--persistence", value],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and words in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    from testbed.commands.experiment import parse_persistence_option
+
+    assert parse_persistence_option("strict") == "strict" and parse_persistence_option("reserve:64") == {"reserve": 64}
