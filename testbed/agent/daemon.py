@@ -5,7 +5,10 @@ Start-up is staged: configuration and key files are loaded and checked first (Co
 nothing touched), then the node is prepared (ICMPv6 Parameter Problem rules, TUN device),
 then sockets open and the engine runs. SIGTERM/SIGINT stop it cleanly (rules and routes
 removed, the event log flushed); SIGHUP reloads the key files. ``kill -9`` loses nothing
-that matters: sequence numbers are durable before any packet that depends on them leaves.
+that matters: the engine's ``Persist`` actions are carried out (the record durable) before the
+packets they guard leave; a write that fails stops those packets, and the engine is told.
+Sequence records are read once, at start-up (``FileSequenceStore.load``), and handed to the
+engine, which keeps them in memory (``persistence``: strict or a reserve, config.py).
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ from testbed.agent.config import AgentConfig
 from testbed.agent.control import ControlServer
 from testbed.agent.durable import TimedStore
 from testbed.agent.eventlog import EventLog
+from testbed.agent.events import (
+    AgentStarted,
+    AgentStopped,
+    DurableWrite,
+    InternalError,
+    MovementEvent,
+    PacketSent,
+    ProbeReceived,
+    Reloaded,
+    ReloadFailed,
+    RouteFailed,
+    SendFailed,
+    StoreReadOnly,
+)
 from testbed.agent.icmp_filter import ParameterProblemFilter
 from testbed.agent.limits import raise_open_files_limit
 from testbed.agent.movement import Movement, MovementDetector
@@ -33,6 +50,7 @@ from testbed.agent.probes import parse_probe_request, probe_in, probe_packet
 from testbed.agent.ra import parse_ra
 from testbed.agent.tun import TunDevice
 from testbed.errors import ConfigError, TestbedError
+from testbed.mip6.actions import Persist, Send
 from testbed.mip6.cn import CorrespondentNode
 from testbed.mip6.constants import (
     IPPROTO_DSTOPTS,
@@ -42,24 +60,20 @@ from testbed.mip6.constants import (
     IPPROTO_ROUTING,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Event, Send
+from testbed.mip6.events import HOME_BINDING_ADDED, HOME_BINDING_REMOVED, Event
 from testbed.mip6.ha import HomeAgent
-from testbed.mip6.keys import load_preconfigured
 from testbed.mip6.mn import MobileNode
-from testbed.mip6.mnha import index_by_home, load_mn_ha
+from testbed.mip6.mnha import index_by_home
 from testbed.mip6.packet import parse_packet
-from testbed.mip6.seqstore import FileSequenceStore
+from testbed.storage.keyfiles import load_mn_ha, load_preconfigured
+from testbed.storage.sequences import FileSequenceStore, SequenceStoreError
 
 NEXT_HEADERS = {
     "mn": (IPPROTO_MH, IPPROTO_ROUTING, IPPROTO_IPV6),
     "cn": (IPPROTO_MH, IPPROTO_DSTOPTS),
     "ha": (IPPROTO_MH, IPPROTO_DSTOPTS, IPPROTO_IPV6),
 }
-# How sequence numbers reach stable storage (R4), as ``status`` reports it to tools such as
-# `testbed load`: "strict" = durable (fdatasync) before every BA that depends on it.
-PERSISTENCE = "strict"
-TUN_EVENTS_ADD = ("home_binding_created", "home_binding_updated")
-TUN_EVENTS_DEL = ("home_binding_deleted", "home_binding_expired")
+TUN_EVENTS = HOME_BINDING_ADDED + HOME_BINDING_REMOVED
 
 
 def _tag(config: AgentConfig) -> str:
@@ -108,17 +122,19 @@ class Agent:
             return index_by_home(sas)
         return None
 
-    def _build_engine(self):
+    def _build_engine(self, records):
         c = self.config
         if self.role == "cn":
-            return CorrespondentNode(c.address.packed, store=self.store, peers=self._peers, node=c.node,
-                                     precomputed_max_lifetime_units=c.precomputed_max_lifetime,
+            return CorrespondentNode(c.address.packed, peers=self._peers, records=records, persistence=c.persistence,
+                                     node=c.node, precomputed_max_lifetime_units=c.precomputed_max_lifetime,
                                      weaken=c.test_weaken)
         if self.role == "mn":
-            return MobileNode(c.home_address.packed, c.home_agent.packed, mn_ha=self._mn_ha, store=self.store,
-                              correspondents=[a.packed for a in c.correspondents], peers=self._peers, node=c.node,
+            return MobileNode(c.home_address.packed, c.home_agent.packed, mn_ha=self._mn_ha, records=records,
+                              persistence=c.persistence, correspondents=[a.packed for a in c.correspondents],
+                              peers=self._peers, node=c.node,
                               reuse_home_token=c.home_token_reuse)
-        return HomeAgent(c.address.packed, c.home_prefix, keys=self._mn_ha, store=self.store, node=c.node)
+        return HomeAgent(c.address.packed, c.home_prefix, keys=self._mn_ha, records=records,
+                         persistence=c.persistence, node=c.node)
 
     def reload(self) -> dict:
         """Reload the key files (SIGHUP, or the control socket's ``reload``)."""
@@ -133,11 +149,11 @@ class Agent:
             elif self.role == "mn":
                 self.engine.set_peers(peers)
         except ConfigError as exc:
-            self.log.event(now, "reload_failed", reason=str(exc))
+            self.log.emit(ReloadFailed, now, reason=str(exc))
             self.log.flush()
             return {"ok": False, "error": str(exc)}
         self._peers, self._mn_ha = peers, mn_ha
-        self.log.event(now, "reloaded", peers=len(peers))
+        self.log.emit(Reloaded, now, peers=len(peers))
         self.log.flush()
         return {"ok": True, "peers": len(peers)}
 
@@ -149,18 +165,19 @@ class Agent:
         c.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         raise_open_files_limit()  # the store keeps a file open per peer: 10,000 peers, 10,000 files
         self.store = TimedStore(FileSequenceStore(c.state_dir / "sequence"))
+        records = self.store.load()  # every record, once: the engine keeps them in memory
         self.log = EventLog(c.event_log, c.node)
-        self.engine = self._build_engine()
+        self.engine = self._build_engine(records)
         try:
             await self._start()
             # Everything loaded so far lives as long as the agent: out of the collector's sight,
             # so that a full collection (tens of ms here) cannot land on a BU's path.
             gc.collect()
             gc.freeze()
-            self.log.event(time.monotonic_ns(), "agent_started", role=self.role, pid=os.getpid())
+            self.log.emit(AgentStarted, time.monotonic_ns(), role=self.role, pid=os.getpid())
             if self.store.read_only is not None:
-                self.log.event(time.monotonic_ns(), "store_read_only", reason=self.store.read_only,
-                               effect="nothing is acknowledged that needs a durable write; stored numbers still hold")
+                self.log.emit(StoreReadOnly, time.monotonic_ns(), reason=self.store.read_only,
+                              effect="nothing is acknowledged that needs a durable write; stored numbers still hold")
             self.log.flush()
             await self._stop.wait()
         finally:
@@ -189,7 +206,7 @@ class Agent:
             await self._ipr.link("set", index=index, state="up")
             self._tun_index = index
         if self.role == "mn":
-            self._movement = MovementDetector(c.interfaces[0], c.home_address, c.home_prefix, self._on_move, self.log.event)
+            self._movement = MovementDetector(c.interfaces[0], c.home_address, c.home_prefix, self._on_move, self.log.emit)
             await self._movement.start()
         self._control = ControlServer(c.control_socket, self._on_control)
         await self._control.start()
@@ -197,8 +214,8 @@ class Agent:
     def _on_loop_error(self, loop, context: dict) -> None:
         """A callback or task failed: log it (the agent keeps serving)."""
         exc = context.get("exception")
-        self.log.event(time.monotonic_ns(), "internal_error", message=context.get("message"),
-                       error=repr(exc) if exc is not None else None)
+        self.log.emit(InternalError, time.monotonic_ns(), message=context.get("message"),
+                      error=repr(exc) if exc is not None else None)
         self.log.flush()
 
     async def _shutdown(self) -> None:
@@ -224,7 +241,7 @@ class Agent:
         if self._timer is not None:
             self._timer.cancel()
         if self.log is not None:
-            self.log.event(time.monotonic_ns(), "agent_stopped")
+            self.log.emit(AgentStopped, time.monotonic_ns())
             self.log.close()
         if self.store is not None:
             self.store.close()
@@ -264,7 +281,7 @@ class Agent:
         try:
             actions = call(arg, t_ns)
         except Exception as exc:  # noqa: BLE001 - one input must not stop the agent
-            self.log.event(t_ns, "internal_error", where=where, error=f"{type(exc).__name__}: {exc}")
+            self.log.emit(InternalError, t_ns, where=where, error=f"{type(exc).__name__}: {exc}")
             self._rearm()
             return
         self._apply(actions, t_ns)
@@ -277,45 +294,65 @@ class Agent:
         arrival = probe_in(packet, self.config.probe_port)
         if arrival is None:
             return False
-        self.log.event(t_ns, "probe_received", number=arrival.number, path=arrival.path,
-                       to=str(ipaddress.IPv6Address(arrival.to)), sent_t_ns=arrival.sent_ns,
-                       one_way_us=(t_ns - arrival.sent_ns) / 1000)
+        self.log.emit(ProbeReceived, t_ns, number=arrival.number, path=arrival.path,
+                      to=str(ipaddress.IPv6Address(arrival.to)), sent_t_ns=arrival.sent_ns,
+                      one_way_us=(t_ns - arrival.sent_ns) / 1000)
         return True
 
     def _apply(self, actions: list, trigger_ns: int) -> None:
-        """Send the engine's packets first, then log: logging is not on the send path."""
+        """Carry out the engine's actions in order (a Persist's record durable before what it
+        guards, packets sent at once), then log: logging is not on the send path."""
         log = self.log
-        sent = []
+        sent: list[tuple[int, str, str | None]] = []
+        events: list[Event] = []
+        self._carry_out(actions, sent, events)
+        node = self.config.node
+        for event in events:
+            log.write(event)
+            if self.role == "ha" and isinstance(event, TUN_EVENTS):
+                self._loop.create_task(self._route_home(event))
+        for t_ns, what, error in sent:
+            if error is None:
+                log.write(PacketSent(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=self._woke_ns))
+            else:
+                log.write(SendFailed(t_ns, node, what=what, error=error))
+        for start, end, key in self.store.take():
+            log.write(DurableWrite(start, node, end_t_ns=end, key=key))
+        self._rearm()
+
+    def _carry_out(self, actions: list, sent: list, events: list) -> None:
+        """Send and persist in order; collect the events. A Persist that fails stops the
+        actions it guards, and what the engine says instead is carried out in their place."""
+        skip = 0
         for action in actions:
-            if type(action) is Send:
+            if skip:
+                skip -= 1
+                continue
+            kind = type(action)
+            if kind is Send:
                 try:
                     self._sender.send(action.packet)
                 except OSError as exc:
                     sent.append((time.monotonic_ns(), action.what, exc.strerror or str(exc)))
                     continue
                 sent.append((time.monotonic_ns(), action.what, None))
-        for action in actions:
-            if type(action) is Event:
-                log.write(action.as_dict())
-                if self.role == "ha" and action.event in TUN_EVENTS_ADD + TUN_EVENTS_DEL:
-                    self._loop.create_task(self._route_home(action))
-        for t_ns, what, error in sent:
-            if error is None:
-                log.event(t_ns, "packet_sent", what=what, trigger_t_ns=trigger_ns, woke_t_ns=self._woke_ns)
+            elif kind is Persist:
+                try:
+                    self.store.put(action.store_key, action.record)
+                except SequenceStoreError as exc:
+                    skip = action.guards
+                    self._carry_out(self.engine.persist_failed(action, str(exc), time.monotonic_ns()), sent, events)
             else:
-                log.event(t_ns, "send_failed", what=what, error=error)
-        for start, end, key in self.store.take():
-            log.event(start, "durable_write", end_t_ns=end, key=key)
-        self._rearm()
+                events.append(action)
 
     async def _route_home(self, event: Event) -> None:
         """Route a registered home address into the TUN device (and stop when it is not)."""
-        home = f"{event.fields['home']}/128"
-        command = "replace" if event.event in TUN_EVENTS_ADD else "del"
+        home = f"{event.home}/128"
+        command = "replace" if isinstance(event, HOME_BINDING_ADDED) else "del"
         try:
             await self._ipr.route(command, dst=home, oif=self._tun_index, family=socket.AF_INET6)
         except Exception as exc:  # a route already gone, say: log it, keep serving
-            self.log.event(time.monotonic_ns(), "route_failed", home=home, command=command, error=str(exc))
+            self.log.emit(RouteFailed, time.monotonic_ns(), home=home, command=command, error=str(exc))
 
     # ------------------------------------------------------------------ timers and movement
 
@@ -339,8 +376,8 @@ class Agent:
         self.log.flush()
 
     def _on_move(self, movement: Movement) -> None:
-        self.log.event(movement.usable_t_ns, "movement", prefix=str(movement.prefix), router=str(movement.router),
-                       careof=str(movement.careof), ra_t_ns=movement.ra_t_ns)
+        self.log.emit(MovementEvent, movement.usable_t_ns, prefix=str(movement.prefix), router=str(movement.router),
+                      careof=str(movement.careof), ra_t_ns=movement.ra_t_ns)
         now = self._woke_ns = time.monotonic_ns()
         self._engine_call("move", self.engine.move, movement.careof.packed, now)
         self.log.flush()
@@ -363,7 +400,7 @@ class Agent:
             try:
                 self._sender.send(probe_packet(self._address, home, careof, port, number, now))
             except OSError as exc:
-                self.log.event(now, "send_failed", what="probe", error=exc.strerror or str(exc))
+                self.log.emit(SendFailed, now, what="probe", error=exc.strerror or str(exc))
             number += 1
             self._probe_count = number
 
@@ -374,7 +411,7 @@ class Agent:
         e = self.engine
         if cmd == "status":
             out = {"ok": True, "role": self.role, "node": self.config.node, "pid": os.getpid(),
-                   "persistence": PERSISTENCE, "peers": len(self._peers)}
+                   "persistence": self.config.persistence.describe(), "peers": len(self._peers)}
             if self.role == "mn":
                 out["careof"] = None if e.careof is None else str(ipaddress.IPv6Address(e.careof))
             return out

@@ -1,21 +1,22 @@
 """The agent's sequence store, timed: how long each durable write took, for the event log.
 
-A durable write (one pwrite and one fdatasync) sits on the send path: the engine makes a
-sequence number durable before the packet that depends on it leaves (R4). ``TimedStore``
-notes when each ``put`` began and ended; the agent logs them as ``durable_write`` events
-after the packets have left, so that a handover's time can be split into processing and
-durable writes without slowing it down.
+A durable write (one pwrite and one fdatasync) sits on the send path: the agent carries out
+the engine's ``Persist`` before the packet it guards leaves (R4). ``TimedStore`` notes when
+each ``put`` began and ended; the agent logs them as ``durable_write`` events after the
+packets have left, so that a handover's time can be split into processing and durable writes
+without slowing it down.
 """
 
 from __future__ import annotations
 
 import time
 
-from testbed.mip6.seqstore import SeqRecord, SequenceStore
+from testbed.mip6.persistence import SeqRecord
+from testbed.storage.sequences import FileSequenceStore, StoredRecords
 
 
 class TimedStore:
-    def __init__(self, store: SequenceStore) -> None:
+    def __init__(self, store: FileSequenceStore) -> None:
         self.store = store
         self._writes: list[tuple[int, int, str]] = []
 
@@ -23,6 +24,9 @@ class TimedStore:
     def read_only(self) -> str | None:
         """Why the store could only be opened read-only (every write then fails), or None."""
         return self.store.read_only
+
+    def load(self) -> StoredRecords:
+        return self.store.load()
 
     def get(self, key: str) -> SeqRecord | None:
         return self.store.get(key)

@@ -1,10 +1,18 @@
-"""The agent's event log: JSON lines, one object per event (docs/architecture.md), flushed per batch."""
+"""The agent's event log: JSON lines, one object per event (docs/architecture.md), flushed per batch.
+
+The agent writes typed events (``testbed.mip6.events``, ``testbed.agent.events``); a tool
+reading a log gets them back typed with ``read_typed_events`` (or the plain objects with
+``read_events``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+from testbed.agent.events import decode_event
+from testbed.mip6.events import Event
 
 
 class EventLog:
@@ -16,12 +24,13 @@ class EventLog:
         self._file = os.fdopen(fd, "a", buffering=1 << 16)
         self._dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
-    def write(self, record: dict) -> None:
-        self._file.write(self._dumps(record))
+    def write(self, event: Event) -> None:
+        self._file.write(self._dumps(event.as_dict()))
         self._file.write("\n")
 
-    def event(self, t_ns: int, name: str, **fields) -> None:
-        self.write({"t_ns": t_ns, "node": self.node, "event": name, **fields})
+    def emit(self, kind: type[Event], t_ns: int, **fields) -> None:
+        """Write an event of class ``kind`` of this log's node."""
+        self.write(kind(t_ns, self.node, **fields))
 
     def flush(self) -> None:
         self._file.flush()
@@ -34,7 +43,7 @@ class EventLog:
 
 
 def read_events(path: str | os.PathLike) -> list[dict]:
-    """Every event of a log (a torn last line, from a killed agent, is skipped)."""
+    """Every event of a log as its JSON object (a torn last line, from a killed agent, is skipped)."""
     out = []
     with open(path) as f:
         for line in f:
@@ -43,3 +52,9 @@ def read_events(path: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return out
+
+
+def read_typed_events(path: str | os.PathLike) -> list[Event]:
+    """Every event of a log, typed (``testbed.agent.events.decode_event``; a torn last line is
+    skipped, an unknown event is an error: ``UnknownEvent``)."""
+    return [decode_event(obj) for obj in read_events(path)]

@@ -25,6 +25,8 @@ from typing import Callable
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_IPV6_IFADDR, RTMGRP_LINK
 
+from testbed.agent.defaultroute import DefaultRoute
+from testbed.agent.events import DefaultRouteFailed, HomeAddressFailed, HomeRouteFailed, RaIgnored, RaNewPrefix
 from testbed.agent.ra import RouterAdvertisement, RouterSolicitor
 from testbed.mip6.constants import MAX_UPDATE_RATE, SECOND_NS
 from testbed.mip6.ratelimit import UpdateRateLimit
@@ -68,6 +70,7 @@ class MovementDetector:
         self._tasks: list[asyncio.Task] = []
         self._ras: asyncio.Queue = asyncio.Queue()
         self._solicitor = RouterSolicitor(interface)
+        self._default_route = DefaultRoute()
         self._route_installed = False
         self._moves = UpdateRateLimit(MAX_UPDATE_RATE, SECOND_NS)
         self._ignored_logged: dict[tuple[str, str], int] = {}
@@ -97,6 +100,7 @@ class MovementDetector:
         for sock in (self._monitor, self._ipr):
             if sock is not None:
                 sock.close()
+        self._default_route.close()
         self._solicitor.close()
 
     # ------------------------------------------------------------------ inputs
@@ -112,7 +116,7 @@ class MovementDetector:
             key = (str(ra.router), reason)
             if t_ns - self._ignored_logged.get(key, -SECOND_NS) >= SECOND_NS:  # once a second per router and reason
                 self._ignored_logged[key] = t_ns
-                self._log(t_ns, "ra_ignored", router=str(ra.router), reason=reason,
+                self._log(RaIgnored, t_ns, router=str(ra.router), reason=reason,
                           prefixes=[str(p) for p in ra.prefixes + ra.deprecated])
 
     async def _handle_ras(self) -> None:
@@ -132,7 +136,7 @@ class MovementDetector:
                     continue  # newer RAs came meanwhile; they decide
             self._moves.record(b"", 0, time.monotonic_ns())
             self._pending = (prefix, ra.router, t_ns)
-            self._log(t_ns, "ra_new_prefix", prefix=str(prefix), router=str(ra.router),
+            self._log(RaNewPrefix, t_ns, prefix=str(prefix), router=str(ra.router),
                       home=prefix == self.home_prefix, router_lifetime=ra.router_lifetime)
             if prefix == self.home_prefix:
                 await self._commit(self.home_address)  # back home: the home address is the address in use
@@ -184,7 +188,7 @@ class MovementDetector:
         try:
             await self._ipr.route("del", dst=str(self.home_prefix), oif=self._ifindex, family=socket.AF_INET6)
         except Exception as exc:
-            self._log(time.monotonic_ns(), "home_route_failed", error=str(exc))
+            self._log(HomeRouteFailed, time.monotonic_ns(), error=str(exc))
         async for msg in await self._ipr.addr("dump", family=socket.AF_INET6, index=self._ifindex):
             text = msg.get("IFA_ADDRESS")
             if text and ipaddress.IPv6Address(text) in self.home_prefix:
@@ -198,15 +202,22 @@ class MovementDetector:
             await self._ipr.addr(command, index=self._ifindex, address=str(self.home_address),
                                  prefixlen=self.home_prefix.prefixlen, flags=0x02)  # IFA_F_NODAD
         except Exception as exc:
-            self._log(time.monotonic_ns(), "home_address_failed", command=command, error=str(exc))
+            self._log(HomeAddressFailed, time.monotonic_ns(), command=command, error=str(exc))
 
     async def _use_router(self, old: ipaddress.IPv6Address | None, router: ipaddress.IPv6Address) -> None:
-        if self._route_installed and old is not None and old != router:
-            try:
-                await self._ipr.route("del", dst="::/0", gateway=str(old), oif=self._ifindex,
-                                      priority=ROUTE_PRIORITY, family=socket.AF_INET6)
-            except Exception:
-                pass
-        await self._ipr.route("replace", dst="::/0", gateway=str(router), oif=self._ifindex,
-                              priority=ROUTE_PRIORITY, family=socket.AF_INET6)
+        """The preferred default route through ``router``, in place before the BUs go: one
+        netlink message carried out while it is sent (testbed/agent/defaultroute.py), the
+        route through ``old`` replaced by it. Should the kernel refuse, the old way (delete,
+        then replace, through pyroute2) is tried."""
+        problem = self._default_route.replace(router, self._ifindex, ROUTE_PRIORITY)
+        if problem is not None:
+            self._log(DefaultRouteFailed, time.monotonic_ns(), router=str(router), error=problem)
+            if self._route_installed and old is not None and old != router:
+                try:
+                    await self._ipr.route("del", dst="::/0", gateway=str(old), oif=self._ifindex,
+                                          priority=ROUTE_PRIORITY, family=socket.AF_INET6)
+                except Exception:
+                    pass
+            await self._ipr.route("replace", dst="::/0", gateway=str(router), oif=self._ifindex,
+                                  priority=ROUTE_PRIORITY, family=socket.AF_INET6)
         self._route_installed = True

@@ -39,10 +39,25 @@ def add_parser(sub) -> None:
                    help="security: only this scenario (repeatable; names as in the report)")
     p.add_argument("--weaken", action="append", default=[], metavar="NAME",
                    help="security, TEST ONLY: run the CN with this defence off (testbed/mip6/weakening.py)")
+    p.add_argument("--persistence", default="strict", metavar="strict|reserve:N",
+                   help="how the agents make sequence numbers durable (default strict; docs/persistence.md)")
     p.add_argument("--out", metavar="DIR", help="results directory (default results/<name>-<time> under the current "
                    "directory); must not exist or be empty")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
+
+
+def parse_persistence_option(text: str) -> str | dict:
+    """``strict`` or ``reserve:N`` (the agents' ``persistence``); ConfigError naming the option."""
+    from testbed.agent.config import parse_persistence
+
+    if text == "strict":
+        return "strict"
+    if text.startswith("reserve:") and text[8:].isdigit():
+        value = {"reserve": int(text[8:])}
+        parse_persistence("--persistence", value)
+        return value
+    raise ConfigError(f"--persistence {text!r}: expected strict or reserve:N")
 
 
 def run(args) -> int:
@@ -59,6 +74,7 @@ def run(args) -> int:
 
     if not 1 <= args.moves <= 1000:
         raise ConfigError(f"--moves {args.moves}: expected 1..1000")
+    persistence = parse_persistence_option(args.persistence)
     params = parse_assignments(args.param)
     parse_params(HandoverTopo.PARAMS, params, "--param")  # refuse unknown names and bad values now
     # Absolute once, here: the agents resolve relative paths against their configuration's directory.
@@ -66,7 +82,7 @@ def run(args) -> int:
     if os.geteuid() != 0:
         raise TestbedError("the handover experiment builds network namespaces: run it as root")
     mechanisms = tuple(dict.fromkeys(args.mechanism)) if args.mechanism else MECHANISM_CHOICES
-    spec = HandoverSpec(moves=args.moves, mechanisms=mechanisms, params=params)
+    spec = HandoverSpec(moves=args.moves, mechanisms=mechanisms, params=params, persistence=persistence)
     _quiet_lab_log()
     _sigterm_as_interrupt()
     with _Progress(spec, quiet=args.json) as progress:

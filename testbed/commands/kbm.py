@@ -17,6 +17,7 @@ import json
 
 from testbed.errors import ConfigError
 from testbed.mip6 import keys
+from testbed.storage.keyfiles import load_preconfigured
 
 
 def add_parser(sub) -> None:
@@ -57,7 +58,7 @@ def run(args) -> int:
     from testbed.diag.keymaterial import derive
 
     careof = parse_careof(args.coa)
-    data = keys.load_preconfigured(args.keys)
+    data = load_preconfigured(args.keys)
     derived = derive(data, careof)
     values = {
         "keys": data.source,

@@ -13,6 +13,7 @@ import sys
 
 from testbed.errors import ConfigError
 from testbed.mip6 import keys
+from testbed.storage.keyfiles import load_preconfigured, write_new
 
 
 def add_parser(sub) -> None:
@@ -52,8 +53,8 @@ def run(args) -> int:
         raise ConfigError("keygen needs --home-address and --correspondent (or --check FILE ...)")
     data = keys.generate(args.home_address, args.correspondent, kcn_len=args.kcn_octets)
     if args.out:
-        written = keys.write_new(args.out, data)
-        keys.load_preconfigured(written.source)  # what we wrote must pass the validator
+        written = write_new(args.out, data)
+        load_preconfigured(written.source)  # what we wrote must pass the validator
         print(f"{written.source}: written (key {written.key_id})")
     else:
         text = keys.dump(data)
@@ -67,7 +68,7 @@ def _check(args) -> int:
                             ("--out", args.out)) if v]
     if extra:
         raise ConfigError(f"--check does not go with {', '.join(extra)}")
-    items = [keys.load_preconfigured(path) for path in args.check]
+    items = [load_preconfigured(path) for path in args.check]
     if args.role:
         keys.index_peers(items, args.role)
     else:

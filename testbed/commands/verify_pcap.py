@@ -70,9 +70,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from testbed.diag.capture import CaptureError, read_frames
     from testbed.diag.verify import KeyRing, verify_frames
-    from testbed.mip6.mnha import load_mn_ha
+    from testbed.storage.keyfiles import load_mn_ha, load_preconfigured
 
-    items = [keys.load_preconfigured(path) for path in args.keys]
+    items = [load_preconfigured(path) for path in args.keys]
     keys.check_distinct_pairs(items)
     associations = [load_mn_ha(path) for path in args.mn_ha]
     try:

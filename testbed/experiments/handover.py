@@ -73,6 +73,7 @@ class HandoverSpec:
     moves: int = DEFAULT_MOVES
     mechanisms: tuple[str, ...] = MECHANISMS
     params: dict = field(default_factory=dict)  # lab parameters, e.g. {"core_ha_delay": "50ms"}
+    persistence: str | dict = "strict"  # the agents' (docs/persistence.md): "strict" or {"reserve": N}
 
 
 def one_way_ms(params: dict) -> dict[str, float]:
@@ -198,7 +199,7 @@ def run_handover_experiment(spec: HandoverSpec, out: Path, progress: ProgressFn 
         for mechanism in spec.mechanisms:
             tell("mechanism", mechanism=mechanism, moves=spec.moves)
             result = run_mechanism(mechanism, moves=spec.moves, run_dir=out / mechanism, params=spec.params,
-                                   keys=installers[mechanism], measure_paths=True,
+                                   keys=installers[mechanism], measure_paths=True, persistence=spec.persistence,
                                    progress=lambda kind, m=mechanism, **info: tell(kind, mechanism=m, **info))
             results.append(result)
             tell("mechanism_done", mechanism=mechanism, result=result)
@@ -418,12 +419,17 @@ def _fmt(value, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _persistence_text(value: str | dict) -> str:
+    return value if isinstance(value, str) else f"reserve: {value['reserve']}"
+
+
 def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
     mechanisms = summary["mechanisms"]
     lines = [
         "# Handover latency: RFC 4449 precomputed Kbm against return routability",
         "",
         f"Moves per mechanism: {spec.moves}. Lab parameters: {json.dumps(spec.params) if spec.params else 'defaults'}. "
+        f"Sequence-number persistence: {_persistence_text(spec.persistence)}. "
         f"Link delay: {summary['delay_backend'] or '-'}. Duration {summary['duration_s']:g} s."
         + (" **Interrupted (Ctrl-C): the figures cover the moves made.**" if summary["interrupted"] else ""),
         "",

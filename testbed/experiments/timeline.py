@@ -26,6 +26,24 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from testbed.agent.events import DurableWrite, PacketSent, ProbeReceived, RaNewPrefix
+from testbed.mip6.events import (
+    BaReceived,
+    BuReceived,
+    BuSent,
+    CnRegistered,
+    CoaUsable,
+    CotiReceived,
+    CotiSent,
+    CotReceived,
+    Event,
+    HotiForwarded,
+    HotiReceived,
+    HotiSent,
+    HotReceived,
+    HotTunnelled,
+)
+
 KINDS = ("mn", "cn", "ha", "net")
 # round trips of each path on the critical path, in the model's terms
 PATH_ROUND_TRIPS = {
@@ -64,35 +82,36 @@ class MoveTimeline:
 
 
 class _Log:
-    """One node's events, sorted by time, with look-ups in a window."""
+    """One node's typed events (testbed.mip6.events, testbed.agent.events), sorted by time,
+    with look-ups in a window by event class."""
 
-    def __init__(self, events: list[dict]) -> None:
-        self.events = sorted(events, key=lambda e: e["t_ns"])
-        self._times = [e["t_ns"] for e in self.events]
+    def __init__(self, events: list[Event]) -> None:
+        self.events = sorted(events, key=lambda e: e.t_ns)
+        self._times = [e.t_ns for e in self.events]
 
-    def first(self, name: str, lo: int, hi: int, **match) -> dict | None:
+    def first(self, kind: type[Event], lo: int, hi: int, **match) -> Event | None:
         for e in self.events[bisect.bisect_left(self._times, lo):]:
-            if e["t_ns"] > hi:
+            if e.t_ns > hi:
                 return None
-            if e["event"] == name and all(e.get(k) == v for k, v in match.items()):
+            if type(e) is kind and all(getattr(e, k) == v for k, v in match.items()):
                 return e
         return None
 
-    def sent(self, what: str, trigger: dict | None, lo: int, hi: int) -> int | None:
+    def sent(self, what: str, trigger: Event | None, lo: int, hi: int) -> int | None:
         """When the agent's send of ``what`` returned (after ``trigger``, which caused it)."""
         if trigger is None:
             return None
-        e = self.first("packet_sent", trigger["t_ns"], hi, what=what, trigger_t_ns=trigger["t_ns"])
-        return None if e is None else e["t_ns"]
+        e = self.first(PacketSent, trigger.t_ns, hi, what=what, trigger_t_ns=trigger.t_ns)
+        return None if e is None else e.t_ns
 
     def writes(self, lo: int, hi: int) -> int:
         """Time (ns) the node spent in durable writes that began within [lo, hi]."""
         total = 0
         for e in self.events[bisect.bisect_left(self._times, lo):]:
-            if e["t_ns"] > hi:
+            if e.t_ns > hi:
                 break
-            if e["event"] == "durable_write":
-                total += e["end_t_ns"] - e["t_ns"]
+            if type(e) is DurableWrite:
+                total += e.end_t_ns - e.t_ns
         return total
 
 
@@ -108,7 +127,7 @@ def _captured(records, lo: int, hi: int, **match) -> int | None:
     return None
 
 
-def move_timeline(mechanism: str, events: dict[str, list[dict]] | dict[str, _Log], captured: dict,
+def move_timeline(mechanism: str, events: dict[str, list[Event]] | dict[str, _Log], captured: dict,
                   *, t_move: int, careof: str, cn: str, ha: str, until: int) -> MoveTimeline:
     """The points and the critical path of one move (see the module docstring). ``until``:
     where this move's events end (the next move)."""
@@ -125,32 +144,32 @@ def move_timeline(mechanism: str, events: dict[str, list[dict]] | dict[str, _Log
             tl.missing = name
         return value
 
-    ra = mn.first("ra_new_prefix", lo, hi)
-    p["ra"] = ra and ra["t_ns"]
-    coa_e = mn.first("coa_usable", lo, hi, careof=careof)
+    ra = mn.first(RaNewPrefix, lo, hi)
+    p["ra"] = ra and ra.t_ns
+    coa_e = mn.first(CoaUsable, lo, hi, careof=careof)
     if need("coa_usable", coa_e) is None:
         return tl
-    coa = p["coa"] = coa_e["t_ns"]
+    coa = p["coa"] = coa_e.t_ns
     # the BU the CN acknowledged (a retransmission carries a new sequence number)
-    registered = mn.first("cn_registered", coa, hi, peer=cn, careof=careof)
+    registered = mn.first(CnRegistered, coa, hi, peer=cn, careof=careof)
     if need("cn_registered", registered) is None:
         return tl
-    seq = registered["seq"]
-    bu = mn.first("bu_sent", coa, hi, peer=cn, seq=seq)
-    ba_rx = p["ba"] = registered["t_ns"]
+    seq = registered.seq
+    bu = mn.first(BuSent, coa, hi, peer=cn, seq=seq)
+    ba_rx = p["ba"] = registered.t_ns
     bu_wire = p["bu_sent"] = _captured(mn_cap, coa, hi, mh_type="BU", dst=cn, seq=seq) or mn.sent("BU", bu, coa, hi)
-    bu_rx_e = cnl.first("bu_received", coa, hi, seq=seq, careof=careof)
-    bu_rx = p["bu_at_cn"] = bu_rx_e and bu_rx_e["t_ns"]
+    bu_rx_e = cnl.first(BuReceived, coa, hi, seq=seq, careof=careof)
+    bu_rx = p["bu_at_cn"] = bu_rx_e and bu_rx_e.t_ns
     ba_tx = p["ba_sent"] = ((bu_rx and _captured(cn_cap, bu_rx, hi, mh_type="BA", src=cn, seq=seq))
                             or cnl.sent("BA", bu_rx_e, coa, hi))
-    home_bu = mn.first("bu_sent", coa, hi, mechanism="home", careof=careof)
-    home_seq = home_bu and home_bu["seq"]
+    home_bu = mn.first(BuSent, coa, hi, mechanism="home", careof=careof)
+    home_seq = home_bu and home_bu.seq
     p["home_bu"] = home_bu and (_captured(mn_cap, coa, hi, mh_type="BU", dst=ha, seq=home_seq)
                                 or mn.sent("BU home", home_bu, coa, hi))
-    home_ba_e = home_bu and mn.first("ba_received", coa, hi, mechanism="home", seq=home_seq, status=0)
-    p["home_ba"] = home_ba_e and home_ba_e["t_ns"]
-    probe = mn.first("probe_received", coa, hi, path="direct", to=careof)
-    p["first_probe"] = probe and probe["t_ns"]
+    home_ba_e = home_bu and mn.first(BaReceived, coa, hi, mechanism="home", seq=home_seq, status=0)
+    p["home_ba"] = home_ba_e and home_ba_e.t_ns
+    probe = mn.first(ProbeReceived, coa, hi, path="direct", to=careof)
+    p["first_probe"] = probe and probe.t_ns
     _probe_figures(tl, mn, probe, lo)
 
     bu_part = [("BU on the MN's wire", bu_wire), ("BU at the CN", bu_rx), ("BA sent by the CN", ba_tx)]
@@ -165,19 +184,19 @@ def move_timeline(mechanism: str, events: dict[str, list[dict]] | dict[str, _Log
         tl.phases = [Phase("MN: CoA usable->BU on the wire", "mn", coa, bu_wire, mn.writes(coa, bu_wire)), *tail]
         return tl
 
-    cot_rx_e = mn.first("cot_received", coa, hi, peer=cn)
-    hot_rx_e = mn.first("hot_received", coa, hi, peer=cn)
-    trigger = bu["t_ns"] if bu else None
-    if hot_rx_e is not None and hot_rx_e["t_ns"] == trigger:
+    cot_rx_e = mn.first(CotReceived, coa, hi, peer=cn)
+    hot_rx_e = mn.first(HotReceived, coa, hi, peer=cn)
+    trigger = bu.t_ns if bu else None
+    if hot_rx_e is not None and hot_rx_e.t_ns == trigger:
         head = _home_chain(tl, mn, cnl, hal, mn_cap, cn_cap, coa, hi, careof, cn, ha, hot_rx_e, home_bu,
                            home_ba_e, need)
         tl.chain = "home"
-        last = hot_rx_e["t_ns"]
+        last = hot_rx_e.t_ns
         last_name = "MN: HoT->BU on the wire"
     else:
         head = _careof_chain(mn, cnl, mn_cap, cn_cap, coa, hi, careof, cn, cot_rx_e, need)
         tl.chain = "care-of"
-        last = cot_rx_e and cot_rx_e["t_ns"]
+        last = cot_rx_e and cot_rx_e.t_ns
         last_name = "MN: CoT->BU on the wire"
     if head is None or last is None:
         need("the return routability messages", None)
@@ -187,13 +206,13 @@ def move_timeline(mechanism: str, events: dict[str, list[dict]] | dict[str, _Log
 
 
 def _careof_chain(mn, cnl, mn_cap, cn_cap, coa, hi, careof, cn, cot_rx_e, need) -> list[Phase] | None:
-    coti = mn.first("coti_sent", coa, hi, careof=careof)
+    coti = mn.first(CotiSent, coa, hi, careof=careof)
     coti_wire = _captured(mn_cap, coa, hi, mh_type="CoTI", src=careof, dst=cn) or mn.sent("CoTI", coti, coa, hi)
-    coti_rx_e = cnl.first("coti_received", coa, hi, careof=careof)
-    coti_rx = coti_rx_e and coti_rx_e["t_ns"]
+    coti_rx_e = cnl.first(CotiReceived, coa, hi, careof=careof)
+    coti_rx = coti_rx_e and coti_rx_e.t_ns
     cot_tx = ((coti_rx and _captured(cn_cap, coti_rx, hi, mh_type="CoT", src=cn, dst=careof))
               or cnl.sent("CoT", coti_rx_e, coa, hi))
-    cot_rx = cot_rx_e and cot_rx_e["t_ns"]
+    cot_rx = cot_rx_e and cot_rx_e.t_ns
     for name, value in (("CoTI on the MN's wire", coti_wire), ("CoTI at the CN", coti_rx),
                         ("CoT sent by the CN", cot_tx), ("CoT at the MN", cot_rx)):
         if need(name, value) is None:
@@ -208,23 +227,23 @@ def _home_chain(tl, mn, cnl, hal, mn_cap, cn_cap, coa, hi, careof, cn, ha, hot_r
                 need) -> list[Phase] | None:
     p = tl.points
     home_wire = p.get("home_bu")
-    ha_rx_e = home_bu and hal.first("bu_received", coa, hi, seq=home_bu["seq"], careof=careof)
-    ha_rx = ha_rx_e and ha_rx_e["t_ns"]
+    ha_rx_e = home_bu and hal.first(BuReceived, coa, hi, seq=home_bu.seq, careof=careof)
+    ha_rx = ha_rx_e and ha_rx_e.t_ns
     ha_tx = hal.sent("BA home", ha_rx_e, coa, hi)
-    home_ba = home_ba_e and home_ba_e["t_ns"]
-    hoti = home_ba and mn.first("hoti_sent", home_ba, hi, peer=cn)
+    home_ba = home_ba_e and home_ba_e.t_ns
+    hoti = home_ba and mn.first(HotiSent, home_ba, hi, peer=cn)
     hoti_wire = (home_ba and _captured(mn_cap, home_ba, hi, mh_type="HoTI", tunnel_src=careof)) or (
         mn.sent("HoTI tunnelled", hoti, coa, hi))
-    fwd_e = hoti_wire and hal.first("hoti_forwarded", hoti_wire, hi, careof=careof)
-    fwd_rx = fwd_e and fwd_e["t_ns"]
+    fwd_e = hoti_wire and hal.first(HotiForwarded, hoti_wire, hi, careof=careof)
+    fwd_rx = fwd_e and fwd_e.t_ns
     fwd_tx = hal.sent("hoti_forwarded", fwd_e, coa, hi)
-    hoti_rx_e = fwd_tx and cnl.first("hoti_received", fwd_tx, hi)
-    hoti_rx = hoti_rx_e and hoti_rx_e["t_ns"]
+    hoti_rx_e = fwd_tx and cnl.first(HotiReceived, fwd_tx, hi)
+    hoti_rx = hoti_rx_e and hoti_rx_e.t_ns
     hot_tx = (hoti_rx and _captured(cn_cap, hoti_rx, hi, mh_type="HoT", src=cn)) or cnl.sent("HoT", hoti_rx_e, coa, hi)
-    tun_e = hot_tx and hal.first("hot_tunnelled", hot_tx, hi, careof=careof)
-    tun_rx = tun_e and tun_e["t_ns"]
+    tun_e = hot_tx and hal.first(HotTunnelled, hot_tx, hi, careof=careof)
+    tun_rx = tun_e and tun_e.t_ns
     tun_tx = hal.sent("hot_tunnelled", tun_e, coa, hi)
-    hot_rx = hot_rx_e["t_ns"]
+    hot_rx = hot_rx_e.t_ns
     for name, value in (("home BU on the MN's wire", home_wire), ("home BU at the HA", ha_rx),
                         ("home BA sent by the HA", ha_tx), ("home BA at the MN", home_ba),
                         ("HoTI on the MN's wire", hoti_wire), ("HoTI at the HA", fwd_rx),
@@ -251,14 +270,14 @@ def _probe_figures(tl: MoveTimeline, mn: _Log, first_ro: dict | None, t_move: in
     first route-optimised one at the new CoA."""
     if first_ro is None:
         return
-    before = [e for e in mn.events if e["event"] == "probe_received" and e["t_ns"] < first_ro["t_ns"]]
+    before = [e for e in mn.events if type(e) is ProbeReceived and e.t_ns < first_ro.t_ns]
     if not before:
         return
     last_old = before[-1]
-    received = {e["number"] for e in mn.events if e["event"] == "probe_received"}
-    lo, hi = last_old["number"], first_ro["number"]
+    received = {e.number for e in mn.events if type(e) is ProbeReceived}
+    lo, hi = last_old.number, first_ro.number
     tl.probes_lost = sum(1 for n in range(lo + 1, hi) if n not in received)
-    tl.probe_gap_ms = (first_ro["t_ns"] - last_old["t_ns"]) / 1e6
+    tl.probe_gap_ms = (first_ro.t_ns - last_old.t_ns) / 1e6
 
 
 @dataclass

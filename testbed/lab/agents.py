@@ -18,7 +18,9 @@ never land in the run directory with the results.
 ``mechanism``: ``"rr"`` (return routability, the default of RFC 4449 section 5; a valid home
 keygen token is reused at a move), ``"rr-scratch"`` (return routability from scratch at every
 move: the MN keeps no home keygen token, so HoTI goes through the HA each time) or
-``"precomputed"`` (RFC 4449 preconfigured data for every MN-CN pair).
+``"precomputed"`` (RFC 4449 preconfigured data for every MN-CN pair). ``persistence``:
+every agent's ``persistence`` setting (``"strict"``, the agents' default, or ``{"reserve": N}``;
+testbed/agent/config.py).
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from testbed.agent.config import parse_persistence
 from testbed.agent.control import request
-from testbed.agent.eventlog import read_events
+from testbed.agent.eventlog import read_typed_events
 from testbed.errors import ConfigError
 from testbed.lab.errors import LabTimeout
-from testbed.mip6.keys import PreconfiguredData, generate, write_new
-from testbed.mip6.mnha import MnHaSecurityAssociation, dump_mn_ha, generate_mn_ha
-from testbed.mip6.secretfile import write_secret_text
+from testbed.mip6.events import Event
+from testbed.mip6.keys import PreconfiguredData, generate
+from testbed.mip6.mnha import MnHaSecurityAssociation, generate_mn_ha
+from testbed.storage.keyfiles import write_mn_ha, write_new
 
 MECHANISMS = ("rr", "rr-scratch", "precomputed")
 START_TIMEOUT_S = 15.0
@@ -84,7 +88,7 @@ class LocalKeys:
             m = plan.mobile(mn)
             sa = generate_mn_ha(m.home_address, m.home_agent)
             path = self.directory / f"{mn}-mnha.yaml"
-            write_secret_text(path, dump_mn_ha(sa))
+            write_mn_ha(path, sa)
             keys.mn_ha.append(sa)
             configs[mn]["mn_ha_keys"].append(str(path))
             configs[ha]["mn_ha_keys"].append(str(path))
@@ -117,20 +121,24 @@ class AgentHandle:
     def ctl(self, cmd: str, timeout: float = 5.0, **args) -> dict:
         return request(self.control, {"cmd": cmd, **args}, timeout=timeout)
 
-    def events(self) -> list[dict]:
+    def events(self) -> list[Event]:
+        """The agent's event log so far, typed (testbed.agent.events)."""
         try:
             self.ctl("flush", timeout=2.0)
         except OSError:
             pass  # stopped already: the log was flushed on the way out
-        return read_events(self.event_log) if self.event_log.exists() else []
+        return read_typed_events(self.event_log) if self.event_log.exists() else []
 
 
 class LabAgents:
     def __init__(self, lab, mechanism: str = "rr", *, mobiles: list[str] | None = None,
                  correspondents: list[str] | None = None, label: str | None = None,
-                 keys: KeyInstaller | None = None) -> None:
+                 keys: KeyInstaller | None = None, persistence: str | dict | None = None) -> None:
         if mechanism not in MECHANISMS:
             raise ConfigError(f"mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
+        if persistence is not None:
+            parse_persistence("the agents' persistence", persistence)  # refused here, before any agent starts
+        self.persistence = persistence
         self.lab = lab
         self.mechanism = mechanism
         plan = lab.addresses
@@ -184,6 +192,8 @@ class LabAgents:
                 "event_log": str(self.events_dir / f"{node}.jsonl"),
                 "control_socket": str(self._sockets / f"{node}.sock"),
             })
+            if self.persistence is not None:
+                config["persistence"] = self.persistence
         pairs = [(mn, cn) for mn in self.mobiles for cn in self.correspondents] if self.mechanism == "precomputed" else []
         installed = self.keys.install(self.lab, configs, pairs)
         self.preconfigured, self.mn_ha = list(installed.preconfigured), list(installed.mn_ha)

@@ -8,8 +8,8 @@
   ``engine.receive`` timed alone in a tight loop with the garbage collector off, as
   benchmarks/test_cn_bu_cost.py does (parse, checks, authenticator, sequence number,
   binding, the BA built). Timed between the driver's own steps, the same calls took up to
-  40 % longer (cold caches), which would flatter the agent's ratio. The sequence store is
-  in memory, as in the benchmark: the durable write is measured on its own.
+  40 % longer (cold caches), which would flatter the agent's ratio. The engine's Persist
+  actions are not carried out, as in the benchmark: the durable write is measured on its own.
 - ``durable_write_cost``: the agents' store (``FileSequenceStore``) on a given directory's
   file system: a put for a known peer (one pwrite + fdatasync) and the first put for a new
   peer (file created, fsynced, directory fsynced).
@@ -28,9 +28,10 @@ from pathlib import Path
 
 from testbed.lab.fleet import Fleet
 from testbed.mip6.cn import CorrespondentNode
-from testbed.mip6.events import Send
-from testbed.mip6.keys import load_preconfigured
-from testbed.mip6.seqstore import FileSequenceStore, MemorySequenceStore, SeqRecord
+from testbed.mip6.actions import Send
+from testbed.mip6.persistence import SeqRecord
+from testbed.storage.keyfiles import load_preconfigured
+from testbed.storage.sequences import FileSequenceStore
 
 
 class EngineTransport:
@@ -128,6 +129,6 @@ def key_loading_cost(paths: list[Path], address: bytes) -> tuple[dict, list]:
     t0 = time.perf_counter()
     peers = [load_preconfigured(p) for p in paths]
     t1 = time.perf_counter()
-    CorrespondentNode(address, store=MemorySequenceStore(), peers=peers)  # R10 checks, tokens
+    CorrespondentNode(address, peers=peers)  # R10 checks, tokens
     t2 = time.perf_counter()
     return {"files": len(paths), "read_and_check_s": round(t1 - t0, 3), "engine_build_s": round(t2 - t1, 3)}, peers

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.agent.events import PacketSent, ProbeReceived, RaNewPrefix, decode_event
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import KeyRing, MHRecord, verify_frames
 from testbed.lab.agents import KeyInstaller, LabAgents
@@ -37,6 +38,7 @@ from testbed.lab.errors import LabTimeout
 from testbed.lab.lab import Lab
 from testbed.lab.selftest import parse_ping
 from testbed.mip6.constants import IPPROTO_ICMPV6, MAX_UPDATE_RATE
+from testbed.mip6.events import BuReceived, CnRegistered, CoaUsable, Event, HomeRegistered
 
 MOVE_TIMEOUT_S = 10.0
 BIND_TIMEOUT_S = 15.0
@@ -102,7 +104,7 @@ class MechanismResult:
     bring_up_s: float | None = None
     params: dict = field(default_factory=dict)  # the lab's parameters (delays)
     addresses: dict[str, str] = field(default_factory=dict)  # "cn", "ha": the CN's and the HA's address
-    events: dict[str, list[dict]] = field(default_factory=dict, repr=False)
+    events: dict[str, list[Event]] = field(default_factory=dict, repr=False)  # typed (testbed.agent.events)
     captured: dict[str, list[CapturedMH]] = field(default_factory=dict, repr=False)
     echoes: dict[str, list[CapturedEcho]] = field(default_factory=dict, repr=False)  # per capture
     path_pings: dict[str, list[tuple[float, int]]] = field(default_factory=dict, repr=False)  # (rtt ms, realtime ns)
@@ -131,29 +133,30 @@ class MechanismResult:
         }
 
 
-def bu_turnarounds(events: list[dict]) -> list[tuple[int, int, int | None]]:
+def bu_turnarounds(events: list[Event]) -> list[tuple[int, int, int | None]]:
     """Per BU an agent answered: (the BU's arrival, kernel timestamp; when the agent woke to
-    read it, None in logs without it; the BA leaving), monotonic ns."""
-    sent = {e["trigger_t_ns"]: e for e in events if e["event"] == "packet_sent" and e["what"].startswith("BA")}
-    return [(e["t_ns"], sent[e["t_ns"]].get("woke_t_ns"), sent[e["t_ns"]]["t_ns"])
-            for e in events if e["event"] == "bu_received" and e["t_ns"] in sent]
+    read it; the BA leaving), monotonic ns."""
+    sent = {e.trigger_t_ns: e for e in events if isinstance(e, PacketSent) and e.what.startswith("BA")}
+    return [(e.t_ns, sent[e.t_ns].woke_t_ns, sent[e.t_ns].t_ns)
+            for e in events if isinstance(e, BuReceived) and e.t_ns in sent]
 
 
-def bu_turnaround_ns(events: list[dict]) -> list[int]:
+def bu_turnaround_ns(events: list[Event]) -> list[int]:
     """Per BU an agent answered: from the BU's arrival (kernel timestamp) to the BA leaving."""
     return [out - arrived for arrived, _, out in bu_turnarounds(events)]
 
 
 class EventTail:
-    """An agent's event log, read as it grows (whole lines only)."""
+    """An agent's event log, read as it grows (whole lines only), as typed events
+    (``testbed.agent.events.decode_event``: a line naming no known event is an error)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.events: list[dict] = []
+        self.events: list[Event] = []
         self._offset = 0
         self._partial = b""
 
-    def poll(self) -> list[dict]:
+    def poll(self) -> list[Event]:
         """The events written since the last call."""
         try:
             with open(self.path, "rb") as f:
@@ -166,9 +169,10 @@ class EventTail:
         new = []
         for line in lines:
             try:
-                new.append(json.loads(line))
+                obj = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            new.append(decode_event(obj))
         self.events += new
         return new
 
@@ -186,20 +190,20 @@ class _MoveWatch:
     home_ba: int | None = None
     probe: int | None = None
 
-    def see(self, e: dict, prefix: str) -> None:
-        name, t = e["event"], e["t_ns"]
+    def see(self, e: Event, prefix: str) -> None:
+        t = e.t_ns
         if t < self.t_move:
             return
-        if name == "ra_new_prefix" and self.ra is None and e.get("prefix") == prefix:
+        kind = type(e)
+        if kind is RaNewPrefix and self.ra is None and e.prefix == prefix:
             self.ra = t
-        elif name == "coa_usable" and self.coa is None and e.get("careof") == self.careof:
+        elif kind is CoaUsable and self.coa is None and e.careof == self.careof:
             self.coa = t
-        elif name == "cn_registered" and e.get("careof") == self.careof and e.get("peer") == self.cn:
+        elif kind is CnRegistered and e.careof == self.careof and e.peer == self.cn:
             self.cn_ba = self.cn_ba or t
-        elif name == "home_registered" and e.get("careof") == self.careof:
+        elif kind is HomeRegistered and e.careof == self.careof:
             self.home_ba = self.home_ba or t
-        elif (name == "probe_received" and self.probe is None and e.get("path") == "direct"
-              and e.get("to") == self.careof):
+        elif kind is ProbeReceived and self.probe is None and e.path == "direct" and e.to == self.careof:
             self.probe = t
 
 
@@ -245,22 +249,23 @@ Progress = Callable[..., None]
 
 def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | None = None,
                   keys: KeyInstaller | None = None, measure_paths: bool = False,
-                  progress: Progress | None = None) -> MechanismResult:
+                  progress: Progress | None = None, persistence: str | dict | None = None) -> MechanismResult:
     """Bring up a lab for ``mechanism``, bind, move ``moves`` times; see the module docstring.
     ``keys`` installs the agents' keys (default ``LocalKeys``; the experiments and the
     ``testbed`` command pass the Ansible one). ``progress(kind, **info)`` is told: "up"
-    (backend, bring_up_s), "bound", "move" (move)."""
+    (backend, bring_up_s), "bound", "move" (move). ``persistence``: the agents' setting
+    (``LabAgents``; their default, ``strict``, when None)."""
     result = MechanismResult(mechanism, run_dir=str(run_dir))
     tell = progress or (lambda kind, **info: None)
     try:
-        _run(result, moves, run_dir, params or {}, keys, measure_paths, tell)
+        _run(result, moves, run_dir, params or {}, keys, measure_paths, tell, persistence)
     except KeyboardInterrupt:  # during bring-up or the read-out: the lab removed itself
         result.interrupted = True
     return result
 
 
 def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys: KeyInstaller | None,
-         measure_paths: bool, tell: Progress) -> None:
+         measure_paths: bool, tell: Progress, persistence: str | dict | None = None) -> None:
     mechanism = result.mechanism
     with Lab("handover", run_dir=run_dir, **params) as lab:
         result.delay_backend = lab.delay_backend
@@ -280,7 +285,7 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
         result.addresses = {"cn": cn_address, "ha": plan.home_agent}
         ring = KeyRing()
         offsets: list[tuple[int, int]] = []  # (monotonic ns, realtime offset) over the run
-        with LabAgents(lab, mechanism, keys=keys) as agents:
+        with LabAgents(lab, mechanism, keys=keys, persistence=persistence) as agents:
             tail = EventTail(agents["mn"].event_log)
             pings: PathPings | None = None
             try:
@@ -392,10 +397,12 @@ def _echo(frame) -> CapturedEcho | None:
 
 def run_handover_check(*, moves: int = 1, run_root: Path, params: dict | None = None,
                        mechanisms: tuple[str, ...] = ("rr", "precomputed"),
-                       keys=None) -> list[MechanismResult]:
-    """``keys``: a function of the run directory returning the key installer of that run."""
+                       keys=None, persistence: str | dict | None = None) -> list[MechanismResult]:
+    """``keys``: a function of the run directory returning the key installer of that run;
+    ``persistence``: the agents' setting (``run_mechanism``)."""
     run_root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     runs = [(m, run_root / f"handover-{stamp}-{m}") for m in mechanisms]
-    return [run_mechanism(m, moves=moves, run_dir=d, params=params, keys=None if keys is None else keys(d))
+    return [run_mechanism(m, moves=moves, run_dir=d, params=params, keys=None if keys is None else keys(d),
+                          persistence=persistence)
             for m, d in runs]

@@ -40,7 +40,8 @@ from pathlib import Path
 
 from testbed.agent.config import parse_agent_config
 from testbed.agent.control import request
-from testbed.agent.eventlog import read_events
+from testbed.agent.eventlog import read_typed_events
+from testbed.agent.events import AgentStarted, PacketSent
 from testbed.errors import ConfigError
 from testbed.lab.enginecost import (
     EngineTransport,
@@ -56,8 +57,9 @@ from testbed.lab.loaddriver import Job, LoadDriver, PhaseResult
 from testbed.lab.loadlink import LinkTransport
 from testbed.lab.procstat import cpu_seconds, filesystem_type, rss_bytes
 from testbed.mip6.cn import CorrespondentNode
-from testbed.mip6.keys import generate, write_new
-from testbed.mip6.seqstore import MemorySequenceStore
+from testbed.mip6.events import Event
+from testbed.mip6.keys import generate
+from testbed.storage.keyfiles import write_new
 from topologies.load import CAREOF_BLOCK, HOME_BLOCK
 
 START_TIMEOUT_S = 120.0  # 10,000 key files take a while on a slow machine
@@ -251,9 +253,9 @@ class _CnAgent:
         raise LabTimeout(f"the CN agent did not answer on {self.control} within {START_TIMEOUT_S:g} s")
 
     def startup_s(self) -> float | None:
-        for event in read_events(self.event_log):
-            if event.get("event") == "agent_started":
-                return round((event["t_ns"] - self.spawned_ns) / 1e9, 3)
+        for event in read_typed_events(self.event_log):
+            if isinstance(event, AgentStarted):
+                return round((event.t_ns - self.spawned_ns) / 1e9, 3)
         return None
 
     def stop(self) -> None:
@@ -293,7 +295,7 @@ def run_load(lab, settings: LoadSettings, mobiles: int) -> dict:
         out["cn_cpu_per_bu_us"] = _overall_cpu_per_bu(out["phases"])
         out["check"] = check_bindings(agent, fleet, jobs)
         agent.ctl("flush")
-        out["agent_turnaround"] = agent_turnaround(read_events(agent.event_log))
+        out["agent_turnaround"] = agent_turnaround(read_typed_events(agent.event_log))
         return out
     finally:
         if agent is not None:
@@ -333,7 +335,7 @@ class EngineCost:
         self.samples: list[dict[str, list[int]]] = []
 
     def _engine(self) -> CorrespondentNode:  # the same RR key and nonces each time
-        return CorrespondentNode(self.cn_bytes, store=MemorySequenceStore(), peers=self.peers,
+        return CorrespondentNode(self.cn_bytes, peers=self.peers,
                                  rng=random.Random(self._seed).randbytes)
 
     def sample(self) -> dict:
@@ -445,14 +447,14 @@ def check_bindings(agent: _CnAgent, fleet: Fleet, jobs: list[Job]) -> dict:
             "examples": examples}
 
 
-def agent_turnaround(events: list[dict]) -> dict:
+def agent_turnaround(events: list[Event]) -> dict:
     """From the agent's event log: per BA sent, kernel receive stamp of its BU -> woke up ->
     BA sent (medians and p99 in ms)."""
     total, wake, handling = [], [], []
     for e in events:
-        if e.get("event") != "packet_sent" or e.get("what") != "BA":
+        if not isinstance(e, PacketSent) or e.what != "BA":
             continue
-        trigger, woke, sent = e.get("trigger_t_ns"), e.get("woke_t_ns"), e["t_ns"]
+        trigger, woke, sent = e.trigger_t_ns, e.woke_t_ns, e.t_ns
         if trigger:
             total.append((sent - trigger) / 1e6)
             if woke and woke >= trigger:

@@ -183,7 +183,7 @@ class WireTool:
         raise ValueError(f"unknown command {cmd!r}")
 
     def _scripted_bu(self, r: dict) -> dict:
-        from testbed.mip6.keys import load_preconfigured
+        from testbed.storage.keyfiles import load_preconfigured
 
         keys = craft.PairKeys.of(load_preconfigured(r["key_file"]))
         careof = craft.a16(r["careof"])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import heapq
 
-from testbed.mip6.constants import IPPROTO_MH
-from testbed.mip6.events import Action, EventSource, Send, addr
-from testbed.mip6.packet import Packet, build_packet
+from testbed.mip6.actions import Action, Send
+from testbed.mip6.events import BaSent, BindingExpired, addr
+from testbed.mip6.packet import Packet, mh_packet
 
 
-class BindingCache(EventSource):
+class BindingCache:
     """Mixed into an engine whose ``bindings`` map home addresses to bindings that have
-    ``careof``, ``seq`` and ``expires_ns``; ``EXPIRED_EVENT`` names the expiry event.
+    ``careof``, ``seq`` and ``expires_ns``; ``EXPIRED_EVENT`` is the expiry event's class.
 
     The engine calls ``_expires_at`` whenever it creates a binding or changes its expiry.
     Expiry times are kept in a heap (entries of deleted or refreshed bindings are skipped
@@ -22,13 +22,16 @@ class BindingCache(EventSource):
 
     bindings: dict
     address: bytes
-    EXPIRED_EVENT = "binding_expired"
+    node: str
+    EXPIRED_EVENT = BindingExpired
 
     def binding_for(self, home: bytes):
         return self.bindings.get(home)
 
     def _expires_at(self, home: bytes, expires_ns: int) -> None:
-        heap = self.__dict__.setdefault("_expiry_heap", [])
+        heap = self.__dict__.get("_expiry_heap")
+        if heap is None:
+            heap = self.__dict__["_expiry_heap"] = []
         heapq.heappush(heap, (expires_ns, home))
         if len(heap) > 2 * len(self.bindings) + 64:  # mostly stale entries: rebuild
             heap[:] = [(b.expires_ns, h) for h, b in self.bindings.items()]
@@ -54,19 +57,17 @@ class BindingCache(EventSource):
         while (heap := self._earliest()) and heap[0][0] <= now:
             _, home = heapq.heappop(heap)
             b = self.bindings.pop(home)
-            out.append(self._event(now, self.EXPIRED_EVENT, home=addr(home), careof=addr(b.careof), seq=b.seq))
+            out.append(self.EXPIRED_EVENT(now, self.node, home=addr(home), careof=addr(b.careof), seq=b.seq))
         return out
 
     def _ba_actions(self, bu_packet: Packet, home: bytes, careof: bytes, mh: bytes, *, status: int, seq: int,
                     authenticated: bool, now: int, what: str = "BA") -> list[Action]:
         """Send a BA answering ``bu_packet``: straight to the home address when the MN sent
         from it, else to the BU's source with a type 2 routing header (RFC 6275 9.5.4)."""
-        if bu_packet.src == home:
-            pkt = build_packet(self.address, home, IPPROTO_MH, mh)
-        else:
-            pkt = build_packet(self.address, bu_packet.src, IPPROTO_MH, mh, rh2_address=home)
+        src = bu_packet.src
+        pkt = mh_packet(self.address, home, mh) if src == home else mh_packet(self.address, src, mh, home)
         return [
             Send(pkt, what),
-            self._event(now, "ba_sent", home=addr(home), careof=addr(careof), status=int(status), seq=seq,
-                        authenticated=authenticated),
+            BaSent(now, self.node, home=addr(home), careof=addr(careof), status=int(status), seq=seq,
+                   authenticated=authenticated),
         ]

@@ -18,6 +18,11 @@ Data plane decisions (``receive`` of any packet the home agent sees):
 - a reverse-tunnelled packet (outer destination = the home agent) is forwarded only when its
   outer source is the care-of address registered for its inner source (HoTI included).
 
+The last accepted sequence number of each home address is kept in memory, from the records
+the agent read at start-up (``records``), and made durable with a ``Persist`` in front of
+the BA that accepts it (``persistence``: every number, or a reserve, as at the CN; after a
+restart under a reserve the HA refuses numbers up to the mark with an authenticated BA 135).
+
 Timestamps are compared as strictly increasing 64-bit values per mobile node (the MN uses
 monotonic nanoseconds, never going back); a time window against the HA's clock (RFC 4285's
 other option) would need a wall clock, which a sans-I/O engine does not read.
@@ -26,9 +31,10 @@ other option) would need a wall clock, which a sans-I/O engine does not read.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
+from testbed.mip6.actions import Action, Persist, Send
 from testbed.mip6.bindingcache import BindingCache
 from testbed.mip6.constants import (
     IPPROTO_IPV6,
@@ -39,7 +45,22 @@ from testbed.mip6.constants import (
     BAStatus,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Action, Send, addr
+from testbed.mip6.events import (
+    BuReceived,
+    BuRejected,
+    Drop,
+    HomeBindingCreated,
+    HomeBindingDeleted,
+    HomeBindingExpired,
+    HomeBindingRefreshed,
+    HomeBindingUpdated,
+    HotiForwarded,
+    HotTunnelled,
+    ReverseTunnelled,
+    StoreFailed,
+    TunnelledToCareof,
+    addr,
+)
 from testbed.mip6.icmp import UnrecognisedOptions
 from testbed.mip6.messages import (
     BindingAck,
@@ -58,8 +79,16 @@ from testbed.mip6.sealing import (
     seal_mn_ha,
 )
 from testbed.mip6.ratelimit import TokenBucket
+from testbed.mip6.persistence import (
+    STRICT,
+    Persistence,
+    RecordUnreadable,
+    SeqRecord,
+    SeqState,
+    advance_to,
+    state_from,
+)
 from testbed.mip6.seqno import seq_greater, seq_step
-from testbed.mip6.seqstore import SeqRecord, SequenceStore, SequenceStoreError
 
 
 @dataclass(slots=True)
@@ -71,8 +100,18 @@ class HomeBinding:
     lifetime_units: int
 
 
+def record_key(home: bytes) -> str:
+    """The key of a home address's sequence record at the home agent (32 hex digits: never
+    mistaken for key material by ``check_key``)."""
+    return f"ha/{home.hex()}"
+
+
 class HomeAgent(BindingCache, UnrecognisedOptions):
-    EXPIRED_EVENT = "home_binding_expired"
+    """``records``: the sequence records the agent read from its store (key -> ``SeqRecord``
+    or ``RecordUnreadable``; ``record_key`` names a home address's). ``persistence``: strict,
+    or a reserve."""
+
+    EXPIRED_EVENT = HomeBindingExpired
 
     def __init__(
         self,
@@ -80,17 +119,20 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
         home_prefix: ipaddress.IPv6Network,
         *,
         keys: Mapping[bytes, MnHaSecurityAssociation],
-        store: SequenceStore,
+        records: Mapping[str, SeqRecord | RecordUnreadable] | None = None,
+        persistence: Persistence = STRICT,
         node: str = "ha",
         max_lifetime_units: int = 0xFFFF,
     ) -> None:
         self.address = address
         self.home_prefix = home_prefix
         self.node = node
-        self.store = store
+        self.persistence = persistence
         self.max_lifetime_units = max_lifetime_units
         self.bindings: dict[bytes, HomeBinding] = {}
         self._keys = dict(keys)
+        self._records = records if records is not None else {}
+        self._seq: dict[str, SeqState | RecordUnreadable] = {}
         self._timestamps: dict[bytes, int] = {}
         self._icmp_limit = TokenBucket()
 
@@ -100,13 +142,23 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
     def set_keys(self, keys: Mapping[bytes, MnHaSecurityAssociation]) -> None:
         self._keys = dict(keys)
 
+    def sequence_state(self, home: bytes) -> SeqState | RecordUnreadable | None:
+        """What the engine holds for a home address's sequence number (None: nothing yet)."""
+        key = record_key(home)
+        state = self._seq.get(key)
+        if state is None:
+            found = self._records.get(key)
+            if found is not None:
+                state = found if type(found) is RecordUnreadable else state_from(found)
+        return state
+
     # ------------------------------------------------------------------ input
 
     def receive(self, data: bytes, now: int) -> list[Action]:
         try:
             packet = parse_packet(data)
         except CodecError as exc:
-            return [self._drop(now, f"malformed packet: {exc}")]
+            return [Drop(now, self.node, reason=f"malformed packet: {exc}")]
         if packet.dst == self.address:
             if packet.unknown_option is not None:
                 return self._unrecognised_option(packet, data, now)
@@ -119,40 +171,62 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
         if binding is not None:
             return self._tunnel_to_careof(data, packet, binding, now)
         if ipaddress.IPv6Address(packet.dst) in self.home_prefix:
-            return [self._drop(now, "no binding for home address", dst=addr(packet.dst))]
-        return [self._drop(now, "not for the home agent", dst=addr(packet.dst))]
+            return [Drop(now, self.node, reason="no binding for home address", dst=addr(packet.dst))]
+        return [Drop(now, self.node, reason="not for the home agent", dst=addr(packet.dst))]
+
+    def persist_failed(self, persist: Persist, reason: str, now: int) -> list[Action]:
+        """The agent could not make ``persist`` durable (and sent nothing it guarded): the
+        binding and the number go back to what they were, and the registration is dropped."""
+        key, old_state, home, old_binding, seq = persist.undo
+        if old_state is None:
+            self._seq.pop(key, None)
+        else:
+            self._seq[key] = old_state
+        if old_binding is None:
+            self.bindings.pop(home, None)
+        else:
+            self.bindings[home] = old_binding
+            self._expires_at(home, old_binding.expires_ns)
+        return [
+            StoreFailed(now, self.node, home=addr(home), seq=seq, reason=reason),
+            Drop(now, self.node, reason="home registration dropped: its sequence number could not be made durable",
+                 home=addr(home), seq=seq),
+        ]
 
     # ------------------------------------------------------------------ data plane
 
     def _tunnel_to_careof(self, data: bytes, packet: Packet, binding: HomeBinding, now: int) -> list[Action]:
-        what = "tunnelled_to_careof"
+        kind, what = TunnelledToCareof, "tunnelled_to_careof"
         if packet.next_header == IPPROTO_MH and len(packet.payload) > 2 and packet.payload[2] == 3:
-            what = "hot_tunnelled"
+            kind, what = HotTunnelled, "hot_tunnelled"
         return [
             Send(build_packet(self.address, binding.careof, IPPROTO_IPV6, bytes(data)), what),
-            self._event(now, what, home=addr(packet.dst), careof=addr(binding.careof), src=addr(packet.src)),
+            kind(now, self.node, home=addr(packet.dst), careof=addr(binding.careof), src=addr(packet.src)),
         ]
 
     def _on_reverse_tunnel(self, outer: Packet, now: int) -> list[Action]:
         try:
             inner = parse_packet(outer.payload)
         except CodecError as exc:
-            return [self._drop(now, f"malformed reverse-tunnelled packet: {exc}", src=addr(outer.src))]
+            return [Drop(now, self.node, reason=f"malformed reverse-tunnelled packet: {exc}", src=addr(outer.src))]
         binding = self.bindings.get(inner.src)
         if binding is None:
-            return [self._drop(now, "reverse-tunnelled packet from an unregistered home address", home=addr(inner.src), outer_src=addr(outer.src))]
+            return [Drop(now, self.node, reason="reverse-tunnelled packet from an unregistered home address",
+                         home=addr(inner.src), outer_src=addr(outer.src))]
         if binding.careof != outer.src:
-            return [self._drop(now, "reverse-tunnelled packet whose outer source is not the registered care-of address", home=addr(inner.src), outer_src=addr(outer.src), careof=addr(binding.careof))]
-        what = "reverse_tunnelled"
+            return [Drop(now, self.node, reason="reverse-tunnelled packet whose outer source is not the registered "
+                         "care-of address", home=addr(inner.src), outer_src=addr(outer.src), careof=addr(binding.careof))]
+        kind, what = ReverseTunnelled, "reverse_tunnelled"
         if inner.next_header == IPPROTO_MH:
             try:
                 if type(decode(inner.payload)) is HomeTestInit:
-                    what = "hoti_forwarded"
+                    kind, what = HotiForwarded, "hoti_forwarded"
             except CodecError as exc:
-                return [self._drop(now, f"malformed reverse-tunnelled Mobility Header: {exc}", home=addr(inner.src))]
+                return [Drop(now, self.node, reason=f"malformed reverse-tunnelled Mobility Header: {exc}",
+                             home=addr(inner.src))]
         return [
             Send(outer.payload, what),
-            self._event(now, what, home=addr(inner.src), dst=addr(inner.dst), careof=addr(outer.src)),
+            kind(now, self.node, home=addr(inner.src), dst=addr(inner.dst), careof=addr(outer.src)),
         ]
 
     # ------------------------------------------------------------------ home registration
@@ -161,26 +235,29 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
         try:
             msg = decode(packet.payload)
         except CodecError as exc:
-            return [self._drop(now, f"malformed Mobility Header: {exc}", src=addr(packet.src))]
+            return [Drop(now, self.node, reason=f"malformed Mobility Header: {exc}", src=addr(packet.src))]
         if not mh_checksum_ok(packet):  # over the Mobility Header that Header Len delimits
-            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
+            return [Drop(now, self.node, reason="bad Mobility Header checksum", src=addr(packet.src))]
         if type(msg) is not BindingUpdate:
-            return [self._drop(now, f"unexpected {type(msg).__name__} at the home agent", src=addr(packet.src))]
+            return [Drop(now, self.node, reason=f"unexpected {type(msg).__name__} at the home agent", src=addr(packet.src))]
         return self._on_bu(packet, msg, now)
 
     def _on_bu(self, packet: Packet, bu: BindingUpdate, now: int) -> list[Action]:
+        node = self.node
         home = packet.mh_source
         careof = packet.src
         for opt in bu.options:
             if type(opt) is AlternateCoA:
                 careof = opt.address
-        out: list[Action] = [self._event(now, "bu_received", home=addr(home), careof=addr(careof), seq=bu.seq, lifetime=bu.lifetime, home_reg=bu.home)]
+        home_text, seq = addr(home), bu.seq
+        out: list[Action] = [BuReceived(now, node, home=home_text, careof=addr(careof), seq=seq, lifetime=bu.lifetime,
+                                        home_reg=bu.home)]
         problem = option_layout_error(bu)
         if problem is not None:
-            out.append(self._drop(now, f"BU dropped: {problem}", home=addr(home), seq=bu.seq))
+            out.append(Drop(now, node, reason=f"BU dropped: {problem}", home=home_text, seq=seq))
             return out
         if not bu.home:
-            out.append(self._drop(now, "BU without H flag: this home agent is not a correspondent", home=addr(home)))
+            out.append(Drop(now, node, reason="BU without H flag: this home agent is not a correspondent", home=home_text))
             return out
         key = self._keys.get(home)
         auth = last_option(bu, MobilityMessageAuth)
@@ -189,54 +266,55 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
             or not mn_ha_valid(bu, key.key, careof, home)
         ):
             reason = "no MN-HA key for this home address" if key is None else "MN-HA authentication failed"
-            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, reason=reason, status=int(BAStatus.MIPV6_AUTH_FAIL)))
-            return out + self._ba(packet, home, careof, BAStatus.MIPV6_AUTH_FAIL, bu.seq, 0, None, None, now)
+            out.append(BuRejected(now, node, home=home_text, seq=seq, reason=reason, status=int(BAStatus.MIPV6_AUTH_FAIL)))
+            return out + self._ba(packet, home, careof, BAStatus.MIPV6_AUTH_FAIL, seq, 0, None, None, now)
         replay = next((o for o in bu.options if type(o) is ReplayProtection), None)
         if replay is None:
-            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, reason="no replay protection option",
-                                   status=int(BAStatus.MIPV6_MESG_ID_REQD)))
-            return out + self._ba(packet, home, careof, BAStatus.MIPV6_MESG_ID_REQD, bu.seq, 0, key, None, now)
+            out.append(BuRejected(now, node, home=home_text, seq=seq, reason="no replay protection option",
+                                  status=int(BAStatus.MIPV6_MESG_ID_REQD)))
+            return out + self._ba(packet, home, careof, BAStatus.MIPV6_MESG_ID_REQD, seq, 0, key, None, now)
         last_ts = self._timestamps.get(home)
         if last_ts is not None and replay.timestamp <= last_ts:
-            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, reason="replayed timestamp",
-                                   status=int(BAStatus.MIPV6_ID_MISMATCH)))
-            return out + self._ba(packet, home, careof, BAStatus.MIPV6_ID_MISMATCH, bu.seq, 0, key, last_ts, now)
+            out.append(BuRejected(now, node, home=home_text, seq=seq, reason="replayed timestamp",
+                                  status=int(BAStatus.MIPV6_ID_MISMATCH)))
+            return out + self._ba(packet, home, careof, BAStatus.MIPV6_ID_MISMATCH, seq, 0, key, last_ts, now)
         self._timestamps[home] = replay.timestamp  # authentic and fresh: a replay of it is refused, whatever follows
         if ipaddress.IPv6Address(home) not in self.home_prefix:
-            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, status=int(BAStatus.NOT_HOME_SUBNET),
-                                   reason=f"home address outside the home prefix {self.home_prefix}"))
-            return out + self._ba(packet, home, careof, BAStatus.NOT_HOME_SUBNET, bu.seq, 0, key, replay.timestamp, now)
-        store_key = f"ha/{home.hex()}"
-        try:
-            record = self.store.get(store_key)
-        except SequenceStoreError as exc:
-            out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
-            out.append(self._drop(now, "home registration dropped: its sequence record cannot be read", home=addr(home), seq=bu.seq))
+            out.append(BuRejected(now, node, home=home_text, seq=seq, status=int(BAStatus.NOT_HOME_SUBNET),
+                                  reason=f"home address outside the home prefix {self.home_prefix}"))
+            return out + self._ba(packet, home, careof, BAStatus.NOT_HOME_SUBNET, seq, 0, key, replay.timestamp, now)
+        store_key = record_key(home)
+        state = self.sequence_state(home)
+        if type(state) is RecordUnreadable:
+            out.append(StoreFailed(now, node, home=home_text, seq=seq, reason=state.reason))
+            out.append(Drop(now, node, reason="home registration dropped: its sequence record cannot be read",
+                            home=home_text, seq=seq))
             return out
-        if record is not None and not seq_greater(bu.seq, record.last):
-            out.append(self._event(now, "bu_rejected", home=addr(home), seq=bu.seq, last_seq=record.last, reason="sequence number not greater",
-                                   status=int(BAStatus.SEQUENCE_OUT_OF_WINDOW)))
-            return out + self._ba(packet, home, careof, BAStatus.SEQUENCE_OUT_OF_WINDOW, record.last, 0, key, replay.timestamp, now)
-        advance = 1 if record is None else record.advance + seq_step(bu.seq, record.last)
-        try:
-            self.store.put(store_key, SeqRecord(bu.seq, advance))
-        except SequenceStoreError as exc:
-            out.append(self._event(now, "store_failed", home=addr(home), seq=bu.seq, reason=str(exc)))
-            out.append(self._drop(now, "home registration dropped: its sequence number could not be made durable", home=addr(home), seq=bu.seq))
-            return out
+        if state is not None and not seq_greater(seq, state.last):
+            out.append(BuRejected(now, node, home=home_text, seq=seq, last_seq=state.last,
+                                  reason="sequence number not greater", status=int(BAStatus.SEQUENCE_OUT_OF_WINDOW)))
+            return out + self._ba(packet, home, careof, BAStatus.SEQUENCE_OUT_OF_WINDOW, state.last, 0, key,
+                                  replay.timestamp, now)
+        advance = 1 if state is None else state.advance + seq_step(seq, state.last)
+        new_state, record = advance_to(state, seq, advance, self.persistence)
+        self._seq[store_key] = new_state
+        guarded = len(out)
+        old = self.bindings.get(home)
         if bu.lifetime == 0 or careof == home:
             granted = 0
             if self.bindings.pop(home, None) is not None:
-                out.append(self._event(now, "home_binding_deleted", home=addr(home), seq=bu.seq))
+                out.append(HomeBindingDeleted(now, node, home=home_text, seq=seq))
         else:
             granted = min(bu.lifetime, self.max_lifetime_units)
             expires = now + granted * LIFETIME_UNIT_S * SECOND_NS
-            old = self.bindings.get(home)
-            self.bindings[home] = HomeBinding(home, careof, bu.seq, expires, granted)
+            self.bindings[home] = HomeBinding(home, careof, seq, expires, granted)
             self._expires_at(home, expires)
-            name = "home_binding_created" if old is None else ("home_binding_updated" if old.careof != careof else "home_binding_refreshed")
-            out.append(self._event(now, name, home=addr(home), careof=addr(careof), seq=bu.seq, lifetime=granted))
-        return out + self._ba(packet, home, careof, BAStatus.ACCEPTED, bu.seq, granted, key, replay.timestamp, now)
+            kind = HomeBindingCreated if old is None else (HomeBindingUpdated if old.careof != careof else HomeBindingRefreshed)
+            out.append(kind(now, node, home=home_text, careof=addr(careof), seq=seq, lifetime=granted))
+        out += self._ba(packet, home, careof, BAStatus.ACCEPTED, seq, granted, key, replay.timestamp, now)
+        if record is not None:
+            out.insert(guarded, Persist(store_key, record, len(out) - guarded, undo=(store_key, state, home, old, seq)))
+        return out
 
     def _ba(self, packet: Packet, home: bytes, careof: bytes, status: int, seq: int, lifetime: int,
             key: MnHaSecurityAssociation | None, timestamp: int | None, now: int) -> list[Action]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import struct
 
 from testbed.mip6.constants import IPPROTO_ICMPV6
-from testbed.mip6.events import Action, EventSource, Send, addr
+from testbed.mip6.actions import Action, Send
+from testbed.mip6.events import Drop, ErrorNotSent, IcmpSent, addr
 from testbed.mip6.packet import Packet, build_packet, internet_checksum
 from testbed.mip6.ratelimit import TokenBucket
 
@@ -43,30 +44,32 @@ def parameter_problem(src: bytes, dst: bytes, code: int, pointer: int, invoking:
     return build_packet(src, dst, IPPROTO_ICMPV6, body[:2] + struct.pack("!H", checksum) + body[4:], hop_limit=255)
 
 
-class UnrecognisedOptions(EventSource):
+class UnrecognisedOptions:
     """For engines: discard a packet with an unrecognised option that must not be skipped."""
 
     _icmp_limit: TokenBucket
+    address: bytes
+    node: str
 
     def _unrecognised_option(self, packet: Packet, data: bytes, now: int) -> list[Action]:
         pointer, action = packet.unknown_option
         otype = data[pointer]
-        out: list[Action] = [self._drop(
-            now, f"unrecognised option type {otype} with action bits {_ACTIONS[action]} in an extension header "
-                 "(RFC 8200 4.2): packet discarded", src=addr(packet.src), option=otype)]
+        out: list[Action] = [Drop(
+            now, self.node, reason=f"unrecognised option type {otype} with action bits {_ACTIONS[action]} in an "
+                                   "extension header (RFC 8200 4.2): packet discarded", src=addr(packet.src), option=otype)]
         if action == 1 or (action == 3 and packet.dst[0] == 0xFF):
             return out
         if not is_unicast(packet.src) or is_icmp_error(packet):
-            out.append(self._event(now, "error_not_sent", what="Parameter Problem", to=addr(packet.src),
-                                   reason="the offending packet's source is not unicast or it is an ICMPv6 error"))
+            out.append(ErrorNotSent(now, self.node, what="Parameter Problem", to=addr(packet.src),
+                                    reason="the offending packet's source is not unicast or it is an ICMPv6 error"))
             return out
         if not self._icmp_limit.take(now):
-            out.append(self._event(now, "error_not_sent", what="Parameter Problem", to=addr(packet.src),
-                                   reason="rate limit (RFC 4443 2.4 (f))"))
+            out.append(ErrorNotSent(now, self.node, what="Parameter Problem", to=addr(packet.src),
+                                    reason="rate limit (RFC 4443 2.4 (f))"))
             return out
         src = packet.dst if packet.dst[0] != 0xFF else self.address
         pkt = parameter_problem(src, packet.src, PP_UNRECOGNISED_OPTION, pointer, data)
         out.append(Send(pkt, "ICMPv6 Parameter Problem"))
-        out.append(self._event(now, "icmp_sent", type=ICMP_PARAMETER_PROBLEM, code=PP_UNRECOGNISED_OPTION,
-                               pointer=pointer, to=addr(packet.src)))
+        out.append(IcmpSent(now, self.node, type=ICMP_PARAMETER_PROBLEM, code=PP_UNRECOGNISED_OPTION,
+                            pointer=pointer, to=addr(packet.src)))
         return out

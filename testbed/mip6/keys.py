@@ -1,4 +1,4 @@
-"""RFC 4449 preconfigured data for one MN-CN pair (R1, R3, R10): load, validate, generate, write.
+"""RFC 4449 preconfigured data for one MN-CN pair (R1, R3, R10): parse, validate, generate, dump.
 
 The file (docs/architecture.md) is YAML, mode 0600 or stricter::
 
@@ -12,14 +12,13 @@ Every scalar is read as a string (no YAML number or date guessing, so an unquote
 ``1111111111111111`` stays the hex it looks like). Unknown and duplicate keys are refused.
 Every refusal is a ``ConfigError`` with one line ``<file>: <reason>`` that never contains a
 secret. ``PreconfiguredData`` never prints Kcn or the nonces; ``key_id`` names a key safely.
+Pure: the files are read and written by ``testbed.storage.keyfiles``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import ipaddress
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,15 +26,13 @@ from typing import Literal
 
 from testbed.errors import ConfigError
 from testbed.mip6.entropy import kcn_weakness
-from testbed.mip6.secretfile import (
+from testbed.mip6.keytext import (
     MAX_FILE_BYTES,
     fail,
     load_strict_yaml,
     one_line,
     parse_hex,
-    read_secret_text,
     shown,
-    write_secret_text,
 )
 
 KCN_MIN_OCTETS = 20
@@ -54,7 +51,7 @@ class PreconfiguredData:
     """Kcn and the two nonces one MN shares with one CN, bound to the MN's home address (R1).
 
     ``repr`` and ``str`` show the addresses, the ``key_id`` and the source, never the secrets.
-    Building one directly checks only the shape (lengths, types); ``load_preconfigured`` and
+    Building one directly checks only the shape (lengths, types); ``parse_preconfigured`` and
     ``generate`` also apply the entropy checks of R3.
     """
 
@@ -155,17 +152,6 @@ def parse_preconfigured(text: str, source: str) -> PreconfiguredData:
     return PreconfiguredData(home, correspondent, kcn, nonces["home_nonce"], nonces["careof_nonce"], source)
 
 
-def load_preconfigured(path: str | os.PathLike) -> PreconfiguredData:
-    """Read and validate one preconfigured-data file (R1, R3); ConfigError naming the file and why.
-
-    Refused: missing or unreadable, not a regular file, any permission bit for group or
-    others, larger than 64 KiB, not UTF-8, and everything ``parse_preconfigured`` refuses.
-    """
-    source = os.fspath(path)
-    text = read_secret_text(source, "preconfigured data")
-    return parse_preconfigured(text, source)
-
-
 # ---------------------------------------------------------------- sets of peers (R10)
 
 
@@ -222,14 +208,7 @@ def index_peers(
     return peers
 
 
-def load_peer_set(
-    paths: Iterable[str | os.PathLike], role: Role
-) -> dict[ipaddress.IPv6Address, PreconfiguredData]:
-    """Load every file (stopping at the first bad one), then ``index_peers`` them for ``role``."""
-    return index_peers([load_preconfigured(p) for p in paths], role)
-
-
-# ---------------------------------------------------------------- generation and writing
+# ---------------------------------------------------------------- generation
 
 
 def generate(
@@ -273,14 +252,3 @@ def dump(data: PreconfiguredData) -> str:
         f'home_nonce: "{data.home_nonce.hex()}"\n'
         f'careof_nonce: "{data.careof_nonce.hex()}"\n'
     )
-
-
-def write_new(path: str | os.PathLike, data: PreconfiguredData) -> PreconfiguredData:
-    """Create ``path`` (0600, O_EXCL: never overwrites) holding ``dump(data)``, fsync it and its directory.
-
-    Returns ``data`` with ``source`` set to ``path``. ConfigError if the file exists or cannot
-    be created; a file this call created is removed again if writing it fails.
-    """
-    target = os.fspath(path)
-    write_secret_text(target, dump(data))
-    return dataclasses.replace(data, source=target)

@@ -2,7 +2,10 @@
 
 Sans-I/O: the agent tells the engine about a new usable care-of address (``move``), hands
 it received packets (``receive``) and timer expiries (``handle_timer``); the engine returns
-``Send``/``Event`` actions.
+actions (``Send``, ``Persist``, typed events). Its own sequence numbers are kept in memory,
+from the records the agent read at start-up (``records``); each BU's number is made durable
+by a ``Persist`` in front of it (``persistence``: every number, or a reserve: after a
+restart the MN goes on after the mark, so it never sends a number twice).
 
 On a move the MN registers with its home agent (RFC 4285 authentication) and, per
 correspondent in its Binding Update List:
@@ -16,7 +19,8 @@ correspondent in its Binding Update List:
 Unacknowledged BUs (and HoTI/CoTI) are retransmitted after 1 s, doubling to 32 s (the first
 home registration, while the home agent holds no binding for us, after
 InitialBindackTimeoutFirstReg, 1.5 s), each BU with a new sequence number that is made
-durable before it is sent. A binding is refreshed before it runs out: once
+durable before it is sent (a store that fails: ``persist_failed`` puts the entry back, and the
+BU goes a second later). A binding is refreshed before it runs out: once
 REFRESH_AT_FRACTION of the lifetime the BA granted has passed, the MN sends a new BU (a new
 return routability round for an RR peer, reusing a home token that is still valid).
 
@@ -35,11 +39,13 @@ and ignored.
 
 from __future__ import annotations
 
-import os
+import secrets
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from dataclasses import fields as dataclass_fields
 
 from testbed.errors import ConfigError
+from testbed.mip6.actions import Action, Persist, Send
 from testbed.mip6.constants import (
     INITIAL_BINDACK_TIMEOUT_FIRST_REG_NS,
     INITIAL_BINDACK_TIMEOUT_S,
@@ -60,7 +66,28 @@ from testbed.mip6.crypto import (
     home_keygen_token,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import Action, Send, addr
+from testbed.mip6.events import (
+    BaReceived,
+    BeIgnored,
+    BeReceived,
+    BindingRefresh,
+    BindingRefused,
+    BrrReceived,
+    BuSent,
+    CnRegistered,
+    CoaUsable,
+    CotiSent,
+    CotReceived,
+    Drop,
+    HomeRegistered,
+    HotiSent,
+    HotReceived,
+    RekeyRequired,
+    Retransmit,
+    SendDeferred,
+    StoreFailed,
+    addr,
+)
 from testbed.mip6.icmp import UnrecognisedOptions
 from testbed.mip6.keys import PreconfiguredData, index_peers
 from testbed.mip6.messages import (
@@ -86,8 +113,16 @@ from testbed.mip6.sealing import (
     seal_mn_ha,
 )
 from testbed.mip6.ratelimit import TokenBucket, UpdateRateLimit
+from testbed.mip6.persistence import (
+    STRICT,
+    Persistence,
+    RecordUnreadable,
+    SeqRecord,
+    SeqState,
+    advance_to,
+    check_key,
+)
 from testbed.mip6.seqno import SEQ_HALF, KBM_MAX_ADVANCE, kbm_exhausted, kbm_step_allowed, seq_next, seq_step
-from testbed.mip6.seqstore import SeqRecord, SequenceStore, SequenceStoreError
 
 INITIAL_TIMEOUT_NS = INITIAL_BINDACK_TIMEOUT_S * SECOND_NS
 MAX_TIMEOUT_NS = MAX_BINDACK_TIMEOUT_S * SECOND_NS
@@ -118,6 +153,7 @@ class BulEntry:
     store_key: str
     seq: int = 0  # last sequence number used
     advance: int = 0  # R13: total advance of the sequence number under this key
+    mark: int | None = None  # the number the durable record holds (None: no record yet)
     state: str = "idle"  # idle | rr | bu_sent | bound | failed | rekey | unsupported
     careof: bytes | None = None  # CoA being registered / registered
     bound_careof: bytes | None = None
@@ -143,6 +179,14 @@ class BulEntry:
     registered_until: int = 0  # while the home agent holds a binding for us (ns; 0: none)
 
 
+_ENTRY_FIELDS = tuple(f.name for f in dataclass_fields(BulEntry))
+
+
+def snapshot(e: BulEntry) -> tuple:
+    """Every field of ``e`` (``persist_failed`` puts them back)."""
+    return tuple(getattr(e, name) for name in _ENTRY_FIELDS)
+
+
 class MobileNode(UnrecognisedOptions):
     def __init__(
         self,
@@ -150,11 +194,12 @@ class MobileNode(UnrecognisedOptions):
         home_agent: bytes,
         *,
         mn_ha: MnHaSecurityAssociation,
-        store: SequenceStore,
+        records: Mapping[str, SeqRecord | RecordUnreadable] | None = None,
+        persistence: Persistence = STRICT,
         correspondents: Iterable[bytes] = (),
         peers: Iterable[PreconfiguredData] = (),
         node: str = "mn",
-        rng: Callable[[int], bytes] = os.urandom,
+        rng: Callable[[int], bytes] = secrets.token_bytes,
         home_lifetime_units: int = 105,
         cn_lifetime_units: int = 105,
         reuse_home_token: bool = True,
@@ -162,7 +207,9 @@ class MobileNode(UnrecognisedOptions):
         self.home_address = home_address
         self.home_agent = home_agent
         self.node = node
-        self.store = store
+        self.persistence = persistence
+        self._records = records if records is not None else {}
+        self._kept: dict[str, SeqState] = {}  # the state of entries replaced by set_peers, by key
         self.careof: bytes | None = None
         self._mn_ha = mn_ha
         self._rng = rng
@@ -203,10 +250,18 @@ class MobileNode(UnrecognisedOptions):
         for cn, data in precomputed.items():
             e = self.bul.get(cn)
             if e is None or e.mechanism != "precomputed" or e.data.key_id != data.key_id:
+                self._keep(e)
                 self.bul[cn] = self._precomputed_entry(cn, data)
         for cn, e in list(self.bul.items()):
             if e.mechanism == "precomputed" and cn not in precomputed:
+                self._keep(e)
                 self.bul[cn] = self._rr_entry(cn)
+
+    def _keep(self, e: BulEntry | None) -> None:
+        """Remember the numbers of an entry being replaced: should its key come back, it
+        goes on from them, not from the records read at start-up."""
+        if e is not None and e.mark is not None:
+            self._kept[e.store_key] = SeqState(e.seq, e.advance, e.mark)
 
     def _rr_entry(self, cn: bytes) -> BulEntry:
         return self._entry(cn, "rr", f"mn/cn/{cn.hex()}/rr")
@@ -218,10 +273,16 @@ class MobileNode(UnrecognisedOptions):
         return e
 
     def _entry(self, peer: bytes, mechanism: str, store_key: str) -> BulEntry:
-        record = self.store.get(store_key)
-        e = BulEntry(peer, mechanism, store_key)
+        e = BulEntry(peer, mechanism, check_key(store_key))
+        kept = self._kept.pop(store_key, None)
+        if kept is not None:
+            e.seq, e.advance, e.mark = kept
+            return e
+        record = self._records.get(store_key)
+        if type(record) is RecordUnreadable:  # its last number is unknown: never guess it
+            raise ConfigError(f"the mobile node's sequence record {store_key} cannot be read: {record.reason}")
         if record is not None:
-            e.seq, e.advance = record.last, record.advance
+            e.seq, e.advance, e.mark = record.last, record.advance, record.last
         return e
 
     # ------------------------------------------------------------------ queries
@@ -240,7 +301,7 @@ class MobileNode(UnrecognisedOptions):
         if careof == self.careof:
             return []
         self.careof = careof
-        out: list[Action] = [self._event(now, "coa_usable", careof=addr(careof), at_home=self.at_home)]
+        out: list[Action] = [CoaUsable(now, self.node, careof=addr(careof), at_home=self.at_home)]
         out += self._send_home_bu(now)
         for e in self.bul.values():
             if e.state in ("failed", "rekey", "unsupported"):
@@ -265,7 +326,7 @@ class MobileNode(UnrecognisedOptions):
         if kind in e.deferred:
             return []
         e.deferred[kind] = now + wait
-        return [self._event(now, "send_deferred", peer=addr(e.peer), what=MHType(kind).name, until_t_ns=now + wait,
+        return [SendDeferred(now, self.node, peer=addr(e.peer), what=MHType(kind).name, until_t_ns=now + wait,
                             reason="MAX_UPDATE_RATE messages of this type to this node within a second (RFC 6275 11.8)")]
 
     def _send_deferred(self, e: BulEntry, kind: int, now: int) -> list[Action]:
@@ -294,7 +355,8 @@ class MobileNode(UnrecognisedOptions):
         held = self._over_rate(e, MHType.BU, now)
         if held is not None:
             return held
-        problem = self._next_seq(e, now)
+        before, last_timestamp = snapshot(e), self._last_timestamp
+        problem, record = self._next_seq(e, now)
         if problem is not None:
             return problem
         careof = self.careof
@@ -314,41 +376,41 @@ class MobileNode(UnrecognisedOptions):
             # RFC 6275 11.8: InitialBindackTimeoutFirstReg while the home agent holds no binding for us
             first = e.registered_until <= now
             e.bu_retx.arm(now, INITIAL_BINDACK_TIMEOUT_FIRST_REG_NS if first else INITIAL_TIMEOUT_NS)
-        return [
+        return self._guarded(e, record, before, last_timestamp, [
             Send(pkt, "BU home"),
-            self._event(now, "bu_sent", peer=addr(e.peer), mechanism="home", seq=e.seq, careof=addr(careof), lifetime=lifetime),
-        ]
+            BuSent(now, self.node, peer=addr(e.peer), mechanism="home", seq=e.seq, careof=addr(careof), lifetime=lifetime),
+        ])
 
     def _on_home_ba(self, packet: Packet, ba: BindingAck, now: int) -> list[Action]:
         e = self.home
         if e.state != "bu_sent" or e.careof is None:
-            return [self._drop(now, "BA from home agent with no BU outstanding", seq=ba.seq)]
+            return [Drop(now, self.node, reason="BA from home agent with no BU outstanding", seq=ba.seq)]
         if not mn_ha_valid(ba, self._mn_ha.key, e.careof, self.home_address):
-            return [self._drop(now, "home agent BA failed MN-HA authentication", seq=ba.seq, status=ba.status)]
+            return [Drop(now, self.node, reason="home agent BA failed MN-HA authentication", seq=ba.seq, status=ba.status)]
         replay = next((o for o in ba.options if type(o) is ReplayProtection), None)
-        out: list[Action] = [self._event(now, "ba_received", peer=addr(e.peer), mechanism="home", status=ba.status, seq=ba.seq)]
+        out: list[Action] = [BaReceived(now, self.node, peer=addr(e.peer), mechanism="home", status=ba.status, seq=ba.seq)]
         if ba.status == BAStatus.MIPV6_ID_MISMATCH and replay is not None:
             self._last_timestamp = max(self._last_timestamp, replay.timestamp)
             return out + self._send_home_bu(now)
         if replay is None or replay.timestamp != e.timestamp:
-            out.append(self._drop(now, "home agent BA does not echo our timestamp", seq=ba.seq))
+            out.append(Drop(now, self.node, reason="home agent BA does not echo our timestamp", seq=ba.seq))
             return out
         if ba.status == BAStatus.SEQUENCE_OUT_OF_WINDOW:
             return out + self._resynchronise(e, ba.seq, now, self._send_home_bu)
         if ba.seq != e.seq:
-            out.append(self._drop(now, "home agent BA for another sequence number", seq=ba.seq, expected=e.seq))
+            out.append(Drop(now, self.node, reason="home agent BA for another sequence number", seq=ba.seq, expected=e.seq))
             return out
         if ba.status >= 128:
             e.state = "failed"
             e.bu_retx = None
-            out.append(self._event(now, "binding_refused", peer=addr(e.peer), mechanism="home", status=ba.status))
+            out.append(BindingRefused(now, self.node, peer=addr(e.peer), mechanism="home", status=ba.status))
             return out
         e.state = "bound"
         e.bu_retx = None
         e.bound_careof = e.careof
         e.registered_until = now + ba.lifetime * LIFETIME_UNIT_S * SECOND_NS if ba.lifetime else 0
         self._schedule_refresh(e, ba.lifetime, now)
-        out.append(self._event(now, "home_registered", careof=addr(e.careof), lifetime=ba.lifetime, at_home=self.at_home))
+        out.append(HomeRegistered(now, self.node, careof=addr(e.careof), lifetime=ba.lifetime, at_home=self.at_home))
         # reverse-tunnelled HoTIs were waiting for the home registration
         for c in self.bul.values():
             if c.mechanism == "rr" and c.state == "rr" and c.hoti_cookie is None and c.home_token is None:
@@ -359,7 +421,7 @@ class MobileNode(UnrecognisedOptions):
         """An authenticated BA 135: go on after ``last``, the peer's last accepted number, but
         only forward: a number behind ours comes from a stale or replayed BA."""
         if seq_step(last, e.seq) > SEQ_HALF:
-            return [self._drop(now, "BA 135 carries a number behind ours: stale or replayed", peer=addr(e.peer),
+            return [Drop(now, self.node, reason="BA 135 carries a number behind ours: stale or replayed", peer=addr(e.peer),
                                seq=last, ours=e.seq)]
         e.resync_after = last
         return send(now) if e is self.home else send(e, now)
@@ -400,7 +462,7 @@ class MobileNode(UnrecognisedOptions):
             pkt, what = inner, "HoTI"
         else:
             pkt, what = build_packet(self.careof, self.home_agent, IPPROTO_IPV6, inner), "HoTI tunnelled"
-        return [Send(pkt, what), self._event(now, "hoti_sent", peer=addr(e.peer), tunnelled=not self.at_home)]
+        return [Send(pkt, what), HotiSent(now, self.node, peer=addr(e.peer), tunnelled=not self.at_home)]
 
     def _send_coti(self, e: BulEntry, now: int) -> list[Action]:
         held = self._over_rate(e, MHType.COTI, now)
@@ -412,25 +474,25 @@ class MobileNode(UnrecognisedOptions):
             e.coti_retx = _Retransmit()
             e.coti_retx.arm(now)
         pkt = build_packet(self.careof, e.peer, IPPROTO_MH, encode(CareofTestInit(e.coti_cookie)))
-        return [Send(pkt, "CoTI"), self._event(now, "coti_sent", peer=addr(e.peer), careof=addr(self.careof))]
+        return [Send(pkt, "CoTI"), CotiSent(now, self.node, peer=addr(e.peer), careof=addr(self.careof))]
 
     def _on_hot(self, packet: Packet, msg: HomeTest, now: int) -> list[Action]:
         e = self.bul.get(packet.src)
         if e is None or e.mechanism != "rr" or e.hoti_cookie is None or msg.cookie != e.hoti_cookie:
-            return [self._drop(now, "HoT that matches no HoTI", src=addr(packet.src))]
+            return [Drop(now, self.node, reason="HoT that matches no HoTI", src=addr(packet.src))]
         e.home_token = (msg.token, msg.nonce_index, now)
         e.hoti_cookie = None
         e.hoti_retx = None
-        return [self._event(now, "hot_received", peer=addr(e.peer), nonce_index=msg.nonce_index)] + self._maybe_rr_bu(e, now)
+        return [HotReceived(now, self.node, peer=addr(e.peer), nonce_index=msg.nonce_index)] + self._maybe_rr_bu(e, now)
 
     def _on_cot(self, packet: Packet, msg: CareofTest, now: int) -> list[Action]:
         e = self.bul.get(packet.src)
         if e is None or e.mechanism != "rr" or e.coti_cookie is None or msg.cookie != e.coti_cookie:
-            return [self._drop(now, "CoT that matches no CoTI", src=addr(packet.src))]
+            return [Drop(now, self.node, reason="CoT that matches no CoTI", src=addr(packet.src))]
         e.careof_token = (msg.token, msg.nonce_index, e.coti_careof)
         e.coti_cookie = None
         e.coti_retx = None
-        return [self._event(now, "cot_received", peer=addr(e.peer), nonce_index=msg.nonce_index)] + self._maybe_rr_bu(e, now)
+        return [CotReceived(now, self.node, peer=addr(e.peer), nonce_index=msg.nonce_index)] + self._maybe_rr_bu(e, now)
 
     def _maybe_rr_bu(self, e: BulEntry, now: int) -> list[Action]:
         if e.state != "rr" or not self._home_token_valid(e, now):
@@ -441,34 +503,53 @@ class MobileNode(UnrecognisedOptions):
 
     # ------------------------------------------------------------------ correspondent registration
 
-    def _next_seq(self, e: BulEntry, now: int) -> list[Action] | None:
-        """Take the next sequence number (after a BA 135's number when resynchronising) and
-        make it and the key's advance durable. None on success; else why not, as events: the
-        R13 bound reached (state ``rekey``), or a store that failed (retried a second later)."""
+    def _next_seq(self, e: BulEntry, now: int) -> tuple[list[Action] | None, SeqRecord | None]:
+        """Take the next sequence number (after a BA 135's number when resynchronising).
+        Returns (None, the record to make durable before the BU goes, or None when a reserve
+        covers it); or, when no BU may go, the events that say why: the R13 bound reached
+        (state ``rekey``, the key marked used up durably)."""
         base = e.seq if e.resync_after is None else e.resync_after
         new = seq_next(base)
         step = seq_step(new, e.seq)
-        if e.mechanism == "precomputed" and not kbm_step_allowed(e.advance, step):
+        precomputed = e.mechanism == "precomputed"
+        if precomputed and not kbm_step_allowed(e.advance, step):
             e.state = "rekey"
             e.bu_retx = None
             e.deferred.clear()
             out: list[Action] = []
             if not kbm_exhausted(e.advance):  # a jump would cross the bound: the key is used up, durably
-                try:
-                    self.store.put(e.store_key, SeqRecord(e.seq, KBM_MAX_ADVANCE))
-                except SequenceStoreError as exc:
-                    out.append(self._event(now, "store_failed", peer=addr(e.peer), reason=str(exc)))
+                mark = e.seq if e.mark is None else e.mark
+                out.append(Persist(e.store_key, SeqRecord(mark, KBM_MAX_ADVANCE), undo=("rekey", e)))
                 e.advance = KBM_MAX_ADVANCE
-            out.append(self._event(now, "rekey_required", peer=addr(e.peer), key_id=e.data.key_id, advance=e.advance,
-                                   step=step, reason="the key's sequence number advance would pass 2^15 (R13)"))
+            out.append(RekeyRequired(now, self.node, peer=addr(e.peer), key_id=e.data.key_id, advance=e.advance,
+                                     step=step, reason="the key's sequence number advance would pass 2^15 (R13)"))
+            return out, None
+        state = None if e.mark is None else SeqState(e.seq, e.advance, e.mark)
+        advance = e.advance + step
+        state, record = advance_to(state, new, advance, self.persistence, KBM_MAX_ADVANCE if precomputed else None)
+        e.seq, e.advance, e.mark, e.resync_after = new, advance, state.mark, None
+        return None, record
+
+    def _guarded(self, e: BulEntry, record: SeqRecord | None, snapshot: tuple, last_timestamp: int,
+                 out: list[Action]) -> list[Action]:
+        """``out`` (a BU and its event), behind a Persist of ``record`` when there is one."""
+        if record is None:
             return out
-        try:
-            self.store.put(e.store_key, SeqRecord(new, e.advance + step))
-        except SequenceStoreError as exc:
-            e.deferred[MHType.BU] = now + SECOND_NS
-            return [self._event(now, "store_failed", peer=addr(e.peer), reason=str(exc), retry_t_ns=now + SECOND_NS)]
-        e.seq, e.advance, e.resync_after = new, e.advance + step, None
-        return None
+        return [Persist(e.store_key, record, len(out), undo=("bu", e, snapshot, last_timestamp)), *out]
+
+    def persist_failed(self, persist: Persist, reason: str, now: int) -> list[Action]:
+        """The agent could not make ``persist`` durable: the BU it guarded was not sent. The
+        entry goes back to what it was before that BU, and the BU is tried again a second
+        later (a key marked used up stays used up in memory)."""
+        undo = persist.undo
+        if undo[0] == "rekey":
+            return [StoreFailed(now, self.node, peer=addr(undo[1].peer), reason=reason)]
+        _, e, snapshot, last_timestamp = undo
+        for name, value in zip(_ENTRY_FIELDS, snapshot):
+            setattr(e, name, value)
+        self._last_timestamp = last_timestamp
+        e.deferred[MHType.BU] = now + SECOND_NS
+        return [StoreFailed(now, self.node, peer=addr(e.peer), reason=reason, retry_t_ns=now + SECOND_NS)]
 
     def _send_cn_bu(self, e: BulEntry, now: int, retransmission: bool = False) -> list[Action]:
         careof = self.careof
@@ -492,7 +573,8 @@ class MobileNode(UnrecognisedOptions):
         held = self._over_rate(e, MHType.BU, now)
         if held is not None:
             return held
-        problem = self._next_seq(e, now)
+        before = snapshot(e)
+        problem, record = self._next_seq(e, now)
         if problem is not None:
             return problem
         lifetime = 0 if deregistering else self.cn_lifetime_units
@@ -508,23 +590,23 @@ class MobileNode(UnrecognisedOptions):
         if not retransmission:
             e.bu_retx = _Retransmit()
             e.bu_retx.arm(now)
-        return [
+        return self._guarded(e, record, before, self._last_timestamp, [
             Send(pkt, "BU"),
-            self._event(now, "bu_sent", peer=addr(e.peer), mechanism=e.mechanism, seq=e.seq, careof=addr(careof), lifetime=lifetime),
-        ]
+            BuSent(now, self.node, peer=addr(e.peer), mechanism=e.mechanism, seq=e.seq, careof=addr(careof), lifetime=lifetime),
+        ])
 
     def _on_cn_ba(self, e: BulEntry, ba: BindingAck, now: int) -> list[Action]:
         authenticated = e.sent_kbm is not None and bad_valid(ba, e.sent_kbm, e.careof, e.peer)
         fields = dict(peer=addr(e.peer), mechanism=e.mechanism, status=ba.status, seq=ba.seq, authenticated=authenticated)
         if e.state != "bu_sent":
-            return [self._drop(now, "BA with no BU outstanding", **fields)]
+            return [Drop(now, self.node, reason="BA with no BU outstanding", **fields)]
         if e.mechanism == "precomputed" and not authenticated:
-            return [self._drop(now, "unauthenticated BA from a precomputed peer ignored (R7, R15)", **fields)]
+            return [Drop(now, self.node, reason="unauthenticated BA from a precomputed peer ignored (R7, R15)", **fields)]
         if e.mechanism == "rr" and not authenticated and ba.status not in (
             BAStatus.EXPIRED_HOME_NONCE_INDEX, BAStatus.EXPIRED_CAREOF_NONCE_INDEX, BAStatus.EXPIRED_NONCES,
         ):
-            return [self._drop(now, "unauthenticated BA", **fields)]
-        out: list[Action] = [self._event(now, "ba_received", **fields)]
+            return [Drop(now, self.node, reason="unauthenticated BA", **fields)]
+        out: list[Action] = [BaReceived(now, self.node, **fields)]
         if ba.status == BAStatus.SEQUENCE_OUT_OF_WINDOW:  # continue after the number the CN last accepted
             return out + self._resynchronise(e, ba.seq, now, self._send_cn_bu)
         if e.mechanism == "rr" and ba.status in (
@@ -543,27 +625,27 @@ class MobileNode(UnrecognisedOptions):
                 out += self._send_coti(e, now)
             return out + self._maybe_rr_bu(e, now)
         if ba.seq != e.seq:
-            out.append(self._drop(now, "BA for another sequence number", expected=e.seq, **fields))
+            out.append(Drop(now, self.node, reason="BA for another sequence number", expected=e.seq, **fields))
             return out
         e.bu_retx = None
         if ba.status >= 128:
             e.state = "failed"
-            out.append(self._event(now, "binding_refused", **fields))
+            out.append(BindingRefused(now, self.node, **fields))
             return out
         e.state = "bound"
         e.bound_careof = e.careof
         self._schedule_refresh(e, ba.lifetime, now)
-        out.append(self._event(now, "cn_registered", peer=addr(e.peer), mechanism=e.mechanism, careof=addr(e.careof), seq=ba.seq, lifetime=ba.lifetime))
+        out.append(CnRegistered(now, self.node, peer=addr(e.peer), mechanism=e.mechanism, careof=addr(e.careof), seq=ba.seq, lifetime=ba.lifetime))
         return out
 
     def _on_be(self, packet: Packet, be: BindingError, now: int) -> list[Action]:
         e = self.bul.get(packet.src)
         fields = dict(peer=addr(packet.src), status=be.status)
         if e is None:
-            return [self._drop(now, "Binding Error from a node not in the Binding Update List", **fields)]
+            return [Drop(now, self.node, reason="Binding Error from a node not in the Binding Update List", **fields)]
         if e.mechanism == "precomputed":
-            return [self._event(now, "be_ignored", reason="precomputed peer: no other mechanism (R15)", **fields)]
-        out: list[Action] = [self._event(now, "be_received", **fields)]
+            return [BeIgnored(now, self.node, reason="precomputed peer: no other mechanism (R15)", **fields)]
+        out: list[Action] = [BeReceived(now, self.node, **fields)]
         if be.status == BEStatus.UNRECOGNIZED_MH_TYPE:
             e.state = "unsupported"
             e.bu_retx = e.hoti_retx = e.coti_retx = None
@@ -575,20 +657,20 @@ class MobileNode(UnrecognisedOptions):
         try:
             packet = parse_packet(data)
         except CodecError as exc:
-            return [self._drop(now, f"malformed packet: {exc}")]
+            return [Drop(now, self.node, reason=f"malformed packet: {exc}")]
         if packet.unknown_option is not None:
             return self._unrecognised_option(packet, data, now)
         if packet.next_header == IPPROTO_IPV6:
             if packet.src != self.home_agent:
-                return [self._drop(now, "tunnelled packet not from the home agent", src=addr(packet.src))]
+                return [Drop(now, self.node, reason="tunnelled packet not from the home agent", src=addr(packet.src))]
             try:
                 inner = parse_packet(packet.payload)
             except CodecError as exc:
-                return [self._drop(now, f"malformed tunnelled packet: {exc}")]
+                return [Drop(now, self.node, reason=f"malformed tunnelled packet: {exc}")]
             if inner.dst != self.home_address:
-                return [self._drop(now, "tunnelled packet not for the home address", dst=addr(inner.dst))]
+                return [Drop(now, self.node, reason="tunnelled packet not for the home address", dst=addr(inner.dst))]
             if inner.unknown_option is not None:  # RFC 8200 4.2; no ICMPv6 error from inside the tunnel
-                return [self._drop(now, "unrecognised option in an extension header of a tunnelled packet: discarded",
+                return [Drop(now, self.node, reason="unrecognised option in an extension header of a tunnelled packet: discarded",
                                    src=addr(inner.src), option=packet.payload[inner.unknown_option[0]])]
             if inner.next_header != IPPROTO_MH:
                 return []
@@ -598,19 +680,19 @@ class MobileNode(UnrecognisedOptions):
         try:
             msg = decode(packet.payload)
         except CodecError as exc:
-            return [self._drop(now, f"malformed Mobility Header: {exc}", src=addr(packet.src))]
+            return [Drop(now, self.node, reason=f"malformed Mobility Header: {exc}", src=addr(packet.src))]
         if not mh_checksum_ok(packet):  # over the Mobility Header that Header Len delimits
-            return [self._drop(now, "bad Mobility Header checksum", src=addr(packet.src))]
+            return [Drop(now, self.node, reason="bad Mobility Header checksum", src=addr(packet.src))]
         problem = option_layout_error(msg)
         if problem is not None:
-            return [self._drop(now, f"{type(msg).__name__} dropped: {problem}", src=addr(packet.src))]
+            return [Drop(now, self.node, reason=f"{type(msg).__name__} dropped: {problem}", src=addr(packet.src))]
         kind = type(msg)
         if kind is BindingAck:
             if packet.src == self.home_agent:
                 return self._on_home_ba(packet, msg, now)
             e = self.bul.get(packet.src)
             if e is None:
-                return [self._drop(now, "BA from a node not in the Binding Update List", src=addr(packet.src))]
+                return [Drop(now, self.node, reason="BA from a node not in the Binding Update List", src=addr(packet.src))]
             return self._on_cn_ba(e, msg, now)
         if kind is HomeTest:
             return self._on_hot(packet, msg, now)
@@ -621,12 +703,12 @@ class MobileNode(UnrecognisedOptions):
         if kind is BindingRefreshRequest:
             e = self.bul.get(packet.src)
             if e is None or e.state != "bound" or self.careof is None:
-                return [self._drop(now, "Binding Refresh Request with no binding", src=addr(packet.src))]
-            out: list[Action] = [self._event(now, "brr_received", peer=addr(e.peer))]
+                return [Drop(now, self.node, reason="Binding Refresh Request with no binding", src=addr(packet.src))]
+            out: list[Action] = [BrrReceived(now, self.node, peer=addr(e.peer))]
             if e.mechanism == "precomputed":
                 return out + self._send_cn_bu(e, now)
             return out + self._start_rr(e, now)
-        return [self._drop(now, f"unexpected {kind.__name__} at a mobile node", src=addr(packet.src))]
+        return [Drop(now, self.node, reason=f"unexpected {kind.__name__} at a mobile node", src=addr(packet.src))]
 
     # ------------------------------------------------------------------ timers
 
@@ -637,7 +719,7 @@ class MobileNode(UnrecognisedOptions):
 
     def _refresh(self, e: BulEntry, now: int) -> list[Action]:
         e.refresh_at = 0
-        out: list[Action] = [self._event(now, "binding_refresh", peer=addr(e.peer), mechanism=e.mechanism,
+        out: list[Action] = [BindingRefresh(now, self.node, peer=addr(e.peer), mechanism=e.mechanism,
                                          careof=addr(e.bound_careof), lifetime=e.lifetime)]
         if e is self.home:
             return out + self._send_home_bu(now)
@@ -681,22 +763,22 @@ class MobileNode(UnrecognisedOptions):
                 out += self._refresh(e, now)
         if h.bu_retx is not None and h.bu_retx.at and h.bu_retx.at <= now and h.state == "bu_sent":
             h.bu_retx.backoff(now)
-            out.append(self._event(now, "retransmit", peer=addr(h.peer), what="BU", timeout_ms=h.bu_retx.timeout // 1_000_000))
+            out.append(Retransmit(now, self.node, peer=addr(h.peer), what="BU", timeout_ms=h.bu_retx.timeout // 1_000_000))
             out += self._send_home_bu(now, retransmission=True)
         for e in self.bul.values():
             r = e.bu_retx
             if r is not None and r.at <= now and e.state == "bu_sent":
                 r.backoff(now)
-                out.append(self._event(now, "retransmit", peer=addr(e.peer), what="BU", timeout_ms=r.timeout // 1_000_000))
+                out.append(Retransmit(now, self.node, peer=addr(e.peer), what="BU", timeout_ms=r.timeout // 1_000_000))
                 out += self._send_cn_bu(e, now, retransmission=True)
             r = e.hoti_retx
             if r is not None and r.at <= now and e.state == "rr" and e.hoti_cookie is not None:
                 r.backoff(now)
-                out.append(self._event(now, "retransmit", peer=addr(e.peer), what="HoTI", timeout_ms=r.timeout // 1_000_000))
+                out.append(Retransmit(now, self.node, peer=addr(e.peer), what="HoTI", timeout_ms=r.timeout // 1_000_000))
                 out += self._send_hoti(e, now)
             r = e.coti_retx
             if r is not None and r.at <= now and e.state == "rr" and e.coti_cookie is not None:
                 r.backoff(now)
-                out.append(self._event(now, "retransmit", peer=addr(e.peer), what="CoTI", timeout_ms=r.timeout // 1_000_000))
+                out.append(Retransmit(now, self.node, peer=addr(e.peer), what="CoTI", timeout_ms=r.timeout // 1_000_000))
                 out += self._send_coti(e, now)
         return out

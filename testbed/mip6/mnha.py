@@ -7,24 +7,23 @@ File (YAML, mode 0600 or stricter)::
     spi: "4097"              # Mobility SPI, 256..4294967295 (0-255 are reserved)
     key: "<at least 40 hex digits>"
 
-The same file serves both ends: the MN loads its one file, the home agent one per MN.
+The same file serves both ends: the MN loads its one file, the home agent one per MN. Pure:
+the files are read by ``testbed.storage.keyfiles``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from testbed.errors import ConfigError
 from testbed.mip6.entropy import kcn_weakness
-from testbed.mip6.secretfile import (
+from testbed.mip6.keytext import (
     fail,
     load_strict_yaml,
     parse_hex,
-    read_secret_text,
     shown,
 )
 
@@ -72,11 +71,6 @@ def parse_mn_ha(text: str, source: str) -> MnHaSecurityAssociation:
     except ValueError as exc:
         raise fail(source, str(exc)) from None
     return MnHaSecurityAssociation(home, agent, spi, key, source)
-
-
-def load_mn_ha(path: str | os.PathLike) -> MnHaSecurityAssociation:
-    source = os.fspath(path)
-    return parse_mn_ha(read_secret_text(source, "an MN-HA key"), source)
 
 
 def index_by_home(items: Iterable[MnHaSecurityAssociation]) -> dict[bytes, MnHaSecurityAssociation]:

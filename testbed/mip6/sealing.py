@@ -10,6 +10,8 @@ first octet to just before the authenticator, with the checksum field zero.
 from __future__ import annotations
 
 import dataclasses
+import hmac
+import struct
 
 from testbed.mip6.constants import AUTHENTICATOR_LEN, MN_HA_AUTH_SUBTYPE
 from testbed.mip6.crypto import (
@@ -18,7 +20,8 @@ from testbed.mip6.crypto import (
     constant_time_equal,
     mn_ha_authenticator,
 )
-from testbed.mip6.messages import Message, encode
+from testbed.mip6.errors import CodecError
+from testbed.mip6.messages import BindingAck, Message, encode
 from testbed.mip6.options import BindingAuthData, MobilityMessageAuth, UnknownOption
 
 _PLACEHOLDER = bytes(AUTHENTICATOR_LEN)
@@ -28,6 +31,25 @@ def seal_bad(msg: Message, kbm: bytes, careof: bytes, correspondent: bytes) -> b
     """Encode ``msg`` (its options must not hold a BAD) with a BAD option appended and filled."""
     mh = encode(_with_option(msg, BindingAuthData(_PLACEHOLDER)))
     return mh[:-AUTHENTICATOR_LEN] + binding_authenticator(kbm, careof, correspondent, authenticated_part(mh))
+
+
+# A BA whose only option is a BAD, laid out once by the encoder: its first 12 octets (header,
+# status, flags, sequence number, lifetime) change per BA; the padding and the option's type
+# and length after them do not.
+_BA_TEMPLATE = encode(BindingAck(0, 0, 0, options=(BindingAuthData(_PLACEHOLDER),)))
+_BA_FIXED = struct.Struct("!BBBBHBBHH")
+_BA_PROTO, _BA_HEADER_LEN, _BA_TYPE = _BA_TEMPLATE[0], _BA_TEMPLATE[1], _BA_TEMPLATE[2]
+_BA_MIDDLE = _BA_TEMPLATE[_BA_FIXED.size:-AUTHENTICATOR_LEN]
+
+
+def seal_ba(status: int, seq: int, lifetime: int, kbm: bytes, careof: bytes, correspondent: bytes) -> bytes:
+    """``seal_bad(BindingAck(status, seq, lifetime), kbm, careof, correspondent)``, the same
+    octets, without building the message: the correspondent's per-BU path."""
+    try:
+        head = _BA_FIXED.pack(_BA_PROTO, _BA_HEADER_LEN, _BA_TYPE, 0, 0, status, 0, seq, lifetime) + _BA_MIDDLE
+    except struct.error:
+        raise CodecError(f"BA status {status!r}, sequence number {seq!r} or lifetime {lifetime!r} out of range") from None
+    return head + hmac.digest(kbm, careof + correspondent + head, "sha1")[:AUTHENTICATOR_LEN]
 
 
 def seal_mn_ha(msg: Message, spi: int, key: bytes, careof: bytes, home: bytes) -> bytes:
@@ -46,6 +68,8 @@ def option_layout_error(msg: Message) -> str | None:
     unknown types are skipped by the receivers (RFC 6275 6.2.1), so two different ones are
     fine; duplicates are told apart by option type, not by the class that holds them."""
     opts = msg.options
+    if len(opts) == 1 and type(opts[0]) is BindingAuthData:  # a precomputed BU: the common case
+        return "padding follows BindingAuthData" if msg.trailing_pad else None
     seen = set()
     for opt in opts:
         kind = type(opt)
@@ -78,6 +102,14 @@ def bad_valid(msg: Message, kbm: bytes, careof: bytes, correspondent: bytes) -> 
         return False
     want = binding_authenticator(kbm, careof, correspondent, authenticated_part(msg.raw))
     return constant_time_equal(want, opt.authenticator)
+
+
+def bad_matches(raw: bytes, kbm: bytes, careof: bytes, correspondent: bytes) -> bool:
+    """``bad_valid`` for a message already known to end with a BAD and nothing after it
+    (``option_layout_error`` passed, a BAD present): its last 12 octets are the authenticator."""
+    mh_data = raw[:4] + b"\x00\x00" + raw[6:-AUTHENTICATOR_LEN]
+    want = hmac.digest(kbm, careof + correspondent + mh_data, "sha1")[:AUTHENTICATOR_LEN]
+    return hmac.compare_digest(want, raw[-AUTHENTICATOR_LEN:])
 
 
 def mn_ha_valid(msg: Message, key: bytes, careof: bytes, home: bytes) -> bool:

@@ -5,6 +5,11 @@ address after a configured one-way delay. A packet for a mobile node's home addr
 is away goes to the home agent's engine (the home link's owner), which decides to tunnel it.
 Used by the unit tests (engines talking through real encoded packets) and to check the
 analytical handover model of docs/protocol.md section 7. No sockets, threads or clocks.
+
+Each node's ``Persist`` actions go to its own "disk" (``durable[name]``, a dict of records),
+before the actions they guard, as an agent carries them out; ``persist_failure`` can make a
+write fail (the node's engine is then told, and the guarded actions are not carried out).
+A node restarted from its disk gets those records (``records(name)``).
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from testbed.mip6.events import Event, Send
+from testbed.mip6.actions import Persist, Send, carry_out
+from testbed.mip6.events import Event
 from testbed.mip6.packet import parse_packet
+from testbed.mip6.persistence import SeqRecord
 
 
 class Engine(Protocol):
     def receive(self, data: bytes, now: int) -> list: ...
     def handle_timer(self, now: int) -> list: ...
     def next_timer(self) -> int | None: ...
+    def persist_failed(self, persist: Persist, reason: str, now: int) -> list: ...
 
 
 @dataclass
@@ -39,7 +47,10 @@ class SimNetwork:
     delay: Callable[[str, str], int]
     now: int = 0
     nodes: dict[str, SimNode] = field(default_factory=dict)
-    events: list[dict] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    durable: dict[str, dict[str, SeqRecord]] = field(default_factory=dict)  # node -> its records on "disk"
+    persist_failure: Callable[[str, Persist], str | None] | None = None  # a reason: that write fails
+    unroutable: list[tuple[int, str, bytes]] = field(default_factory=list)  # (t, from, packet)
     wire: list[tuple[int, str, str, bytes]] = field(default_factory=list)  # (t, from, to, packet)
     home_agent_of: dict[bytes, str] = field(default_factory=dict)  # home address -> HA node
     filters: list[Callable[[str, str, bytes], bool]] = field(default_factory=list)  # False: drop
@@ -62,20 +73,40 @@ class SimNetwork:
 
     # ------------------------------------------------------------------ driving
 
+    def records(self, name: str) -> dict[str, SeqRecord]:
+        """What node ``name`` has on its disk (a copy: the records a restarted agent reads)."""
+        return dict(self.durable.get(name, {}))
+
     def apply(self, source: str, actions: list) -> None:
-        """Carry out an engine's actions: schedule its packets, record its events."""
-        for action in actions:
-            if type(action) is Send:
-                self.transmit(source, action.packet)
-            elif type(action) is Event:
-                self.events.append(action.as_dict())
+        """Carry out an engine's actions in order: records to its disk before what they
+        guard, packets scheduled, events recorded."""
+        self._carry_out(source, actions)
         self._rearm(source)
+
+    def _carry_out(self, source: str, actions: list) -> None:
+        engine = self.nodes[source].engine
+        disk = self.durable.setdefault(source, {})
+
+        def write(persist: Persist) -> str | None:
+            reason = self.persist_failure(source, persist) if self.persist_failure is not None else None
+            if reason is None:
+                disk[persist.store_key] = persist.record
+            return reason
+
+        for action in carry_out(actions, write, lambda p, reason: engine.persist_failed(p, reason, self.now)):
+            kind = type(action)
+            if kind is Send:
+                self.transmit(source, action.packet)
+            elif isinstance(action, Event):
+                self.events.append(action)
+            elif kind is not Persist:
+                raise TypeError(f"{source}: not an action: {action!r}")
 
     def transmit(self, source: str, packet: bytes) -> None:
         dst = parse_packet(packet).dst
         target = self.owner(dst)
         if target is None:
-            self.events.append({"t_ns": self.now, "node": "net", "event": "unroutable", "from": source})
+            self.unroutable.append((self.now, source, packet))
             return
         if not all(f(source, target, packet) for f in self.filters):
             return
@@ -135,5 +166,6 @@ class SimNetwork:
             self.step()
         self.now = limit
 
-    def events_named(self, name: str, node: str | None = None) -> list[dict]:
-        return [e for e in self.events if e["event"] == name and (node is None or e["node"] == node)]
+    def events_of(self, kind: type[Event], node: str | None = None) -> list:
+        """The events of class ``kind`` (of ``node`` only, when given), in order."""
+        return [e for e in self.events if isinstance(e, kind) and (node is None or e.node == node)]

@@ -35,10 +35,10 @@ from testbed.mip6.mnha import (
     MnHaSecurityAssociation,
     dump_mn_ha,
     generate_mn_ha,
-    load_mn_ha,
     parse_mn_ha,
 )
-from testbed.mip6.secretfile import write_secret_text
+from testbed.storage.keyfiles import load_mn_ha, load_preconfigured
+from testbed.storage.secretfiles import write_secret_text
 
 Pair = tuple[str, str]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -202,7 +202,7 @@ def load_store(store: Path, peers: Peers, *, generate_missing: bool) -> tuple[Ke
             raise ConfigError(f"{path}: missing (the MN-HA key of {mn}); push with --generate to make it")
     for pair, path in pair_paths.items():
         if path.exists() or path.is_symlink():
-            found.preconfigured[pair] = pre.load_preconfigured(path)
+            found.preconfigured[pair] = load_preconfigured(path)
         elif generate_missing:
             missing.append(path)
         else:

@@ -19,7 +19,8 @@ from testbed.mip6.crypto import (
     careof_keygen_token,
     home_keygen_token,
 )
-from testbed.mip6.keys import generate, write_new
+from testbed.mip6.keys import generate
+from testbed.storage.keyfiles import write_new
 from testbed.mip6.messages import BindingUpdate, decode
 from testbed.mip6.packet import build_packet
 from testbed.mip6.sealing import bad_valid, seal_bad

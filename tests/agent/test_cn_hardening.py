@@ -19,7 +19,8 @@ from wire import Wire, with_dest_option
 
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, BAStatus
 from testbed.mip6.crypto import binding_management_key, careof_keygen_token, home_keygen_token
-from testbed.mip6.keys import generate, write_new
+from testbed.mip6.keys import generate
+from testbed.storage.keyfiles import write_new
 from testbed.mip6.messages import BindingError, BindingUpdate, UnknownMessage, decode, encode
 from testbed.mip6.options import UnknownOption
 from testbed.mip6.packet import build_packet, internet_checksum, mh_checksum

@@ -23,7 +23,7 @@ from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha
 from testbed.mip6.options import ReplayProtection
 from testbed.mip6.packet import build_packet, parse_packet
 from testbed.mip6.sealing import mn_ha_valid, seal_mn_ha
-from testbed.mip6.secretfile import write_secret_text
+from testbed.storage.secretfiles import write_secret_text
 
 pytestmark = pytest.mark.lab
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.agent.events import MovementEvent, ProbeReceived
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import KeyRing, verify_frames
 from testbed.lab.agents import LabAgents
@@ -21,7 +22,19 @@ from testbed.lab.handover_check import bu_turnaround_ns, bu_turnarounds, run_mec
 from testbed.lab.lab import Lab
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, MHType
 from testbed.mip6.errors import CodecError
-from testbed.mip6.keys import write_new
+from testbed.mip6.events import (
+    BaReceived,
+    BaSent,
+    BindingCreated,
+    BindingDeleted,
+    BindingUpdated,
+    BuReceived,
+    BuRejected,
+    BuSent,
+    Drop,
+    HotiForwarded,
+)
+from testbed.storage.keyfiles import write_new
 from testbed.mip6.messages import BindingUpdate, decode
 from testbed.mip6.options import NonceIndices
 from testbed.mip6.packet import parse_packet
@@ -72,7 +85,7 @@ def test_return_routability_hoti_through_the_ha_coti_direct_then_route_optimised
     coti = [x for x in records if x.mh_type == "CoTI"]
     assert hoti and all(x.tunnelled and x.tunnel_dst == "2001:db8:1::1" for x in hoti)
     assert coti and not any(x.tunnelled for x in coti)
-    assert any(e["event"] == "hoti_forwarded" for e in r.events["ha"])
+    assert any(isinstance(e, HotiForwarded) for e in r.events["ha"])
     # Probes with a type 2 routing header (route-optimised) on the MN's link.
     ro = [p for _, p in _packets(r.pcaps["mn"]) if p.next_header == IPPROTO_UDP and p.rh2_address is not None]
     assert ro, "no route-optimised probe captured"
@@ -119,22 +132,22 @@ def test_home_registrations_carry_valid_mn_ha_authentication(runs):
 
 def test_probes_follow_each_move_and_never_reach_an_old_coa_after_a_newer_bu(runs):
     for mechanism, r in runs.items():
-        probes = [e for e in r.events["mn"] if e["event"] == "probe_received"]
+        probes = [e for e in r.events["mn"] if isinstance(e, ProbeReceived)]
         assert probes, mechanism
         bindings = sorted(
-            (e["t_ns"], e["careof"]) for e in r.events["cn"] if e["event"] in ("binding_created", "binding_updated")
+            (e.t_ns, e.careof) for e in r.events["cn"] if isinstance(e, (BindingCreated, BindingUpdated))
         )
         # Every route-optimised probe went to the CoA of the newest binding the CN had accepted.
         for p in probes:
-            if p["path"] != "direct":
+            if p.path != "direct":
                 continue
-            current = [coa for t, coa in bindings if t <= p["sent_t_ns"]]
-            assert current and current[-1] == p["to"], (mechanism, p)
+            current = [coa for t, coa in bindings if t <= p.sent_t_ns]
+            assert current and current[-1] == p.to, (mechanism, p)
         # After each move, probes arrive directly at the new CoA.
-        moves = [e for e in r.events["mn"] if e["event"] == "movement"][1:]
+        moves = [e for e in r.events["mn"] if isinstance(e, MovementEvent)][1:]
         assert len(moves) == MOVES
         for m in moves:
-            assert any(p["path"] == "direct" and p["to"] == m["careof"] and p["t_ns"] > m["t_ns"] for p in probes), m
+            assert any(p.path == "direct" and p.to == m.careof and p.t_ns > m.t_ns for p in probes), m
 
 
 def test_tshark_dissects_every_mh_packet_and_agrees_with_the_event_log(runs):
@@ -154,11 +167,11 @@ def test_tshark_dissects_every_mh_packet_and_agrees_with_the_event_log(runs):
         assert rows and not any(row[6] for row in rows), f"{mechanism}: tshark found malformed packets"
         # BU sequence numbers on the wire = the MN's bu_sent events; BA statuses = ba_received.
         wire_bu = sorted(int(row[3]) for row in rows if row[2] == "5")
-        log_bu = sorted(e["seq"] for e in r.events["mn"] if e["event"] == "bu_sent")
-        assert wire_bu == log_bu, _mismatch(mechanism, r, wire_bu, log_bu, rows, "bu_sent")
+        log_bu = sorted(e.seq for e in r.events["mn"] if isinstance(e, BuSent))
+        assert wire_bu == log_bu, _mismatch(mechanism, r, wire_bu, log_bu, rows, BuSent)
         wire_ba = sorted((int(row[5]), int(row[4])) for row in rows if row[2] == "6")
-        log_ba = sorted((e["seq"], e["status"]) for e in r.events["mn"] if e["event"] == "ba_received")
-        assert wire_ba == log_ba, _mismatch(mechanism, r, wire_ba, log_ba, rows, "ba_received")
+        log_ba = sorted((e.seq, e.status) for e in r.events["mn"] if isinstance(e, BaReceived))
+        assert wire_ba == log_ba, _mismatch(mechanism, r, wire_ba, log_ba, rows, BaReceived)
 
 
 def _first_int(field: str) -> int | None:
@@ -172,7 +185,7 @@ def _mismatch(mechanism, r, wire, log, rows, event) -> str:
     """What differs between the capture and the event log, with the events and packets involved."""
     only_wire, only_log = Counter(wire) - Counter(log), Counter(log) - Counter(wire)
     keys = {k if isinstance(k, int) else k[0] for k in (only_wire + only_log)}
-    events = [e for e in r.events["mn"] if e["event"] == event and e.get("seq") in keys]
+    events = [e for e in r.events["mn"] if isinstance(e, event) and e.seq in keys]
     packets = [row for row in rows if _first_int(row[3] or row[5]) in keys]
     return (f"{mechanism}: only on the wire {dict(only_wire)}, only in the log {dict(only_log)}; "
             f"events {events}; packets {packets}; capture drops {r.capture_drops}")
@@ -188,45 +201,97 @@ def test_event_log_gives_receive_to_send_times_for_bus(runs):
             assert all(arrived <= woke <= sent for arrived, woke, sent in stages), (mechanism, node)
 
 
-def test_cn_killed_restarted_then_replayed_bu_is_refused(tmp_path):
+RESERVE = 8
+PERSISTENCE = {"strict": "strict", "reserve": {"reserve": RESERVE}}
+
+
+def _first_bu_to(frames: list, dst: str) -> bytes:
+    """The octets of the first BU the MN sent to ``dst`` in a capture."""
+    for frame in frames:
+        packet = _ipv6(frame)
+        if (packet is not None and packet.home_address is not None and packet.next_header == IPPROTO_MH
+                and str(ipaddress.IPv6Address(packet.dst)) == dst and packet.payload[2:3] == bytes([MHType.BU])):
+            return frame.ipv6
+    raise AssertionError(f"no BU to {dst} captured")
+
+
+def _since(handle, t_ns: int) -> list:
+    return [e for e in handle.events() if e.t_ns > t_ns]
+
+
+def _replay_verdict(lab, agents, node: str, raw: bytes, t_restart: int) -> list:
+    """Inject ``raw`` from the attacker; the restarted ``node``'s events once it has judged it."""
+    done = lab.run("att", [sys.executable, "-m", "testbed.lab.inject", raw.hex()], tag="replay")
+    assert done.returncode == 0, done.stderr
+
+    def verdict():
+        events = _since(agents[node], t_restart)
+        if any(isinstance(e, BuReceived) for e in events) and any(isinstance(e, (BuRejected, Drop)) for e in events):
+            return events
+        return None
+
+    return agents.wait(verdict, 5, f"the restarted {node}'s verdict on the replayed BU")
+
+
+@pytest.mark.parametrize("mode", PERSISTENCE)
+def test_kill_9_then_replay_is_refused_by_cn_and_ha_and_the_mn_never_reuses_a_number(tmp_path, mode):
+    """Each agent killed with SIGKILL and started again on its state directory, in ``strict``
+    and ``reserve: 8`` modes: the CN and the HA refuse a captured BU (BA 135 carrying their
+    last number, under a reserve the mark), the MN is bound again after at most one extra
+    round trip (a BA 135 first under a reserve), and a restarted MN goes on after every
+    number it sent before."""
     with Lab("handover", run_dir=tmp_path / "run") as lab:
-        mn_intf = lab.addresses.mobile("mn").intf
-        cap = lab.capture("mn", mn_intf)
-        with LabAgents(lab, "precomputed") as agents:
+        plan = lab.addresses
+        cn, ha = plan.correspondents["cn"], plan.home_agent
+        cap = lab.capture("mn", plan.mobile("mn").intf)
+        with LabAgents(lab, "precomputed", persistence=PERSISTENCE[mode]) as agents:
             first = agents.wait(lambda: agents.mn_bound("mn"), 15, "the first binding")
             lab.move("mn", "ar2")
             second = agents.wait(lambda: (c := agents.mn_bound("mn")) and c != first and c, 10, "the second binding")
             cap.stop()
-            cn = lab.addresses.correspondents["cn"]
-            replay = None  # the first BU the MN sent the CN, as captured (IPv6 octets)
-            for frame in read_frames(str(cap.path)):
-                packet = _ipv6(frame)
-                if packet is not None and packet.home_address is not None and str(ipaddress.IPv6Address(packet.dst)) == cn:
-                    if type(decode(packet.payload)) is BindingUpdate:
-                        replay = frame
-                        break
-            assert replay is not None, "no BU to the CN captured"
-            raw = replay.ipv6
+            frames = list(read_frames(str(cap.path)))
+            replay_cn, replay_ha = _first_bu_to(frames, cn), _first_bu_to(frames, ha)
+            marks = {"strict": 2, "reserve": 1 + RESERVE}[mode]  # 2 BUs each so far; a reserve: the first + 8
+
+            # the CN: kill -9, the replay refused, the MN bound again within one extra round trip
             t_restart = time.monotonic_ns()
-            handle = agents.restart("cn", kill=True)
-            done = lab.run("att", [sys.executable, "-m", "testbed.lab.inject", raw.hex()], tag="replay")
-            assert done.returncode == 0, done.stderr
+            agents.restart("cn", kill=True)
+            events = _replay_verdict(lab, agents, "cn", replay_cn, t_restart)
+            assert [(e.seq, e.last_seq) for e in events if isinstance(e, BuRejected)] == [(1, marks)]
+            assert [(e.status, e.seq) for e in events if isinstance(e, BaSent)] in ([(135, marks)], [])
+            assert not [e for e in events if isinstance(e, (BindingCreated, BindingUpdated))]
+            assert agents.cn_binding("cn") is None
+            t_move = lab.move("mn", "ar1")
+            agents.wait(lambda: agents.mn_bound("mn") == first and (agents.cn_binding("cn") or {}).get("careof") == first,
+                        10, "the binding after the CN's restart")
+            from_cn = [e.status for e in _since(agents["mn"], t_move) if isinstance(e, BaReceived) and e.peer == cn]
+            assert from_cn[:2] == ([0] if mode == "strict" else [135, 0]), from_cn
 
-            def verdict():
-                events = [e for e in handle.events() if e["t_ns"] > t_restart]
-                if any(e["event"] == "bu_received" for e in events) and any(
-                    e["event"] in ("bu_rejected", "drop") for e in events
-                ):
-                    return events
-                return None
+            # the HA: kill -9, the replay refused, the MN registered again
+            t_restart = time.monotonic_ns()
+            agents.restart("ha", kill=True)
+            assert agents["ha"].ctl("bindings")["bindings"] == []
+            events = _replay_verdict(lab, agents, "ha", replay_ha, t_restart)
+            ha_mark = {"strict": 3, "reserve": 1 + RESERVE}[mode]
+            assert [(e.seq, e.last_seq) for e in events if isinstance(e, BuRejected)] == [(1, ha_mark)]
+            assert agents["ha"].ctl("bindings")["bindings"] == []
+            t_move = lab.move("mn", "ar2")
+            agents.wait(lambda: agents.mn_bound("mn") == second and agents["ha"].ctl("bindings")["bindings"], 10,
+                        "the home registration after the HA's restart")
+            from_ha = [e.status for e in _since(agents["mn"], t_move) if isinstance(e, BaReceived) and e.peer == ha]
+            assert from_ha[:2] == ([0] if mode == "strict" else [135, 0]), from_ha
 
-            events = agents.wait(verdict, 5, "the restarted CN's verdict on the replayed BU")
-            rejected = [e for e in events if e["event"] == "bu_rejected"]
-            assert rejected and rejected[0]["last_seq"] >= 2 and rejected[0]["seq"] == 1
-            assert not [e for e in events if e["event"] in ("binding_created", "binding_updated")]
-            assert [e["status"] for e in events if e["event"] == "ba_sent"] in ([135], [])
-            assert agents.cn_binding("cn") is None  # the restarted CN had no binding, and got none
-            assert second != first
+            # the MN: kill -9; it goes on after every number it sent, and nothing refuses them
+            sent = agents["mn"].events()
+            last = {peer: max(e.seq for e in sent if isinstance(e, BuSent) and e.peer == peer) for peer in (cn, ha)}
+            t_restart = time.monotonic_ns()
+            agents.restart("mn", kill=True)
+            agents.wait(lambda: agents.mn_bound("mn"), 10, "the restarted MN's bindings")
+            after = _since(agents["mn"], t_restart)
+            for peer in (cn, ha):
+                seqs = [e.seq for e in after if isinstance(e, BuSent) and e.peer == peer]
+                assert seqs and min(seqs) > last[peer], (peer, seqs, last[peer])
+            assert {e.status for e in after if isinstance(e, BaReceived)} == {0}
 
 
 def test_mn_starting_at_home_registers_when_it_leaves_and_deregisters_on_return():
@@ -237,13 +302,12 @@ def test_mn_starting_at_home_registers_when_it_leaves_and_deregisters_on_return(
             assert agents.cn_binding("cn") is None and agents["ha"].ctl("bindings")["bindings"] == []
             lab.move("mn", "ar1")
             coa = agents.wait(lambda: (c := agents.mn_bound("mn")) != home and c, 10, "the binding away from home")
-            assert agents.cn_binding("cn")["careof"] == coa
             assert agents["ha"].ctl("bindings")["bindings"][0]["careof"] == coa
             lab.move("mn", "home")
             agents.wait(lambda: agents.mn_bound("mn") == home and agents.cn_binding("cn") is None
                         and agents["ha"].ctl("bindings")["bindings"] == [], 10, "de-registration at home")
-            deleted = [e for e in agents["cn"].events() if e["event"] == "binding_deleted"]
-            assert deleted and deleted[-1]["mechanism"] == "precomputed"
+            deleted = [e for e in agents["cn"].events() if isinstance(e, BindingDeleted)]
+            assert deleted and deleted[-1].mechanism == "precomputed"
 
 
 CRASHING_RUN = """

@@ -16,9 +16,10 @@ from link_peer import LinkPeer, windows_over
 from netns_pair import netns_pair, sh
 
 from testbed.mip6.constants import BAStatus
-from testbed.mip6.keys import generate, write_new
+from testbed.mip6.keys import generate
+from testbed.storage.keyfiles import write_new
 from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha
-from testbed.mip6.secretfile import write_secret_text
+from testbed.storage.secretfiles import write_secret_text
 
 pytestmark = pytest.mark.lab
 

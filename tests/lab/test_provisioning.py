@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from testbed.agent.events import Reloaded
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import VALID, KeyRing, verify_frames
 from testbed.lab.agents import LabAgents
 from testbed.lab.lab import Lab
 from testbed.mip6.constants import IPPROTO_MH
 from testbed.mip6.crypto import binding_management_key, careof_keygen_token, home_keygen_token
+from testbed.mip6.events import BindingDeleted, BindingExpired, Drop
 from testbed.mip6.keys import dump, generate
 from testbed.mip6.messages import BindingUpdate
 from testbed.mip6.packet import build_packet
@@ -336,10 +338,10 @@ def test_rekey_one_pair_while_probes_flow(tmp_path):
             assert result["rekeyed"]["mn1:cn1"] == {"old": old.key_id, "new": new.key_id}
             assert new.key_id != old.key_id and new.kcn != old.kcn and new.home_nonce != old.home_nonce
             assert keyset.preconfigured[("mn2", "cn1")] == keys.keyset.preconfigured[("mn2", "cn1")]
-            reloads = [e for e in agents["cn1"].events() if e["event"] == "reloaded" and e["t_ns"] > t_rekey]
+            reloads = [e for e in agents["cn1"].events() if isinstance(e, Reloaded) and e.t_ns > t_rekey]
             assert reloads, "the CN did not reload"
-            assert [e for e in agents["mn1"].events() if e["event"] == "reloaded" and e["t_ns"] > t_rekey]
-            assert not [e for e in agents["mn2"].events() if e["event"] == "reloaded" and e["t_ns"] > t_rekey]
+            assert [e for e in agents["mn1"].events() if isinstance(e, Reloaded) and e.t_ns > t_rekey]
+            assert not [e for e in agents["mn2"].events() if isinstance(e, Reloaded) and e.t_ns > t_rekey]
             # Other pairs keep their bindings through the rekey.
             assert agents.cn_binding("cn1", "mn2") is not None
             assert agents.cn_binding("cn1", "mn2")["careof"] == before["mn2"]["careof"]
@@ -368,13 +370,13 @@ def test_rekey_one_pair_while_probes_flow(tmp_path):
             assert done.returncode == 0, done.stderr
 
             def refused():
-                return [e for e in agents["cn1"].events() if e["t_ns"] > t_inject and e["event"] == "drop"
-                        and "authenticator mismatch" in e.get("reason", "")]
+                return [e for e in agents["cn1"].events() if e.t_ns > t_inject and isinstance(e, Drop)
+                        and "authenticator mismatch" in e.reason]
 
             agents.wait(refused, 5, "the CN's refusal of the BU under the old Kbm")
             assert agents.cn_binding("cn1", "mn1")["seq"] == seq_now
             assert agents.cn_binding("cn1", "mn2") is not None
-            assert not [e for e in agents["cn1"].events() if e["event"] in ("binding_deleted", "binding_expired")]
+            assert not [e for e in agents["cn1"].events() if isinstance(e, (BindingDeleted, BindingExpired))]
         cap.stop()
         # On the wire: mn1's BUs after the rekey verify with the new data, not with the old.
         new_ring, old_ring = KeyRing([new]), KeyRing([old])

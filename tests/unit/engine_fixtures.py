@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from testbed.mip6.actions import Persist, Send, carry_out
 from testbed.mip6.cn import CorrespondentNode
+from testbed.mip6.events import ENGINE_EVENTS, Event
 from testbed.mip6.ha import HomeAgent
 from testbed.mip6.keys import PreconfiguredData
 from testbed.mip6.mn import MobileNode
 from testbed.mip6.mnha import MnHaSecurityAssociation
-from testbed.mip6.seqstore import MemorySequenceStore
+from testbed.mip6.persistence import STRICT, Persistence
 from testbed.mip6.simnet import SimNetwork
 
 MS = 1_000_000
@@ -61,6 +63,70 @@ def preconfigured(cn: bytes = CN_PC, seed: int = 7) -> PreconfiguredData:
     )
 
 
+class Disk(dict):
+    """A node's durable records, as a dict (key -> SeqRecord), written as an agent writes them."""
+
+    def put(self, key, record) -> None:
+        self[key] = record
+
+
+def durable(engine, actions: list, store, now: int = 0) -> list:
+    """Carry out ``actions`` as an agent does, with ``store`` (a ``Disk``, a FileSequenceStore,
+    anything whose ``put`` raises when it cannot write) as the disk; what was carried out."""
+
+    def write(persist: Persist) -> str | None:
+        try:
+            store.put(persist.store_key, persist.record)
+        except Exception as exc:  # noqa: BLE001 - a failing store, as the agent sees it
+            return str(exc)
+        return None
+
+    return carry_out(actions, write, lambda p, reason: engine.persist_failed(p, reason, now))
+
+
+class WithDisk:
+    """An engine whose actions are carried out against ``disk`` (a ``Disk``) as an agent
+    carries them out: ``receive``, ``handle_timer`` and ``move`` return what was carried out;
+    everything else is the engine's."""
+
+    def __init__(self, engine, disk: Disk | None = None) -> None:
+        self.engine = engine
+        self.disk = disk if disk is not None else Disk()
+
+    def receive(self, data: bytes, now: int) -> list:
+        return durable(self.engine, self.engine.receive(data, now), self.disk, now)
+
+    def handle_timer(self, now: int) -> list:
+        return durable(self.engine, self.engine.handle_timer(now), self.disk, now)
+
+    def move(self, careof: bytes, now: int) -> list:
+        return durable(self.engine, self.engine.move(careof, now), self.disk, now)
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+
+def events(actions: list, name: str | None = None) -> list[dict]:
+    """The events among ``actions`` as their log lines' objects (``name``'s only, when given:
+    a name no event class has is an error, so a misspelt name cannot pass unnoticed)."""
+    kind = Event if name is None else ENGINE_EVENTS[name]
+    return [a.as_dict() for a in actions if isinstance(a, kind)]
+
+
+def fields(actions: list, name: str) -> list[dict]:
+    """The fields of the ``name`` events among ``actions`` (their objects without t_ns, node, event)."""
+    return [{k: v for k, v in e.items() if k not in ("t_ns", "node", "event")} for e in events(actions, name)]
+
+
+def of(actions: list, kind: type[Event]) -> list:
+    """The events of class ``kind`` among ``actions``."""
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def sends(actions: list) -> list:
+    return [a for a in actions if type(a) is Send]
+
+
 @dataclass
 class World:
     net: SimNetwork
@@ -68,8 +134,36 @@ class World:
     ha: HomeAgent
     cn_rr: CorrespondentNode
     cn_pc: CorrespondentNode
-    mn_store: MemorySequenceStore
-    cn_pc_store: MemorySequenceStore
+    builders: dict = field(default_factory=dict, repr=False)  # node -> records -> a new engine
+
+    def restart(self, name: str, records: dict | None = None):
+        """Node ``name`` restarted (its bindings and timers gone): a new engine built from its
+        disk, or from ``records`` (which then are its disk)."""
+        if records is not None:
+            self.net.durable[name] = dict(records)
+        engine = self.builders[name](dict(self.net.durable.get(name, {})))
+        self.net.nodes[name].engine = engine
+        self.net.nodes[name].timer_at = None
+        setattr(self, name, engine)
+        return engine
+
+    @property
+    def mn_store(self) -> dict:
+        """The MN's records on its (simulated) disk."""
+        return self.net.durable.setdefault("mn", {})
+
+    @property
+    def cn_pc_store(self) -> dict:
+        return self.net.durable.setdefault("cn_pc", {})
+
+    def events_named(self, name: str, node: str | None = None) -> list[dict]:
+        """The ``name`` events of the run (of ``node`` only, when given), as log objects; an
+        unknown name is an error."""
+        return [e.as_dict() for e in self.net.events_of(ENGINE_EVENTS[name], node)]
+
+    def disks(self) -> dict[str, dict]:
+        """Every node's records, as a restarted world would read them."""
+        return {name: dict(records) for name, records in self.net.durable.items()}
 
     def move(self, coa: bytes) -> None:
         self.net.set_addresses("mn", coa, HOME) if coa == HOME else self.net.set_addresses("mn", coa)
@@ -99,21 +193,31 @@ class World:
         return out
 
 
-def make_world(*, mn_store=None, cn_pc_store=None, data: PreconfiguredData | None = None, seed: int = 1) -> World:
+def make_world(*, disks: dict[str, dict] | None = None, data: PreconfiguredData | None = None, seed: int = 1,
+               persistence: dict[str, Persistence] | None = None) -> World:
+    """MN, HA and two CNs (one RR, one precomputed) on a simulated network. ``disks``: each
+    node's records to start from (a restart: ``World.disks()`` of an earlier world);
+    ``persistence``: per node name, strict by default."""
     data = data or preconfigured()
-    mn_store = mn_store if mn_store is not None else MemorySequenceStore()
-    cn_pc_store = cn_pc_store if cn_pc_store is not None else MemorySequenceStore()
+    disks = {name: dict(records) for name, records in (disks or {}).items()}
+    policy = (persistence or {}).get
     net = SimNetwork(delay)
-    mn = MobileNode(
-        HOME, HA, mn_ha=MN_HA_SA, store=mn_store, correspondents=[CN_RR, CN_PC],
-        peers=[data], rng=SeededRng(seed),
-    )
-    ha = HomeAgent(HA, HOME_PREFIX, keys={HOME: MN_HA_SA}, store=MemorySequenceStore())
-    cn_rr = CorrespondentNode(CN_RR, store=MemorySequenceStore(), node="cn_rr", rng=SeededRng(seed + 1))
-    cn_pc = CorrespondentNode(CN_PC, store=cn_pc_store, peers=[data], node="cn_pc", rng=SeededRng(seed + 2))
+    net.durable.update(disks)
+    builders = {
+        "mn": lambda records: MobileNode(
+            HOME, HA, mn_ha=MN_HA_SA, records=records, persistence=policy("mn", STRICT),
+            correspondents=[CN_RR, CN_PC], peers=[data], rng=SeededRng(seed)),
+        "ha": lambda records: HomeAgent(HA, HOME_PREFIX, keys={HOME: MN_HA_SA}, records=records,
+                                        persistence=policy("ha", STRICT)),
+        "cn_rr": lambda records: CorrespondentNode(CN_RR, records=records, node="cn_rr", rng=SeededRng(seed + 1)),
+        "cn_pc": lambda records: CorrespondentNode(CN_PC, peers=[data], records=records,
+                                                   persistence=policy("cn_pc", STRICT), node="cn_pc",
+                                                   rng=SeededRng(seed + 2)),
+    }
+    mn, ha, cn_rr, cn_pc = (builders[name](disks.get(name)) for name in ("mn", "ha", "cn_rr", "cn_pc"))
     net.add("mn", mn)
     net.add("ha", ha, HA)
     net.add("cn_rr", cn_rr, CN_RR)
     net.add("cn_pc", cn_pc, CN_PC)
     net.home_agent_of[HOME] = "ha"
-    return World(net, mn, ha, cn_rr, cn_pc, mn_store, cn_pc_store)
+    return World(net, mn, ha, cn_rr, cn_pc, builders)

@@ -29,6 +29,15 @@ def test_valid_configurations_of_each_role(tmp_path):
     assert ha.node == "home-agent" and ha.interfaces == ()
 
 
+def test_persistence_is_strict_by_default_or_a_reserve_per_agent(tmp_path):
+    source = str(tmp_path / "agent.yaml")
+    for doc in (CN, MN, HA):
+        assert parse_agent_config(doc, source).persistence.describe() == "strict"
+        assert parse_agent_config({**doc, "persistence": "strict"}, source).persistence.strict
+        reserve = parse_agent_config({**doc, "persistence": {"reserve": 64}}, source).persistence
+        assert reserve.reserve == 64 and not reserve.strict and reserve.describe() == "reserve: 64"
+
+
 @pytest.mark.parametrize(
     "doc, words",
     [
@@ -45,6 +54,11 @@ def test_valid_configurations_of_each_role(tmp_path):
         ({**CN, "interfaces": ["a-name-longer-than-15"]}, "interfaces"),
         ({**MN, "home_token_reuse": "no"}, "home_token_reuse: 'no' is not true or false"),
         ({**CN, "home_token_reuse": False}, "unknown key 'home_token_reuse'"),
+        ({**CN, "persistence": "lazy"}, "persistence: 'lazy' is neither 'strict' nor a mapping {reserve: N}"),
+        ({**CN, "persistence": {"reserve": 0}}, "persistence: reserve 0 is not a whole number in 1..4096"),
+        ({**HA, "persistence": {"reserve": 4097}}, "persistence: reserve 4097"),
+        ({**MN, "persistence": {"reserve": "64"}}, "persistence: reserve '64'"),
+        ({**CN, "persistence": {"reserve": 64, "sync": True}}, "persistence:"),
     ],
 )
 def test_bad_configurations_are_refused_in_one_line(doc, words):
@@ -99,3 +113,14 @@ def test_configuration_nested_too_deeply_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="nest") as err:  # libyaml says it, or our RecursionError guard
         load_agent_config(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value, words", [("reserve:0", "reserve 0 is not a whole number in 1..4096"),
+                                          ("lazy", "expected strict or reserve:N"), ("reserve:", "expected strict")])
+def test_the_experiments_persistence_option_is_checked_before_anything_runs(value, words):
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", "experiment", "handover", "--persistence", value],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and words in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    from testbed.commands.experiment import parse_persistence_option
+
+    assert parse_persistence_option("strict") == "strict" and parse_persistence_option("reserve:64") == {"reserve": 64}

@@ -15,6 +15,7 @@ import pytest
 
 from testbed.cli import main
 from testbed.mip6 import keys
+from testbed.storage import keyfiles
 
 HOME = "2001:db8:0:1::1234"
 CN = "2001:db8:0:3::1"
@@ -23,7 +24,7 @@ COA = "2001:db8:0:2::1234"
 
 @pytest.fixture
 def keyfile(tmp_path):
-    data = keys.write_new(tmp_path / "pair.yaml", keys.generate(HOME, CN))
+    data = keyfiles.write_new(tmp_path / "pair.yaml", keys.generate(HOME, CN))
     assert os.stat(data.source).st_mode & 0o777 == 0o600
     return data
 

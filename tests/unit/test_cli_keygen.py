@@ -12,6 +12,7 @@ import yaml
 
 from testbed.cli import main
 from testbed.mip6 import keys
+from testbed.storage import keyfiles
 
 HOME = "2001:db8:0:1::1234"
 CN = "2001:db8:0:3::1"
@@ -61,7 +62,7 @@ def test_r1_r3_keygen_out_writes_a_0600_file_that_passes_check(capsys, tmp_path)
     rc, out, err = run_cli(capsys, "--home-address", HOME, "--correspondent", CN, "--out", str(path), "--kcn-octets", "32")
     assert rc == 0 and err == ""
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    data = keys.load_preconfigured(path)
+    data = keyfiles.load_preconfigured(path)
     assert len(data.kcn) == 32
     assert out == f"{path}: written (key {data.key_id})\n"
     assert data.kcn.hex() not in out
@@ -180,7 +181,7 @@ def test_r1_r3_check_refuses_each_bad_file_class_in_one_line(capsys, tmp_path, c
     path = _make(tmp_path, content, mode)
     before = snapshot(path)
     with pytest.raises(keys.ConfigError) as api_err:
-        keys.load_preconfigured(path)
+        keyfiles.load_preconfigured(path)
     assert str(api_err.value).startswith(f"{path}: ") and reason in str(api_err.value)
     rc, out, err = run_cli(capsys, "--check", str(path))
     assert_one_line_error(rc, out, err, f"testbed: error: {path}: ", reason)

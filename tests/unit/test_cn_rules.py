@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from engine_fixtures import ATTACKER, CN_PC, COA1, COA2, HOME, SeededRng, preconfigured
+from engine_fixtures import ATTACKER, CN_PC, COA1, COA2, HOME, Disk, SeededRng, WithDisk, events, preconfigured
 
-from testbed.mip6.cn import CorrespondentNode
+from testbed.mip6.cn import CorrespondentNode, record_key
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, SECOND_NS, BAStatus, BEStatus
 from testbed.mip6.crypto import (
     binding_management_key,
     careof_keygen_token,
     home_keygen_token,
 )
-from testbed.mip6.events import Event, Send
+from testbed.mip6.actions import Send
+from testbed.mip6.events import Event
 from testbed.mip6.messages import (
     BindingError,
     BindingUpdate,
@@ -29,17 +30,13 @@ from testbed.mip6.messages import (
 from testbed.mip6.options import AlternateCoA, NonceIndices, BindingRefreshAdvice
 from testbed.mip6.packet import build_packet, parse_packet
 from testbed.mip6.sealing import bad_valid, seal_bad
-from testbed.mip6.seqstore import MemorySequenceStore, SeqRecord
+from testbed.mip6.persistence import SeqRecord
 
 CN = CN_PC
 
 
 def sends(actions):
     return [parse_packet(a.packet) for a in actions if type(a) is Send]
-
-
-def events(actions, name=None):
-    return [a.as_dict() for a in actions if type(a) is Event and (name is None or a.event == name)]
 
 
 def bas(actions):
@@ -66,16 +63,21 @@ def data():
 
 @pytest.fixture
 def store():
-    return MemorySequenceStore()
+    return Disk()
+
+
+def make_cn(data, store, **kw):
+    """A CN engine built from ``store``'s records, its actions carried out against it."""
+    return WithDisk(CorrespondentNode(CN, peers=[data], records=dict(store), **kw), store)
 
 
 @pytest.fixture
 def cn(data, store):
-    return CorrespondentNode(CN, store=store, peers=[data], rng=SeededRng(5))
+    return make_cn(data, store, rng=SeededRng(5))
 
 
 def key_of(cn):
-    return cn._peers[HOME].store_key
+    return record_key(cn._peers[HOME].data)
 
 
 # ---------------------------------------------------------------- rule 1: parse
@@ -152,7 +154,7 @@ def test_rule3_authenticator_mismatch_is_a_silent_drop(cn, data):
     out = cn.receive(bu_packet(wrong, 1), 0)
     assert not sends(out)  # no BA and no Binding Error
     assert "mismatch" in events(out, "drop")[0]["reason"]
-    assert cn.store.get(key_of(cn)) is None  # nothing stored for a forged BU
+    assert cn.disk.get(key_of(cn)) is None  # nothing stored for a forged BU
 
 
 def test_rule3_alternate_coa_is_the_address_authenticated_and_bound(cn, data):
@@ -164,7 +166,7 @@ def test_rule3_alternate_coa_is_the_address_authenticated_and_bound(cn, data):
 
 
 def test_rule3_return_routability_peer_needs_nonce_indices():
-    cn = CorrespondentNode(CN, store=MemorySequenceStore(), rng=SeededRng(3))
+    cn = CorrespondentNode(CN, rng=SeededRng(3))
     out = cn.receive(bu_packet(bytes(20), 1), 0)
     assert not sends(out) and "Nonce Indices" in events(out, "drop")[0]["reason"]
 
@@ -177,7 +179,7 @@ def _rr_tokens(cn, now, coa=COA1):
 
 
 def test_rule3_return_routability_binding_and_expired_nonces():
-    cn = CorrespondentNode(CN, store=MemorySequenceStore(), rng=SeededRng(3))
+    cn = CorrespondentNode(CN, rng=SeededRng(3))
     hot, cot = _rr_tokens(cn, 0)
     kbm = binding_management_key(hot.token, cot.token)
     ni = NonceIndices(hot.nonce_index, cot.nonce_index)
@@ -199,7 +201,7 @@ def test_rule3_return_routability_binding_and_expired_nonces():
 
 
 def test_rr_deregistration_uses_the_home_token_only():
-    cn = CorrespondentNode(CN, store=MemorySequenceStore(), rng=SeededRng(3))
+    cn = CorrespondentNode(CN, rng=SeededRng(3))
     hot, cot = _rr_tokens(cn, 0)
     kbm = binding_management_key(hot.token, cot.token)
     cn.receive(bu_packet(kbm, 1, options=(NonceIndices(hot.nonce_index, cot.nonce_index),)), 0)
@@ -217,7 +219,7 @@ def test_hoti_from_a_precomputed_peer_is_refused_R15(cn):
 
 def test_bu_computed_with_rr_tokens_is_not_accepted_from_a_precomputed_peer_R15(cn, data):
     """A peer claiming return routability (Nonce Indices, RR-derived Kbm) is not believed."""
-    rr_cn = CorrespondentNode(CN, store=MemorySequenceStore(), rng=SeededRng(3))
+    rr_cn = CorrespondentNode(CN, rng=SeededRng(3))
     hot, cot = _rr_tokens(rr_cn, 0)
     kbm = binding_management_key(hot.token, cot.token)
     out = cn.receive(bu_packet(kbm, 1, options=(NonceIndices(hot.nonce_index, cot.nonce_index),)), 0)
@@ -233,9 +235,8 @@ def test_bu_computed_with_rr_tokens_is_not_accepted_from_a_precomputed_peer_R15(
      (10000, 42768, False), (10000, 0, False), (42768, 0, True), (42768, 9999, True)],
 )
 def test_rule4_sequence_vectors_against_the_stored_value_R4(data, last, new, accepted):
-    store = MemorySequenceStore()
-    cn = CorrespondentNode(CN, store=store, peers=[data])
-    store.put(key_of(cn), SeqRecord(last, 1))  # one use so far: a step of 32767 stays within R13
+    store = Disk({record_key(data): SeqRecord(last, 1)})  # one use so far: a step of 32767 stays within R13
+    cn = make_cn(data, store)
     (ba,) = bas(cn.receive(bu_packet(pc_kbm(data), new), 0))
     if accepted:
         assert ba.status == BAStatus.ACCEPTED and store.get(key_of(cn)).last == new
@@ -253,7 +254,7 @@ def test_rule4_precomputed_peer_is_checked_even_without_a_binding_R4(cn, data):
 
 
 def test_rule4_rr_peer_is_checked_only_when_a_binding_exists():
-    cn = CorrespondentNode(CN, store=MemorySequenceStore(), rng=SeededRng(3))
+    cn = CorrespondentNode(CN, rng=SeededRng(3))
     hot, cot = _rr_tokens(cn, 0)
     kbm = binding_management_key(hot.token, cot.token)
     ni = (NonceIndices(hot.nonce_index, cot.nonce_index),)
@@ -267,10 +268,10 @@ def test_rule4_rr_peer_is_checked_only_when_a_binding_exists():
 
 
 def test_rule5_precomputed_lifetime_is_policy_not_the_rr_cap_R16(data):
-    cn = CorrespondentNode(CN, store=MemorySequenceStore(), peers=[data])
+    cn = CorrespondentNode(CN, peers=[data])
     (ba,) = bas(cn.receive(bu_packet(pc_kbm(data), 1, lifetime=5000), 0))
     assert ba.lifetime == 5000 and cn.binding_for(HOME).lifetime_units == 5000
-    capped = CorrespondentNode(CN, store=MemorySequenceStore(), peers=[data], precomputed_max_lifetime_units=300)
+    capped = CorrespondentNode(CN, peers=[data], precomputed_max_lifetime_units=300)
     (ba,) = bas(capped.receive(bu_packet(pc_kbm(data), 1, lifetime=5000), 0))
     assert ba.lifetime == 300
 
@@ -303,11 +304,13 @@ def test_precomputed_deregistration(cn, data):
     assert p.dst == HOME and p.rh2_address is None and cn.binding_for(HOME) is None
 
 
-def test_kbm_advance_bound_stops_the_cn_R13(cn, data, store):
-    store.put(key_of(cn), SeqRecord(100, 32768))
+def test_kbm_advance_bound_stops_the_cn_R13(data, store):
+    store.put(record_key(data), SeqRecord(100, 32768))
+    cn = make_cn(data, store)
     out = cn.receive(bu_packet(pc_kbm(data), 101), 0)
     assert not sends(out) and events(out, "rekey_required") and cn.binding_for(HOME) is None
     store.put(key_of(cn), SeqRecord(100, 32767))
+    cn = make_cn(data, store)  # restarted with the record of an advance one short of the bound
     out = cn.receive(bu_packet(pc_kbm(data), 101), 0)
     assert bas(out)[0].status == BAStatus.ACCEPTED  # the last step the key allows
     assert events(out, "rekey_required") and store.get(key_of(cn)) == SeqRecord(101, 32768)
@@ -346,12 +349,12 @@ def test_set_peers_refuses_a_shared_kcn_R10(data):
 
     other = dataclasses.replace(data, home_address=__import__("ipaddress").IPv6Address("2001:db8:1::200"), source="other")
     with pytest.raises(ConfigError):
-        CorrespondentNode(CN, store=MemorySequenceStore(), peers=[data, other])
+        CorrespondentNode(CN, peers=[data, other])
 
 
 def test_events_never_carry_secrets(cn, data):
     out = cn.receive(bu_packet(pc_kbm(data), 1), 0)
-    text = repr([a.as_dict() for a in out if type(a) is Event]) + repr(cn._peers[HOME].data)
+    text = repr([a.as_dict() for a in out if isinstance(a, Event)]) + repr(cn._peers[HOME].data)
     for secret in (data.kcn, data.home_nonce, data.careof_nonce, pc_kbm(data)):
         assert secret.hex() not in text and repr(secret) not in text
 
@@ -383,7 +386,7 @@ def test_unrecognised_destination_option_discards_an_authentic_bu(cn, data, opti
     if option_type >> 6 == 0:
         assert [b.status for b in bas(out)] == [BAStatus.ACCEPTED]
         return
-    assert not bas(out) and cn.binding_for(HOME) is None and cn.store.get(key_of(cn)) is None
+    assert not bas(out) and cn.binding_for(HOME) is None and cn.disk.get(key_of(cn)) is None
     assert "unrecognised option" in events(out, "drop")[0]["reason"]
     icmp = [p for p in sends(out) if p.next_header == 58]
     if not pp:
@@ -472,4 +475,4 @@ def test_rule3_an_authenticator_wrong_only_in_its_last_octet_is_a_silent_drop(cn
     mh[-1] ^= 0x01
     out = cn.receive(build_packet(COA1, CN, IPPROTO_MH, bytes(mh), home_address=HOME), 0)
     assert not sends(out) and "mismatch" in events(out, "drop")[0]["reason"]
-    assert cn.store.get(key_of(cn)) is None and cn.binding_for(HOME) is None
+    assert cn.disk.get(key_of(cn)) is None and cn.binding_for(HOME) is None

@@ -676,3 +676,61 @@ def test_unrecognised_extension_header_options_are_recorded_with_their_action(nh
     header = bytes((59, (2 + len(options)) // 8 - 1)) + options
     p = packet.parse_packet(_ipv6(nh, header))
     assert p.unknown_option == unknown
+
+
+# ------------------------------------------------------------------ the per-packet fast paths
+
+
+@given(src=st.binary(min_size=16, max_size=16), dst=st.binary(min_size=16, max_size=16),
+       home=st.binary(min_size=16, max_size=16), status=st.integers(0, 255), seq=st.integers(0, 0xFFFF),
+       lifetime=st.integers(0, 0xFFFF), kbm=st.binary(min_size=20, max_size=20),
+       next_header=st.sampled_from([135, 41, 58, 17, 0, 43, 44, 60, 59]), tail=st.binary(max_size=40))
+def test_fast_paths_give_what_the_general_code_gives(src, dst, home, status, seq, lifetime, kbm, next_header, tail):
+    """seal_ba = seal_bad(BindingAck), mh_packet = build_packet for a Mobility Header, and
+    parse_packet's short cut for a Home Address option = the walk over the headers."""
+    from testbed.mip6.packet import _walk, build_packet, mh_packet, parse_packet
+    from testbed.mip6.sealing import seal_ba, seal_bad
+
+    mh = seal_ba(status, seq, lifetime, kbm, src, dst)
+    assert mh == seal_bad(m.BindingAck(status, seq, lifetime), kbm, src, dst)
+    assert mh_packet(src, dst, mh) == build_packet(src, dst, IPPROTO_MH, mh)
+    assert mh_packet(src, dst, mh, home) == build_packet(src, dst, IPPROTO_MH, mh, rh2_address=home)
+    packet = build_packet(src, dst, IPPROTO_MH, mh, home_address=home)
+    packet = packet[:40] + bytes((next_header,)) + packet[41:] + tail  # any next header, octets past the length
+    walked = None
+    try:
+        walked = _walk(packet, packet[6], packet[7], packet[8:24], packet[24:40], 40 + struct.unpack("!H", packet[4:6])[0])
+    except CodecError:
+        pass
+    if walked is None:
+        with pytest.raises(CodecError):
+            parse_packet(packet)
+    else:
+        assert parse_packet(packet) == walked
+
+
+@given(seq=st.integers(0, 0xFFFF), lifetime=st.integers(0, 0xFFFF), flags=st.integers(0, 0xFFFF),
+       options=st.sampled_from([(), (BindingAuthData(AUTH),), (NonceIndices(1, 2), BindingAuthData(AUTH))]))
+def test_decoded_bu_equals_the_one_built_by_its_constructor(seq, lifetime, flags, options):
+    from testbed.mip6.constants import BU_FLAG_A, BU_FLAG_H, BU_FLAG_K, BU_FLAG_L
+
+    wire = m.encode(m.BindingUpdate(seq, lifetime, bool(flags & BU_FLAG_A), bool(flags & BU_FLAG_H),
+                                    bool(flags & BU_FLAG_L), bool(flags & BU_FLAG_K), options))
+    decoded = m.decode(wire)
+    built = m.BindingUpdate(decoded.seq, decoded.lifetime, decoded.ack, decoded.home, decoded.link_local,
+                            decoded.key_mgmt, decoded.options, decoded.raw, decoded.trailing_pad)
+    assert type(decoded) is m.BindingUpdate and decoded == built and decoded.raw == built.raw == wire
+    assert (decoded.seq, decoded.lifetime, decoded.options) == (seq, lifetime, options)
+    with pytest.raises(AttributeError):  # still frozen
+        decoded.seq = 1
+
+
+@given(start=st.sampled_from([0, 12]), bad=st.binary(min_size=12, max_size=12),
+       padn=st.sampled_from([bytes((1, 4, 0, 0, 0, 0)), bytes(6), bytes((0, 1, 3, 0, 0, 0))]))
+def test_decode_options_short_cut_agrees_with_the_loop(start, bad, padn):
+    """The PadN(6)-then-BAD layout decodes as the general loop decodes the same options with
+    the padding spelt otherwise (Pad1s, Pad1 then PadN)."""
+    from testbed.mip6.options import decode_options
+
+    data = bytes(start) + padn + bytes((5, 12)) + bad
+    assert decode_options(data, start, len(data)) == ((BindingAuthData(bad),), 0)

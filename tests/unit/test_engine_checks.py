@@ -8,28 +8,26 @@ import ipaddress
 
 import pytest
 from engine_fixtures import (
-    ATTACKER, CN_PC, CN_RR, COA1, COA2, HA, HOME, HOME_PREFIX, MN_HA, MN_HA_SA, MS, SeededRng, make_world, preconfigured,
+    ATTACKER, CN_PC, CN_RR, COA1, COA2, HA, HOME, HOME_PREFIX, MN_HA, MN_HA_SA, MS, Disk, SeededRng, durable, make_world,
+    preconfigured,
 )
+from engine_fixtures import fields as events
 
 from testbed.mip6.cn import CorrespondentNode
 from testbed.mip6.constants import IPPROTO_MH, IPPROTO_UDP, MN_AAA_AUTH_SUBTYPE, SECOND_NS, BAStatus
 from testbed.mip6.crypto import binding_management_key, careof_keygen_token, home_keygen_token
-from testbed.mip6.events import Event, Send
+from testbed.mip6.actions import Send
 from testbed.mip6.ha import HomeAgent
 from testbed.mip6.messages import BindingAck, BindingRefreshRequest, BindingUpdate, decode, encode
 from testbed.mip6.options import AlternateCoA, MobilityMessageAuth, NonceIndices, ReplayProtection
 from testbed.mip6.packet import build_packet, parse_packet
 from testbed.mip6.sealing import bad_valid, mn_ha_valid, seal_bad, seal_mn_ha
 from testbed.mip6.seqno import KBM_MAX_ADVANCE, seq_distance
-from testbed.mip6.seqstore import MemorySequenceStore, SeqRecord, SequenceStoreError
+from testbed.mip6.persistence import SeqRecord
 
 
 def sends(actions):
     return [parse_packet(a.packet) for a in actions if type(a) is Send]
-
-
-def events(actions, name):
-    return [a.fields for a in actions if type(a) is Event and a.event == name]
 
 
 def one_ba(actions):
@@ -56,13 +54,13 @@ def test_seq_distance_half_way_is_behind():
 
 
 def test_cn_sends_no_binding_error_for_an_ordinary_packet():
-    cn = CorrespondentNode(CN_PC, store=MemorySequenceStore())
+    cn = CorrespondentNode(CN_PC)
     assert cn.receive(build_packet(ATTACKER, CN_PC, IPPROTO_UDP, bytes(16)), 0) == []
 
 
 def test_cn_home_registration_refusals_are_authenticated_and_addressed_like_every_ba():
     data = preconfigured()
-    cn = CorrespondentNode(CN_PC, store=MemorySequenceStore(), peers=[data])
+    cn = CorrespondentNode(CN_PC, peers=[data])
     out = cn.receive(cn_bu(pc_kbm(data), 1, home=True), 0)
     p, ba = one_ba(out)
     assert ba.status == BAStatus.HOME_REGISTRATION_NOT_SUPPORTED and ba.lifetime == 0
@@ -70,34 +68,33 @@ def test_cn_home_registration_refusals_are_authenticated_and_addressed_like_ever
     assert events(out, "bu_received")
     p, ba = one_ba(cn.receive(cn_bu(pc_kbm(data, dereg=True), 2, home=True, lifetime=0), 0))
     assert ba.status == BAStatus.HOME_REGISTRATION_NOT_SUPPORTED and bad_valid(ba, pc_kbm(data, dereg=True), COA1, CN_PC)
-    rr = CorrespondentNode(CN_PC, store=MemorySequenceStore())  # no preconfigured data: an unauthenticated 131
+    rr = CorrespondentNode(CN_PC)  # no preconfigured data: an unauthenticated 131
     p, ba = one_ba(rr.receive(cn_bu(bytes(20), 1, home=True), 0))
     assert ba.status == BAStatus.HOME_REGISTRATION_NOT_SUPPORTED and not ba.options
 
 
 def test_cn_rr_bu_without_bad_is_dropped_for_that_reason():
-    cn = CorrespondentNode(CN_PC, store=MemorySequenceStore(), rng=SeededRng(1))
+    cn = CorrespondentNode(CN_PC, rng=SeededRng(1))
     out = cn.receive(cn_bu(None, 1, options=(NonceIndices(1, 2),), seal=False), 0)
     assert not sends(out) and events(out, "drop")[0]["reason"] == "BU without Binding Authorization Data"
 
 
 def test_cn_refusals_carry_lifetime_0_and_go_to_the_careof_address_with_the_home_address():
     data = preconfigured()
-    store = MemorySequenceStore()
-    cn = CorrespondentNode(CN_PC, store=store, peers=[data])
+    cn = CorrespondentNode(CN_PC, peers=[data])
     one_ba(cn.receive(cn_bu(pc_kbm(data), 5), 0))
     assert cn.binding_for(HOME).home == HOME
     out = cn.receive(cn_bu(pc_kbm(data), 4), 0)
     p, ba = one_ba(out)
     assert (ba.status, ba.seq, ba.lifetime, p.rh2_address) == (BAStatus.SEQUENCE_OUT_OF_WINDOW, 5, 0, HOME)
-    rr = CorrespondentNode(CN_PC, store=MemorySequenceStore(), rng=SeededRng(1))
+    rr = CorrespondentNode(CN_PC, rng=SeededRng(1))
     out = rr.receive(cn_bu(bytes(20), 1, options=(NonceIndices(7, 8),)), 0)
     p, ba = one_ba(out)
     assert (ba.status, ba.lifetime, p.rh2_address) == (BAStatus.EXPIRED_NONCES, 0, HOME) and events(out, "bu_received")
 
 
 def test_cn_binding_error_1_bucket_refills():
-    cn = CorrespondentNode(CN_PC, store=MemorySequenceStore())
+    cn = CorrespondentNode(CN_PC)
     pkt = build_packet(COA1, CN_PC, IPPROTO_UDP, bytes(16), home_address=HOME)
     assert sum(len(sends(cn.receive(pkt, 0))) for _ in range(15)) == 10
     assert sum(len(sends(cn.receive(pkt, SECOND_NS))) for _ in range(15)) == 10
@@ -106,8 +103,8 @@ def test_cn_binding_error_1_bucket_refills():
 # ---------------------------------------------------------------- home agent
 
 
-def _ha(store=None):
-    return HomeAgent(HA, HOME_PREFIX, keys={HOME: MN_HA_SA}, store=store or MemorySequenceStore())
+def _ha():
+    return HomeAgent(HA, HOME_PREFIX, keys={HOME: MN_HA_SA})
 
 
 def _home_bu(seq, ts, *, coa=COA1, lifetime=100, options=None, key=MN_HA[1], seal=True):
@@ -137,7 +134,7 @@ def test_ha_132_carries_lifetime_0():
 
     outside = ip.IPv6Address("2001:db8:9::100").packed
     sa = MnHaSecurityAssociation(ip.IPv6Address(outside), ip.IPv6Address(HA), *MN_HA)
-    ha = HomeAgent(HA, HOME_PREFIX, keys={outside: sa}, store=MemorySequenceStore())
+    ha = HomeAgent(HA, HOME_PREFIX, keys={outside: sa})
     mh = seal_mn_ha(BindingUpdate(1, 100, ack=True, home=True, options=(ReplayProtection(9),)), MN_HA[0], MN_HA[1], COA1, outside)
     p, ba = one_ba(ha.receive(build_packet(COA1, HA, IPPROTO_MH, mh, home_address=outside), 0))
     assert (ba.status, ba.lifetime) == (132, 0)
@@ -171,15 +168,16 @@ def test_ha_registers_the_alternate_careof_address():
 
 
 def test_ha_bindings_their_events_and_deregistrations():
-    store = MemorySequenceStore()
-    ha = _ha(store)
-    out = ha.receive(_home_bu(1, 1, lifetime=1), 0)
+    store = Disk()
+    ha = _ha()
+    out = durable(ha, ha.receive(_home_bu(1, 1, lifetime=1), 0), store)
     b = ha.binding_for(HOME)
     assert events(out, "home_binding_created") and (b.home, b.careof, b.lifetime_units) == (HOME, COA1, 1)
-    assert events(ha.receive(_home_bu(2, 2), 0), "home_binding_refreshed")
-    assert events(ha.receive(_home_bu(3, 3, coa=COA2), 0), "home_binding_updated")
+    assert events(durable(ha, ha.receive(_home_bu(2, 2), 0), store), "home_binding_refreshed")
+    assert events(durable(ha, ha.receive(_home_bu(3, 3, coa=COA2), 0), store), "home_binding_updated")
     assert store.get(f"ha/{HOME.hex()}") == SeqRecord(3, 3)
-    assert events(ha.receive(_home_bu(10, 4, coa=COA2, lifetime=0), 0), "home_binding_deleted") and not ha.bindings
+    out = durable(ha, ha.receive(_home_bu(10, 4, coa=COA2, lifetime=0), 0), store)
+    assert events(out, "home_binding_deleted") and not ha.bindings
     assert store.get(f"ha/{HOME.hex()}") == SeqRecord(10, 10)
     p, ba = one_ba(ha.receive(_home_bu(11, 5, coa=COA2, lifetime=0), 0))  # nothing to delete: still accepted
     assert ba.status == 0 and not ha.bindings
@@ -321,31 +319,22 @@ def test_mn_binding_refresh_requests_only_from_a_bound_peer():
 
 
 def test_mn_store_failure_is_an_event_and_retried_a_second_later():
-    class Failing(MemorySequenceStore):
-        broken = True
-
-        def put(self, key, record):
-            if self.broken:
-                raise SequenceStoreError("seq: cannot write: No space left on device")
-            super().put(key, record)
-
-    store = Failing()
-    w = make_world(mn_store=store)
+    broken = [True]
+    w = make_world()
+    w.net.persist_failure = lambda node, p: "seq: cannot write: No space left on device" if node == "mn" and broken[0] else None
     w.move(COA1)
     w.net.run_for(1500 * MS)
-    failed = w.net.events_named("store_failed", "mn")
+    failed = w.events_named("store_failed", "mn")
     assert {e["peer"] for e in failed} >= {"2001:db8:1::1", "2001:db8:4::1"}
     first = [e["t_ns"] for e in failed if e["peer"] == "2001:db8:4::1"]
-    assert first[1] - first[0] == SECOND_NS and not w.net.events_named("bu_sent", "mn")
-    store.broken = False
+    assert first[1] - first[0] == SECOND_NS and not w.events_named("bu_sent", "mn")
+    broken[0] = False
     assert w.net.run_until(lambda: w.bound_everywhere(COA1), 10 * SECOND_NS)
 
 
 def test_mn_rekey_installs_a_fresh_key_and_a_removed_key_falls_back_to_rr():
     data = preconfigured()
-    store = MemorySequenceStore()
-    store.put(f"mn/cn/{CN_PC.hex()}/{data.key_id}", SeqRecord(100, KBM_MAX_ADVANCE))
-    w = make_world(mn_store=store, data=data)
+    w = make_world(disks={"mn": {f"mn/cn/{CN_PC.hex()}/{data.key_id}": SeqRecord(100, KBM_MAX_ADVANCE)}}, data=data)
     w.move(COA1)
     assert w.net.run_until(lambda: w.mn.bul[CN_PC].state == "rekey", 5 * SECOND_NS)
     fresh = preconfigured(seed=11)
@@ -425,7 +414,7 @@ def test_mn_set_peers_adds_a_new_correspondent_and_a_peer_need_not_be_listed_twi
     from testbed.mip6.mn import MobileNode
 
     data = preconfigured()
-    mn = MobileNode(HOME, HA, mn_ha=MN_HA_SA, store=MemorySequenceStore(), correspondents=[], peers=[data])
+    mn = MobileNode(HOME, HA, mn_ha=MN_HA_SA, correspondents=[], peers=[data])
     assert mn.bul[CN_PC].mechanism == "precomputed"  # configured with preconfigured data only
     other = preconfigured(cn=ipaddress.IPv6Address("2001:db8:5::1").packed, seed=12)
     mn.set_peers([data, other])

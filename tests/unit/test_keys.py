@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from testbed.errors import ConfigError
 from testbed.mip6 import keys
+from testbed.storage import keyfiles
 from testbed.mip6.entropy import MAX_PATTERN, kcn_weakness, min_distinct_octets
 from testbed.mip6.keys import PreconfiguredData
 
@@ -92,9 +93,9 @@ def test_key_id_is_a_stable_short_fingerprint_not_the_key():
 
 def test_r1_load_round_trips_what_write_new_wrote(tmp_path):
     data = keys.generate(HOME, CN)
-    written = keys.write_new(tmp_path / "peer.yaml", data)
+    written = keyfiles.write_new(tmp_path / "peer.yaml", data)
     assert written.source == str(tmp_path / "peer.yaml")
-    loaded = keys.load_preconfigured(tmp_path / "peer.yaml")
+    loaded = keyfiles.load_preconfigured(tmp_path / "peer.yaml")
     assert (loaded.home_address, loaded.correspondent, loaded.kcn, loaded.home_nonce, loaded.careof_nonce) == (
         data.home_address,
         data.correspondent,
@@ -110,7 +111,7 @@ def test_unquoted_numeric_looking_values_are_read_as_hex_not_numbers(tmp_path):
     """YAML would read 1111111111111111 as an int and 0123... as octal; we read every value as text."""
     kcn = secrets.token_hex(20)
     path = _write(tmp_path / "p.yaml", _file_text(kcn=kcn, hn="1111111111111111", cn_nonce="0123456701234567"))
-    d = keys.load_preconfigured(path)
+    d = keyfiles.load_preconfigured(path)
     assert d.home_nonce == bytes.fromhex("1111111111111111")
     assert d.careof_nonce == bytes.fromhex("0123456701234567")
     assert d.kcn == bytes.fromhex(kcn)
@@ -118,13 +119,13 @@ def test_unquoted_numeric_looking_values_are_read_as_hex_not_numbers(tmp_path):
 
 def test_uppercase_hex_and_longer_kcn_are_accepted(tmp_path):
     kcn = secrets.token_hex(32).upper()
-    d = keys.load_preconfigured(_write(tmp_path / "p.yaml", _file_text(kcn=kcn)))
+    d = keyfiles.load_preconfigured(_write(tmp_path / "p.yaml", _file_text(kcn=kcn)))
     assert d.kcn == bytes.fromhex(kcn) and len(d.kcn) == 32
 
 
 @pytest.mark.parametrize("mode", [0o400, 0o600])
 def test_r1_modes_0600_or_stricter_are_accepted(tmp_path, mode):
-    assert keys.load_preconfigured(_write(tmp_path / "p.yaml", _file_text(), mode)).source.endswith("p.yaml")
+    assert keyfiles.load_preconfigured(_write(tmp_path / "p.yaml", _file_text(), mode)).source.endswith("p.yaml")
 
 
 def test_refusals_name_the_file_in_one_line_and_never_show_secrets(tmp_path):
@@ -132,7 +133,7 @@ def test_refusals_name_the_file_in_one_line_and_never_show_secrets(tmp_path):
     hn = secrets.token_hex(8)
     path = _write(tmp_path / "p.yaml", _file_text(kcn=kcn, hn=hn))
     with pytest.raises(ConfigError) as err:
-        keys.load_preconfigured(path)
+        keyfiles.load_preconfigured(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}: ") and "\n" not in msg
     assert kcn not in msg and hn not in msg and "repeated" in msg
@@ -142,14 +143,14 @@ def test_unknown_key_that_looks_like_key_material_is_not_echoed(tmp_path):
     secret = secrets.token_hex(20)
     path = _write(tmp_path / "p.yaml", _file_text() + f"{secret}: x\n")
     with pytest.raises(ConfigError, match="unknown key") as err:
-        keys.load_preconfigured(path)
+        keyfiles.load_preconfigured(path)
     assert secret not in str(err.value)
 
 
 def test_bad_address_holding_key_material_is_not_echoed(tmp_path):
     secret = secrets.token_hex(20)
     with pytest.raises(ConfigError, match="not an IPv6 address") as err:
-        keys.load_preconfigured(_write(tmp_path / "p.yaml", _file_text(home=secret)))
+        keyfiles.load_preconfigured(_write(tmp_path / "p.yaml", _file_text(home=secret)))
     assert secret not in str(err.value)
 
 
@@ -260,12 +261,12 @@ def test_r10_load_peer_set_loads_files_and_applies_the_checks(tmp_path):
     text1 = _file_text(cn="2001:db8:0:3::1")
     p1 = _write(tmp_path / "cn1.yaml", text1)
     p2 = _write(tmp_path / "cn2.yaml", _file_text(cn="2001:db8:0:3::2"))
-    peers = keys.load_peer_set([p1, p2], "mn")
+    peers = keyfiles.load_peer_set([p1, p2], "mn")
     assert {str(a) for a in peers} == {"2001:db8:0:3::1", "2001:db8:0:3::2"}
     kcn1 = yaml.safe_load(text1)["kcn"]
     p3 = _write(tmp_path / "cn3.yaml", _file_text(cn="2001:db8:0:3::3", kcn=kcn1))
     with pytest.raises(ConfigError, match="cn1.yaml and .*cn3.yaml hold the same Kcn"):
-        keys.load_peer_set([p1, p2, p3], "mn")
+        keyfiles.load_peer_set([p1, p2, p3], "mn")
 
 
 def test_index_peers_rejects_an_unknown_role():
@@ -318,7 +319,7 @@ def test_dump_is_plain_yaml_of_strings_for_other_readers():
 def test_write_new_creates_0600_even_with_a_permissive_umask(tmp_path):
     old = os.umask(0)
     try:
-        keys.write_new(tmp_path / "p.yaml", keys.generate(HOME, CN))
+        keyfiles.write_new(tmp_path / "p.yaml", keys.generate(HOME, CN))
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "p.yaml").st_mode) == 0o600
@@ -329,7 +330,7 @@ def test_write_new_never_overwrites(tmp_path):
     path.write_text("precious\n")
     before = os.stat(path)
     with pytest.raises(ConfigError, match="already exists") as err:
-        keys.write_new(path, keys.generate(HOME, CN))
+        keyfiles.write_new(path, keys.generate(HOME, CN))
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
     assert path.read_text() == "precious\n" and os.stat(path).st_mtime_ns == before.st_mtime_ns
 
@@ -337,11 +338,11 @@ def test_write_new_never_overwrites(tmp_path):
 def test_write_new_does_not_follow_a_dangling_symlink(tmp_path):
     (tmp_path / "link.yaml").symlink_to(tmp_path / "elsewhere.yaml")
     with pytest.raises(ConfigError, match="already exists"):
-        keys.write_new(tmp_path / "link.yaml", keys.generate(HOME, CN))
+        keyfiles.write_new(tmp_path / "link.yaml", keys.generate(HOME, CN))
     assert not (tmp_path / "elsewhere.yaml").exists()
 
 
 def test_write_new_into_a_missing_directory_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="cannot create") as err:
-        keys.write_new(tmp_path / "nope" / "p.yaml", keys.generate(HOME, CN))
+        keyfiles.write_new(tmp_path / "nope" / "p.yaml", keys.generate(HOME, CN))
     assert "\n" not in str(err.value)

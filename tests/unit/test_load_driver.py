@@ -14,17 +14,17 @@ from testbed.lab.loadcheck import engine_figures, percentile, phase_figures
 from testbed.lab.loaddriver import LoadDriver
 from testbed.mip6.cn import CorrespondentNode
 from testbed.mip6.constants import IPPROTO_MH, BAStatus
-from testbed.mip6.keys import generate, write_new
+from testbed.mip6.keys import generate
+from testbed.storage.keyfiles import write_new
 from testbed.mip6.messages import BindingAck, BindingError, encode
 from testbed.mip6.packet import build_packet
-from testbed.mip6.seqstore import MemorySequenceStore
 
 CN = ipaddress.IPv6Address("2001:db8:e:1::2")
 
 
 def setup(count: int, rr_share: float):
     peers = {i: generate(HOME_BASE + i, CN) for i in range(count) if not is_return_routability(i, rr_share)}
-    engine = CorrespondentNode(CN.packed, store=MemorySequenceStore(), peers=list(peers.values()))
+    engine = CorrespondentNode(CN.packed, peers=list(peers.values()))
     return Fleet.build(CN.packed, count, peers), engine
 
 
@@ -209,7 +209,7 @@ def test_the_engine_replay_goes_as_the_run_did_and_times_every_call():
     by_index = dict(zip([i for i in range(20) if not is_return_routability(i, 0.25)], peers))
 
     def engine():
-        return CorrespondentNode(CN.packed, store=MemorySequenceStore(), peers=peers, rng=random.Random(7).randbytes)
+        return CorrespondentNode(CN.packed, peers=peers, rng=random.Random(7).randbytes)
 
     fleet = Fleet.build(CN.packed, 20, by_index)
     transport = EngineTransport(engine())
@@ -221,5 +221,5 @@ def test_the_engine_replay_goes_as_the_run_did_and_times_every_call():
     assert accepted == 60 == len(times["BU"]) + len(times["BU rr"])
     assert {k: len(v) for k, v in times.items()} == {k: len(v) for k, v in transport.times_ns.items()}
     # an engine with another RR key refuses the replayed return-routability BUs
-    _, other = replay_cost(CorrespondentNode(CN.packed, store=MemorySequenceStore(), peers=peers), transport.sent)
+    _, other = replay_cost(CorrespondentNode(CN.packed, peers=peers), transport.sent)
     assert other == len(times["BU"])

@@ -14,6 +14,7 @@ from engine_fixtures import (
     MN_HA,
     MN_HA_SA,
     MS,
+    fields,
     make_world,
     preconfigured,
 )
@@ -27,7 +28,8 @@ from testbed.mip6.constants import (
     BEStatus,
     MHType,
 )
-from testbed.mip6.events import Event, Send
+from testbed.mip6.actions import Persist, Send
+from testbed.mip6.events import Drop, Event, HotiForwarded
 from testbed.mip6.ha import HomeAgent
 from testbed.mip6.messages import (
     BindingAck,
@@ -41,7 +43,7 @@ from testbed.mip6.messages import (
 from testbed.mip6.options import ReplayProtection
 from testbed.mip6.packet import build_packet, parse_packet
 from testbed.mip6.sealing import mn_ha_valid, seal_mn_ha
-from testbed.mip6.seqstore import MemorySequenceStore, SeqRecord
+from testbed.mip6.persistence import SeqRecord
 
 
 def _cn_pc_bus(w, since=0):
@@ -53,7 +55,7 @@ def test_unacknowledged_bu_is_retransmitted_with_backoff_and_new_sequence_number
     w.net.filters.append(lambda src, dst, pkt: dst != "cn_pc")  # every BU to the CN is lost
     w.move(COA1)
     w.net.run_for(16 * SECOND_NS)
-    sent = [e for e in w.net.events_named("bu_sent", "mn") if e["peer"] == "2001:db8:4::1"]
+    sent = [e for e in w.events_named("bu_sent", "mn") if e["peer"] == "2001:db8:4::1"]
     times = [e["t_ns"] for e in sent]
     assert [round((b - a) / SECOND_NS) for a, b in zip(times, times[1:])] == [1, 2, 4, 8]
     seqs = [e["seq"] for e in sent]
@@ -68,7 +70,7 @@ def test_retransmission_interval_stops_doubling_at_32_s():
     w.net.filters.append(lambda src, dst, pkt: dst != "cn_pc")
     w.move(COA1)
     w.net.run_for(200 * SECOND_NS)
-    times = [e["t_ns"] for e in w.net.events_named("bu_sent", "mn") if e["peer"] == "2001:db8:4::1"]
+    times = [e["t_ns"] for e in w.events_named("bu_sent", "mn") if e["peer"] == "2001:db8:4::1"]
     gaps = [round((b - a) / SECOND_NS) for a, b in zip(times, times[1:])]
     assert gaps[:7] == [1, 2, 4, 8, 16, 32, 32]
 
@@ -84,8 +86,8 @@ def test_precomputed_peer_ignores_binding_errors_and_unauthenticated_bas_R15():
     ba = build_packet(CN_PC, COA1, IPPROTO_MH, encode(BindingAck(BAStatus.EXPIRED_NONCES, 1, 0)), rh2_address=HOME)
     w.net.apply("mn", w.mn.receive(be, w.net.now))
     w.net.apply("mn", w.mn.receive(ba, w.net.now))
-    assert w.net.events_named("be_ignored", "mn")
-    assert any("R15" in e["reason"] for e in w.net.events_named("drop", "mn"))
+    assert w.events_named("be_ignored", "mn")
+    assert any("R15" in e["reason"] for e in w.events_named("drop", "mn"))
     w.net.filters.clear()
     assert w.net.run_until(lambda: w.bound_everywhere(COA1), 10 * SECOND_NS)
     to_pc = [(s, d, t) for (s, d, t) in w.wire_types() if "cn_pc" in (s, d)]
@@ -104,13 +106,11 @@ def test_rr_peer_that_does_not_know_mobility_is_left_alone():
 
 def test_mn_stops_at_the_kbm_use_limit_R13():
     data = preconfigured()
-    store = MemorySequenceStore()
-    store.put(f"mn/cn/{CN_PC.hex()}/{data.key_id}", SeqRecord(40, 65536))
-    w = make_world(mn_store=store, data=data)
+    w = make_world(disks={"mn": {f"mn/cn/{CN_PC.hex()}/{data.key_id}": SeqRecord(40, 65536)}}, data=data)
     w.move(COA1)
     w.net.run_for(3 * SECOND_NS)
-    assert w.net.events_named("rekey_required", "mn")
-    assert not [e for e in w.net.events_named("bu_sent", "mn") if e["peer"] == "2001:db8:4::1"]
+    assert w.events_named("rekey_required", "mn")
+    assert not [e for e in w.events_named("bu_sent", "mn") if e["peer"] == "2001:db8:4::1"]
     assert w.mn.bul[CN_PC].state == "rekey"
     assert w.cn_rr.binding_for(HOME) is not None  # the other peers go on
 
@@ -131,7 +131,7 @@ def test_lost_hot_makes_the_mn_retransmit_hoti():
     w.move(COA1)
     assert w.net.run_until(lambda: w.bound_everywhere(COA1), 10 * SECOND_NS)
     assert dropped
-    assert [e for e in w.net.events_named("retransmit", "mn") if e["what"] == "HoTI"]
+    assert [e for e in w.events_named("retransmit", "mn") if e["what"] == "HoTI"]
 
 
 def test_binding_refresh_request_triggers_a_new_bu():
@@ -160,14 +160,14 @@ def test_malformed_input_never_raises_in_any_engine():
             if r.random() < 0.3:
                 pkt = pkt[: r.randrange(len(pkt))]
             for a in engine.receive(bytes(pkt), w.net.now):
-                assert type(a) in (Send, Event)
+                assert type(a) in (Send, Persist) or isinstance(a, Event)
 
 
 # ---------------------------------------------------------------- home agent
 
 
 def _ha():
-    return HomeAgent(HA, HOME_PREFIX, keys={HOME: MN_HA_SA}, store=MemorySequenceStore())
+    return HomeAgent(HA, HOME_PREFIX, keys={HOME: MN_HA_SA})
 
 
 def _home_bu(seq, ts, *, key=MN_HA[1], spi=MN_HA[0], coa=COA1, lifetime=100, replay=True):
@@ -209,7 +209,7 @@ def test_mn_resynchronises_its_timestamp_after_ba_144():
     w.ha._timestamps[HOME] = 10**15  # the HA saw a far newer timestamp (the MN rebooted, say)
     w.move(COA1)
     assert w.net.run_until(lambda: w.bound_everywhere(COA1), 10 * SECOND_NS)
-    statuses = [e["status"] for e in w.net.events_named("ba_received", "mn") if e["mechanism"] == "home"]
+    statuses = [e["status"] for e in w.events_named("ba_received", "mn") if e["mechanism"] == "home"]
     assert statuses == [BAStatus.MIPV6_ID_MISMATCH, BAStatus.ACCEPTED]
 
 
@@ -231,11 +231,11 @@ def test_ha_forwards_reverse_tunnelled_hoti_only_from_the_registered_careof():
     hoti = build_packet(HOME, CN_RR, IPPROTO_MH, encode(HomeTestInit(b"c" * 8)))
     out = ha.receive(build_packet(COA1, HA, IPPROTO_IPV6, hoti), 0)
     assert [a.packet for a in out if type(a) is Send] == [hoti]
-    assert [a for a in out if type(a) is Event and a.event == "hoti_forwarded"]
+    assert [a for a in out if type(a) is HotiForwarded]
     for wrong in (COA2, ATTACKER):
         out = ha.receive(build_packet(wrong, HA, IPPROTO_IPV6, hoti), 0)
         assert not [a for a in out if type(a) is Send]
-        assert "outer source" in [a for a in out if type(a) is Event][0].fields["reason"]
+        assert "outer source" in [a for a in out if type(a) is Drop][0].reason
 
 
 def test_mn_accepts_tunnelled_packets_only_from_its_home_agent():
@@ -243,7 +243,7 @@ def test_mn_accepts_tunnelled_packets_only_from_its_home_agent():
     w.move(COA1)
     inner = build_packet(CN_RR, HOME, IPPROTO_UDP, b"x")
     out = w.mn.receive(build_packet(ATTACKER, COA1, IPPROTO_IPV6, inner), 0)
-    assert "not from the home agent" in out[0].fields["reason"]
+    assert "not from the home agent" in out[0].reason
 
 
 # ---------------------------------------------------------------- issue 9: HA order, MN checks, rate limits
@@ -252,7 +252,7 @@ OUTSIDE = bytes.fromhex("20010db8000900000000000000000100")  # 2001:db8:9::100, 
 
 
 def _events(actions, name):
-    return [a.fields for a in actions if type(a) is Event and a.event == name]
+    return fields(actions, name)
 
 
 def _outside_ha():
@@ -260,7 +260,7 @@ def _outside_ha():
     import ipaddress
 
     sa = MnHaSecurityAssociation(ipaddress.IPv6Address(OUTSIDE), ipaddress.IPv6Address(HA), *MN_HA)
-    return HomeAgent(HA, HOME_PREFIX, keys={OUTSIDE: sa}, store=MemorySequenceStore())
+    return HomeAgent(HA, HOME_PREFIX, keys={OUTSIDE: sa})
 
 
 def _outside_bu(seq, ts, key=MN_HA[1]):
@@ -375,14 +375,14 @@ def test_first_home_registration_is_retransmitted_after_1_5_s_later_ones_after_1
     w.net.filters.append(lambda src, dst, pkt: dst != "ha" or len(lost) >= 1 or lost.append(pkt))
     w.move(COA1)
     assert w.net.run_until(lambda: w.mn.home.state == "bound", 10 * SECOND_NS)
-    sent = [e["t_ns"] for e in w.net.events_named("bu_sent", "mn") if e["mechanism"] == "home"]
+    sent = [e["t_ns"] for e in w.events_named("bu_sent", "mn") if e["mechanism"] == "home"]
     assert sent[1] - sent[0] == 1500 * MS
     w.net.run_for(60 * SECOND_NS)  # the home agent holds a binding for the MN (420 s)
     lost.clear()
     t = w.net.now
     w.move(COA2)
     assert w.net.run_until(lambda: w.mn.home.state == "bound" and w.mn.home.bound_careof == COA2, 10 * SECOND_NS)
-    sent = [e["t_ns"] for e in w.net.events_named("bu_sent", "mn") if e["mechanism"] == "home" and e["t_ns"] >= t]
+    sent = [e["t_ns"] for e in w.events_named("bu_sent", "mn") if e["mechanism"] == "home" and e["t_ns"] >= t]
     assert sent[1] - sent[0] == 1000 * MS
 
 
@@ -399,10 +399,10 @@ def test_binding_refresh_requests_get_at_most_three_bus_a_second():
         w.net.inject("cn_pc", brr)
         w.net.run_for(17 * MS)
     w.net.run_for(3 * SECOND_NS)
-    times = [e["t_ns"] for e in w.net.events_named("bu_sent", "mn") if e["peer"] == "2001:db8:4::1" and e["t_ns"] >= start]
+    times = [e["t_ns"] for e in w.events_named("bu_sent", "mn") if e["peer"] == "2001:db8:4::1" and e["t_ns"] >= start]
     assert len(times) >= 3
     assert all(b - a >= SECOND_NS for a, b in zip(times, times[3:])), times  # never 4 within a second
-    assert w.net.events_named("send_deferred", "mn")
+    assert w.events_named("send_deferred", "mn")
     assert w.cn_pc.binding_for(HOME).careof == COA1
 
 
@@ -415,8 +415,8 @@ def test_a_storm_of_moves_gets_at_most_three_bus_a_second_per_peer_and_ends_boun
     final = COA2
     assert w.net.run_until(lambda: w.bound_everywhere(final), 20 * SECOND_NS)
     for peer in ("2001:db8:1::1", "2001:db8:4::1"):
-        times = [e["t_ns"] for e in w.net.events_named("bu_sent", "mn") if e["peer"] == peer and e["t_ns"] >= start]
+        times = [e["t_ns"] for e in w.events_named("bu_sent", "mn") if e["peer"] == peer and e["t_ns"] >= start]
         assert all(b - a >= SECOND_NS for a, b in zip(times, times[3:])), (peer, times)
     for kind in ("hoti_sent", "coti_sent"):
-        times = [e["t_ns"] for e in w.net.events_named(kind, "mn")]
+        times = [e["t_ns"] for e in w.events_named(kind, "mn")]
         assert all(b - a >= SECOND_NS for a, b in zip(times, times[3:])), (kind, times)

@@ -7,8 +7,9 @@ import os
 import pytest
 
 from testbed.errors import ConfigError
-from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha, index_by_home, load_mn_ha
-from testbed.mip6.secretfile import write_secret_text
+from testbed.mip6.mnha import dump_mn_ha, generate_mn_ha, index_by_home
+from testbed.storage.keyfiles import load_mn_ha
+from testbed.storage.secretfiles import write_secret_text
 
 
 def _write(tmp_path, name, text, mode=0o600):

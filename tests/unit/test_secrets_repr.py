@@ -76,6 +76,7 @@ _NOT_SECRET_FIELDS = {
     "testbed.diag.verify.MHRecord.kbm",  # "registration" / "de-registration": which Kbm, not its value
     "testbed.provision.inventory.Inventory.key_dirs",  # where each node keeps its key files: paths
     "testbed.agent.config.AgentConfig.home_token_reuse",  # a switch (reuse a valid home token), not a token
+    "testbed.agent.events.DurableWrite.key",  # a sequence record's key, checked never to hold key material
 }
 
 

@@ -1,9 +1,8 @@
-"""The durable sequence store (R4: stable storage of the last accepted number; R13 use counters)."""
+"""The agents' durable sequence store (R4: stable storage of the last accepted number; R13
+advance counters): records, keys, a torn slot, a torn creation, kill -9, and ``load``."""
 
 import os
 import signal
-import sqlite3
-import stat
 import subprocess
 import sys
 import textwrap
@@ -12,38 +11,26 @@ import time
 import pytest
 
 from testbed import errors
-from testbed.mip6.seqstore import (
-    FileSequenceStore,
-    MemorySequenceStore,
-    SeqRecord,
-    SequenceStore,
-    SequenceStoreError,
-    SqliteSequenceStore,
-    check_key,
-)
+from testbed.mip6.persistence import RecordUnreadable, SeqRecord, check_key
+from testbed.storage.sequences import FileSequenceStore, SequenceStoreError
 
 KEY = "cn/2001:db8:0:1::1234/9fadd76c3b54daf8"
 
 
-@pytest.fixture(params=["memory", "sqlite-wal", "sqlite-delete"])
-def store(request, tmp_path):
-    if request.param == "memory":
-        s = MemorySequenceStore()
-    else:
-        s = SqliteSequenceStore(tmp_path / "seq.db", journal_mode=request.param.split("-")[1])
-    yield s
-    s.close()
+@pytest.fixture
+def store(tmp_path):
+    with FileSequenceStore(tmp_path / "st") as s:
+        yield s
 
 
-def test_store_interface_get_put_overwrite(store):
-    assert isinstance(store, SequenceStore)
+def test_store_get_put_overwrite(store):
     assert store.get(KEY) is None
     store.put(KEY, SeqRecord(last=10000, advance=1))
     assert store.get(KEY) == SeqRecord(10000, 1)
     store.put(KEY, SeqRecord(last=10001, advance=2))
     store.put("mn/2001:db8:0:3::1/0123456789abcdef", SeqRecord(5, 5))
     assert store.get(KEY) == SeqRecord(10001, 2)
-    assert store.items() == {KEY: SeqRecord(10001, 2), "mn/2001:db8:0:3::1/0123456789abcdef": SeqRecord(5, 5)}
+    assert dict(store.load()) == {KEY: SeqRecord(10001, 2), "mn/2001:db8:0:3::1/0123456789abcdef": SeqRecord(5, 5)}
     assert store.get("cn/other") is None
 
 
@@ -73,70 +60,72 @@ def test_seqrecord_refuses_out_of_range_values(last, advance):
 
 
 def test_r4_record_survives_close_and_reopen(tmp_path):
-    path = tmp_path / "seq.db"
-    with SqliteSequenceStore(path) as s:
+    with FileSequenceStore(tmp_path / "st") as s:
         s.put(KEY, SeqRecord(42768, 7))
-    with SqliteSequenceStore(path) as s:
+    with FileSequenceStore(tmp_path / "st") as s:
+        assert s.load()[KEY] == SeqRecord(42768, 7)
         assert s.get(KEY) == SeqRecord(42768, 7)
 
 
-def test_r4_store_is_configured_for_durability(tmp_path):
-    """R4: synchronous=FULL (fsync on every commit) and the journal mode asked for."""
-    with SqliteSequenceStore(tmp_path / "a.db") as s:
-        assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert s.journal_mode == "wal"
-        other = sqlite3.connect(tmp_path / "a.db")
-        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        other.close()
-    with SqliteSequenceStore(tmp_path / "b.db", journal_mode="delete") as s:
-        assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2
-        assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+def test_check_key_returns_good_keys():
+    assert check_key(KEY) == KEY
 
 
 def test_store_files_are_created_0600_even_with_a_permissive_umask(tmp_path):
     old = os.umask(0)
     try:
-        with SqliteSequenceStore(tmp_path / "seq.db") as s:
+        with FileSequenceStore(tmp_path / "st") as s:
             s.put(KEY, SeqRecord(1, 1))
-            created = sorted(p.name for p in tmp_path.iterdir())
-            assert "seq.db" in created and "seq.db-wal" in created  # WAL side files exist while open
-            for p in tmp_path.iterdir():
-                assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
+        assert oct(os.stat(tmp_path / "st").st_mode & 0o777) == "0o700"
+        for p in (tmp_path / "st").iterdir():
+            assert oct(p.stat().st_mode & 0o777) == "0o600", p.name
     finally:
         os.umask(old)
 
 
-def test_a_file_that_is_not_a_store_is_refused_in_one_line(tmp_path):
-    path = tmp_path / "keys.yaml"
-    path.write_text("home_address: 2001:db8::1\n" * 100)
-    with pytest.raises(SequenceStoreError) as err:
-        SqliteSequenceStore(path)
-    assert isinstance(err.value, errors.TestbedError)
-    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
-    assert path.read_text() == "home_address: 2001:db8::1\n" * 100  # untouched
-
-
 def test_unwritable_location_is_refused_in_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
     with pytest.raises(SequenceStoreError, match="cannot create") as err:
-        SqliteSequenceStore(tmp_path / "missing-dir" / "seq.db")
-    assert "\n" not in str(err.value)
+        FileSequenceStore(tmp_path / "file" / "st")
+    assert isinstance(err.value, errors.TestbedError) and "\n" not in str(err.value)
 
 
-def test_closed_store_raises_store_error(tmp_path):
-    s = SqliteSequenceStore(tmp_path / "seq.db")
-    s.close()
-    with pytest.raises(SequenceStoreError):
-        s.put(KEY, SeqRecord(1, 1))
+def test_load_reads_every_record_and_names_the_unreadable_ones(tmp_path):
+    """What an agent reads at start-up: every record by its key; a file that cannot be read
+    (no intact slot, a header naming another key) is RecordUnreadable under the key whose file
+    it is, never "no record" (which would let the key start afresh and accept a replay)."""
+    other = "ha/20010db8000100000000000000000100"
+    broken = "mn/ha/20010db8000100000000000000000001"
+    with FileSequenceStore(tmp_path / "st") as s:
+        s.put(KEY, SeqRecord(7, 1))
+        s.put(other, SeqRecord(9, 9))
+        s.put(broken, SeqRecord(3, 3))
+        s.put(broken, SeqRecord(4, 4))
+        path, foreign = s._file(broken), s._file(other)
+    with open(path, "r+b") as f:  # spoil both slots
+        for slot in range(2):
+            f.seek(FileSequenceStore._HEADER + slot * FileSequenceStore._SLOT_SIZE + 9)
+            f.write(b"\xff")
+    with open(foreign, "r+b") as f:  # a header that names another key
+        f.seek(8)
+        f.write(b"cn/x")
+    with FileSequenceStore(tmp_path / "st") as s:
+        records = s.load()
+        assert records[KEY] == SeqRecord(7, 1) and records.get("cn/none") is None
+        assert type(records[broken]) is RecordUnreadable and "no intact record" in records[broken].reason
+        assert type(records[other]) is RecordUnreadable and "not the sequence file" in records[other].reason
+        assert sorted(records) == [KEY] and len(records.unreadable) == 2
+        s.put(KEY, SeqRecord(8, 2))  # the files load opened serve the puts that follow
+    with FileSequenceStore(tmp_path / "st") as s:
+        assert s.load()[KEY] == SeqRecord(8, 2)
 
 
 _WRITER = textwrap.dedent(
     """
     import sys
-    from testbed.mip6.seqstore import FileSequenceStore, SeqRecord, SqliteSequenceStore
-    if sys.argv[3] == "file":
-        store = FileSequenceStore(sys.argv[1])
-    else:
-        store = SqliteSequenceStore(sys.argv[1], journal_mode=sys.argv[3])
+    from testbed.mip6.persistence import SeqRecord
+    from testbed.storage.sequences import FileSequenceStore
+    store = FileSequenceStore(sys.argv[1])
     key = sys.argv[2]
     rec = store.get(key)
     last, uses = (rec.last, rec.advance) if rec else (0, 0)
@@ -149,23 +138,18 @@ _WRITER = textwrap.dedent(
 )
 
 
-def _reopen(path: str, journal: str):
-    return FileSequenceStore(path) if journal == "file" else SqliteSequenceStore(path, journal_mode=journal)
-
-
-@pytest.mark.parametrize("journal", ["wal", "delete", "file"])
-def test_r4_last_printed_value_survives_kill_9(tmp_path, journal):
+def test_r4_last_printed_value_survives_kill_9(tmp_path):
     """R4: a value put() returned for is on disk: SIGKILL a writer mid-stream, three times over.
 
     The writer prints each record after put() returns. After the kill the store holds the last
     printed record, or the one after it (put done, print not yet). Each restart continues from
     the stored value, like an agent that restarts.
     """
-    path = str(tmp_path / "seq.db")
+    path = str(tmp_path / "st")
     expected_start = (0, 0)
     for kill_after in (25, 60, 140):
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, path, KEY, journal],
+            [sys.executable, "-c", _WRITER, path, KEY],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -194,38 +178,11 @@ def test_r4_last_printed_value_survives_kill_9(tmp_path, journal):
             proc.stdout.close()
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
-        with _reopen(path, journal) as s:
-            got = s.get(KEY)
+        with FileSequenceStore(path) as s:
+            got = s.load()[KEY]
         following = ((printed[0] + 1) & 0xFFFF, printed[1] + 1)
         assert (got.last, got.advance) in (printed, following)
         expected_start = (got.last, got.advance)
-
-
-@pytest.mark.benchmark(group="seqstore-put", min_rounds=50, max_time=0.5, warmup=False)
-@pytest.mark.parametrize("journal", ["wal", "delete"])
-def test_r4_put_latency_benchmark(benchmark, tmp_path, journal):
-    """R4 cost: one durable put() (one fsynced SQLite transaction) per accepted precomputed BU."""
-    counter = iter(range(1, 10**9))
-    with SqliteSequenceStore(tmp_path / "seq.db", journal_mode=journal) as s:
-
-        def put():
-            n = next(counter)
-            s.put(KEY, SeqRecord(n & 0xFFFF, n))
-
-        benchmark.pedantic(put, rounds=100, iterations=1, warmup_rounds=3)
-        n = next(counter) - 1
-        assert s.get(KEY) == SeqRecord(n & 0xFFFF, n)
-
-
-@pytest.mark.benchmark(group="seqstore-get")
-def test_get_latency_benchmark(benchmark, tmp_path):
-    with SqliteSequenceStore(tmp_path / "seq.db") as s:
-        s.put(KEY, SeqRecord(7, 7))
-        assert benchmark.pedantic(s.get, args=(KEY,), rounds=1000, iterations=1) == SeqRecord(7, 7)
-
-
-def test_check_key_returns_good_keys():
-    assert check_key(KEY) == KEY
 
 
 def test_file_store_keeps_the_older_record_when_the_newer_slot_is_torn(tmp_path):
@@ -317,27 +274,11 @@ def test_file_store_write_failure_is_a_store_error_and_leaves_no_file(tmp_path, 
         assert s.get(KEY) == SeqRecord(1, 1)
 
 
-def test_sqlite_store_of_schema_1_is_migrated(tmp_path):
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE seq (key TEXT PRIMARY KEY, last INTEGER NOT NULL, uses INTEGER NOT NULL) WITHOUT ROWID")
-    db.execute("INSERT INTO seq VALUES (?, 7, 3)", (KEY,))
-    db.execute("PRAGMA user_version=1")
-    db.commit()
-    db.close()
-    with SqliteSequenceStore(path) as s:
-        assert s.get(KEY) == SeqRecord(7, 3)
-        s.put(KEY, SeqRecord(8, 4))
-        assert s.get(KEY) == SeqRecord(8, 4)
-
-
 def test_a_store_on_a_read_only_file_system_reads_its_records_and_refuses_every_write(tmp_path, monkeypatch):
     """The state directory's file system read-only (remounted after an error, or so mounted):
     the records there still answer ``get``; every ``put`` fails, so nothing unrecorded is
     acknowledged. Simulated with the EROFS that chmod on such a directory gives."""
     import errno as _errno
-
-    from testbed.mip6.seqstore import FileSequenceStore, SeqRecord, SequenceStoreError
 
     with FileSequenceStore(tmp_path / "seq") as store:
         store.put("cn/peer/a", SeqRecord(7, 7))

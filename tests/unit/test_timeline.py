@@ -3,11 +3,15 @@ the points, the critical path's phases and the split of measured-minus-model."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from testbed.agent.events import LOG_EVENTS
 from testbed.diag.verify import MHRecord
 from testbed.experiments.timeline import decompose, move_timeline
 from testbed.lab.handover_check import CapturedMH
+from testbed.mip6.events import Event
 
 MS = 1_000_000
 COA = "2001:db8:a:2:0:ff:fe00:100"
@@ -16,15 +20,24 @@ HA = "2001:db8:1::1"
 HOME = "2001:db8:1::100"
 
 
-def ev(node: str, t_ms: float, event: str, **fields) -> dict:
-    return {"t_ns": int(t_ms * MS), "node": node, "event": event, **fields}
+_FILL = {"str": "", "int": 0, "bool": False, "float": 0.0, "list": []}
 
 
-def sent(node: str, t_ms: float, what: str, trigger_ms: float) -> dict:
+def ev(node: str, t_ms: float, event: str, **fields) -> Event:
+    """The typed event ``event`` (its class by log name), the fields a test does not care
+    about filled with empty values."""
+    cls = LOG_EVENTS[event]
+    for f in dataclasses.fields(cls):
+        if f.name not in ("t_ns", "node") and f.name not in fields and f.default is dataclasses.MISSING:
+            fields[f.name] = _FILL[str(f.type).split(" ")[0]]
+    return cls(int(t_ms * MS), node, **fields)
+
+
+def sent(node: str, t_ms: float, what: str, trigger_ms: float) -> Event:
     return ev(node, t_ms, "packet_sent", what=what, trigger_t_ns=int(trigger_ms * MS))
 
 
-def write(node: str, t_ms: float, ms: float) -> dict:
+def write(node: str, t_ms: float, ms: float) -> Event:
     return ev(node, t_ms, "durable_write", end_t_ns=int((t_ms + ms) * MS), key="k")
 
 
@@ -136,9 +149,9 @@ def test_rr_with_a_valid_home_token_follows_the_care_of_chain():
     events = scratch_move()
     c = 100.0
     # the home token was valid: the BU follows the CoT at once
-    events["mn"] = [e for e in events["mn"] if e["event"] not in ("hot_received", "bu_sent", "packet_sent",
+    events["mn"] = [e for e in events["mn"] if e.NAME not in ("hot_received", "bu_sent", "packet_sent",
                                                                     "cn_registered", "hoti_sent")
-                    or e.get("mechanism") == "home" or e.get("what") in ("BU home", "CoTI")]
+                    or getattr(e, "mechanism", None) == "home" or getattr(e, "what", None) in ("BU home", "CoTI")]
     events["mn"] += [ev("mn", c + 17.5, "bu_sent", peer=CN, mechanism="rr", seq=5, careof=COA),
                      sent("mn", c + 18.1, "BU", c + 17.5),
                      ev("mn", c + 35.0, "cn_registered", peer=CN, mechanism="rr", careof=COA, seq=5)]

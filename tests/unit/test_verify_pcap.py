@@ -34,6 +34,7 @@ from scapy.utils import wrpcap, wrpcapng
 
 from testbed.cli import main
 from testbed.mip6 import keys
+from testbed.storage import keyfiles
 
 HOME, HOME2, COA, COA2 = "2001:db8:0:1::1234", "2001:db8:0:1::5678", "2001:db8:0:2::1234", "2001:db8:0:4::1234"
 CN, HA = "2001:db8:0:3::1", "2001:db8:0:1::1"
@@ -50,7 +51,7 @@ def packed(a: str) -> bytes:
 @pytest.fixture
 def pair(tmp_path):
     """Preconfigured data for (HOME, CN), written 0600 by the keys module."""
-    data = keys.write_new(tmp_path / "home-cn.yaml", keys.generate(HOME, CN))
+    data = keyfiles.write_new(tmp_path / "home-cn.yaml", keys.generate(HOME, CN))
     assert os.stat(data.source).st_mode & 0o777 == 0o600
     return data
 
@@ -205,7 +206,7 @@ def test_without_keys_every_authenticated_message_is_no_key(mixed, capsys):
 
 
 def test_a_different_key_for_the_same_pair_makes_valid_invalid(mixed, tmp_path, capsys):
-    other = keys.write_new(tmp_path / "other.yaml", keys.generate(HOME, CN))
+    other = keyfiles.write_new(tmp_path / "other.yaml", keys.generate(HOME, CN))
     _, rows = run_json(capsys, mixed, other.source)
     assert {r["frame"]: r["auth"] for r in rows}[2] == "invalid"
 
@@ -348,7 +349,7 @@ def test_bad_keys_file(mixed, pair, capsys):
 
 
 def test_two_keys_files_for_one_pair(mixed, pair, tmp_path, capsys):
-    twin = keys.write_new(tmp_path / "twin.yaml", keys.generate(HOME, CN))
+    twin = keyfiles.write_new(tmp_path / "twin.yaml", keys.generate(HOME, CN))
     _one_line_error(capsys, ["verify-pcap", str(mixed), "--keys", pair.source, "--keys", twin.source], "twin.yaml")
 
 
@@ -381,11 +382,11 @@ def test_engine_signalling_verifies(tmp_path, capsys):
     from engine_fixtures import HOME as ENGINE_HOME
 
     home, cn_pc = ipaddress.IPv6Address(ENGINE_HOME), ipaddress.IPv6Address(CN_PC)
-    data = keys.write_new(tmp_path / "engine.yaml", keys.generate(home, cn_pc))
+    data = keyfiles.write_new(tmp_path / "engine.yaml", keys.generate(home, cn_pc))
     first = make_world(data=data)
     first.move(COA1)
     assert first.net.run_until(lambda: first.bound_everywhere(COA1), 10_000 * MS)
-    second = make_world(data=data, cn_pc_store=first.cn_pc_store)  # empty MN store: BA 135 first
+    second = make_world(data=data, disks={"cn_pc": first.cn_pc_store})  # empty MN store: BA 135 first
     second.move(COA2)
     assert second.net.run_until(lambda: second.bound_everywhere(COA2), 10_000 * MS)
     second.move(ENGINE_HOME)

@@ -14,9 +14,9 @@ from testbed.experiments.conformance.broken import BREAKS
 from testbed.experiments.conformance.suite import REGISTRY  # the suite registers every check
 from testbed.lab import craft
 from testbed.mip6.cn import CorrespondentNode
-from testbed.mip6.events import Event, Send
+from testbed.mip6.actions import Send
+from testbed.mip6.events import Event
 from testbed.mip6.keys import PreconfiguredData
-from testbed.mip6.seqstore import MemorySequenceStore
 from testbed.mip6.weakening import CN, ENV, check_names
 
 KCN = bytes.fromhex("0102030405060708090a0b0c0d0e0f1011121314")
@@ -70,7 +70,7 @@ def test_every_broken_variant_names_real_checks_and_every_cn_check_but_two_can_f
 
 
 def _engine(*weaken):
-    return CorrespondentNode(A(CNA), store=MemorySequenceStore(), peers=[DATA], weaken=frozenset(weaken))
+    return CorrespondentNode(A(CNA), peers=[DATA], weaken=frozenset(weaken))
 
 
 def _sent(actions):
@@ -78,7 +78,7 @@ def _sent(actions):
 
 
 def _events(actions, kind):
-    return [a for a in actions if isinstance(a, Event) and a.event == kind]
+    return [a for a in actions if isinstance(a, Event) and a.NAME == kind]
 
 
 def _bu(seq, coa=COA, key=None, **kw):

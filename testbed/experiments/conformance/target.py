@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.errors import ConfigError
-from testbed.mip6.secretfile import read_text_file
+from testbed.storage.secretfiles import read_text_file
 
 PROFILES = ("rfc4449", "rr", "ha", "mn")
 ROLE_OF = {"rfc4449": "cn", "rr": "cn", "ha": "ha", "mn": "mn"}

@@ -30,7 +30,8 @@ from testbed.lab.agents import LabAgents
 from testbed.lab.errors import LabError
 from testbed.lab.lab import Lab
 from testbed.mip6.seqno import KBM_MAX_ADVANCE
-from testbed.mip6.seqstore import FileSequenceStore, SeqRecord
+from testbed.mip6.persistence import SeqRecord
+from testbed.storage.sequences import FileSequenceStore
 from testbed.provision.labkeys import AnsibleKeys
 
 NAME = "rekey-with-ansible"

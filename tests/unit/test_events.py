@@ -1,0 +1,67 @@
+"""Typed events (issue 12 item 1): one class per event, matched on types; the JSON lines on
+disk as before (``t_ns``, ``node``, ``event``, then the fields; optional ones left out)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from engine_fixtures import COA1, COA2, HOME, MS, make_world
+
+from testbed.agent.eventlog import EventLog, read_events, read_typed_events
+from testbed.agent.events import LOG_EVENTS, PacketSent, decode_event
+from testbed.mip6.events import ENGINE_EVENTS, BuReceived, Drop, Event, UnknownEvent, event_class
+
+
+@pytest.fixture(scope="module")
+def run_events() -> list[Event]:
+    w = make_world()
+    for coa in (COA1, COA2, HOME):
+        w.move(coa)
+        w.net.run_for(3000 * MS)
+    return list(w.net.events)
+
+
+def test_every_event_of_a_run_survives_the_log_as_the_same_object(run_events, tmp_path):
+    assert len({type(e) for e in run_events}) >= 15  # the run covers many kinds
+    log = EventLog(tmp_path / "e.jsonl", "x")
+    for e in run_events:
+        log.write(e)
+    log.close()
+    assert read_typed_events(tmp_path / "e.jsonl") == run_events
+    for line, e in zip((tmp_path / "e.jsonl").read_text().splitlines(), run_events):
+        obj = json.loads(line)
+        assert list(obj)[:3] == ["t_ns", "node", "event"] and obj["event"] == e.NAME
+        assert all(v is not None for v in obj.values())  # optional fields left out, never null
+
+
+def test_optional_fields_are_left_out_and_the_line_is_as_before():
+    e = BuReceived(5, "ha", home="2001:db8:1::100", careof="2001:db8:11::100", seq=3, lifetime=105, home_reg=True)
+    assert json.dumps(e.as_dict(), separators=(",", ":")) == (
+        '{"t_ns":5,"node":"ha","event":"bu_received","home":"2001:db8:1::100","careof":"2001:db8:11::100",'
+        '"seq":3,"lifetime":105,"home_reg":true}')
+    assert Drop(1, "cn", reason="r").as_dict() == {"t_ns": 1, "node": "cn", "event": "drop", "reason": "r"}
+
+
+def test_misspellings_fail_loudly(tmp_path):
+    with pytest.raises(TypeError):
+        BuReceived(1, "cn", home="h", careof="c", seq=1, lifetim=5, home_reg=False)  # noqa: the typo is the test
+    with pytest.raises(UnknownEvent, match="unknown event 'bu_recieved'"):
+        decode_event({"t_ns": 1, "node": "cn", "event": "bu_recieved"})
+    with pytest.raises(UnknownEvent, match="does not fit"):
+        decode_event({"t_ns": 1, "node": "cn", "event": "drop", "reason": "r", "reasn": "x"})
+    with pytest.raises(UnknownEvent):
+        decode_event(["not", "an", "object"])
+    (tmp_path / "bad.jsonl").write_text('{"t_ns":1,"node":"n","event":"nonsense"}\n{"t_ns": 2, "torn')
+    assert len(read_events(tmp_path / "bad.jsonl")) == 1  # the torn last line is skipped
+    with pytest.raises(UnknownEvent):
+        read_typed_events(tmp_path / "bad.jsonl")
+
+
+def test_one_name_one_class():
+    assert set(ENGINE_EVENTS) <= set(LOG_EVENTS) and LOG_EVENTS["packet_sent"] is PacketSent
+    assert len({cls.NAME for cls in LOG_EVENTS.values()}) == len(LOG_EVENTS)
+    with pytest.raises(ValueError, match="defined twice"):
+        @event_class("drop")
+        class Again(Event):
+            reason: str
