@@ -61,7 +61,7 @@ def _seed(agents: LabAgents, node: str, key: str) -> dict:
 
 
 def _events(agents: LabAgents, node: str, kind: str, since: int) -> list[dict]:
-    return [e for e in agents[node].events() if e.get("event") == kind and e.get("t_ns", 0) >= since]
+    return [e.as_dict() for e in agents[node].events() if e.NAME == kind and e.t_ns >= since]
 
 
 def run_rekey_scenario(out: Path) -> Outcome:
