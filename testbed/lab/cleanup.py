@@ -29,7 +29,7 @@ from pyroute2 import IPRoute
 from testbed.lab.naming import run_id_of_ifname
 from testbed.lab.processes import STOP_TIMEOUT_S, stop_record, wait_gone
 from testbed.lab.scratch import SCRATCH_PARENTS, SCRATCH_PREFIXES, remove_scratch_dir, stale_scratch_dirs
-from testbed.lab.state import ProcessRecord, RunState, list_states
+from testbed.lab.state import ProcessRecord, RunState, list_states, process_start_time
 
 log = logging.getLogger("testbed.lab")
 
@@ -66,8 +66,30 @@ def netns_inode(pid: int) -> int | None:
         return None
 
 
-def processes_in_netns(inodes: set[int], exclude: set[int] = frozenset()) -> list[int]:
-    """Pids of processes whose network namespace is one of ``inodes``.
+def kill_and_wait(pids: list[int], timeout: float = STOP_TIMEOUT_S) -> list[int]:
+    """SIGKILL ``pids`` and wait until each is gone (SIGKILL is not instant on a loaded
+    machine); returns those still there at the deadline."""
+    killed = []
+    for pid in pids:
+        record = ProcessRecord.of(pid, "", "in-netns", "")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        killed.append(record)
+    deadline = time.monotonic() + timeout
+    return [r.pid for r in killed if not wait_gone(r, deadline)]
+
+
+def processes_in_netns(inodes: set[int], exclude: set[int] = frozenset(), started_before: int | None = None
+                       ) -> list[int]:
+    """Pids of processes whose network namespace is one of ``inodes`` (and, with
+    ``started_before``, that started before that many clock ticks since boot).
+
+    Once a namespace is gone, the kernel may give its inode number to a new one (another
+    run's): only while something holds a namespace is its inode its own. A caller whose
+    namespaces may be gone passes ``started_before`` (when it began to remove them): a process
+    in a new namespace with a recycled inode started after that.
 
     The root namespace (ours, and init's) is never one of them, whatever ``inodes`` says:
     this feeds kill decisions, and a node's namespace is never the root one.
@@ -81,6 +103,10 @@ def processes_in_netns(inodes: set[int], exclude: set[int] = frozenset()) -> lis
             continue
         inode = netns_inode(int(entry))
         if inode is not None and inode in inodes:
+            if started_before is not None:
+                start = process_start_time(int(entry))
+                if start is None or start >= started_before:
+                    continue
             pids.append(int(entry))
     return pids
 
@@ -113,20 +139,10 @@ def clean_run(state: RunState, report: CleanReport, dry_run: bool = False) -> No
     root_ns = netns_inode(os.getpid())
     shells = [s for s in state.shells if s.alive()]
     inodes = {i for i in (netns_inode(s.pid) for s in shells if s.alive()) if i and i != root_ns}
-    killed = []
-    for pid in processes_in_netns(inodes, exclude={s.pid for s in shells}):
-        report.processes.append(f"pid {pid} (in a node namespace)")
-        if not dry_run:
-            record = ProcessRecord.of(pid, "", "in-netns", "")
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            killed.append(record)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for record in killed:  # SIGKILL is not instant on a loaded machine: gone before we go on
-        if not wait_gone(record, deadline):
-            report.failures.append(f"pid {record.pid} would not exit")
+    pids = processes_in_netns(inodes, exclude={s.pid for s in shells})
+    report.processes += [f"pid {pid} (in a node namespace)" for pid in pids]
+    if not dry_run:
+        report.failures += [f"pid {pid} would not exit" for pid in kill_and_wait(pids)]
     for record in shells:
         report.processes.append(f"node shell {record.node} (pid {record.pid})")
         if not dry_run and not stop_record(record, first_signal=signal.SIGHUP):

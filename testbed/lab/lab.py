@@ -62,6 +62,7 @@ from testbed.lab.capture import LISTENING, Capture, safe_name, tcpdump_argv
 from testbed.lab.cleanup import (
     delete_root_links,
     ignore_sigint,
+    kill_and_wait,
     netns_inode,
     processes_in_netns,
     remove_tree,
@@ -85,7 +86,7 @@ from testbed.lab.processes import (
     stop_all,
     stop_record,
 )
-from testbed.lab.state import ProcessRecord, RunState, state_dir
+from testbed.lab.state import ProcessRecord, RunState, state_dir, ticks_since_boot
 from testbed.lab.watch import CareOfAddress, Watcher
 
 log = logging.getLogger("testbed.lab")
@@ -152,6 +153,7 @@ class Lab:
         self._watcher: Watcher | None = None
         self._ipr: IPRoute | None = None
         self._netns_inodes: set[int] = set()
+        self._close_ticks: int | None = None  # when close() began (state.ticks_since_boot)
         self._moves: dict[str, tuple[int, str]] = {}  # mn -> (t_ns of last move, segment)
         self._location: dict[str, str] = {}  # mn -> segment name
         self._closed = False
@@ -353,6 +355,7 @@ class Lab:
         if self._closed:
             return
         self._closed = True
+        self._close_ticks = ticks_since_boot()
         restore = ignore_sigint()
         problems: list[str] = []
 
@@ -393,12 +396,10 @@ class Lab:
     def _kill_namespace_leftovers(self) -> None:
         assert self.state is not None or not self._netns_inodes
         shells = {s.pid for s in self.state.shells} if self.state else set()
-        for pid in processes_in_netns(self._netns_inodes, exclude=shells | {os.getpid()}):
+        pids = processes_in_netns(self._netns_inodes, exclude=shells | {os.getpid()})
+        for pid in pids:
             log.info("lab %s: killing pid %d left in a node namespace", self.run_id, pid)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_and_wait(pids)  # what would not go is reported by _leftovers
 
     def _stop_shells(self) -> None:
         """Mininet terminated them; this catches any it could not (e.g. net.stop() failed)."""
@@ -422,8 +423,10 @@ class Lab:
         left = [f"interface {name}" for _, name in tagged_root_links({self.run_id})]
         left += [f"process {p.pid} ({p.tag} on {p.node})" for p in self.state.processes if p.alive()]
         left += [f"shell {p.pid} ({p.node})" for p in self.state.shells if p.alive()]
+        # our namespaces may be gone by now and their inode numbers given to another run's
         left += [f"process {pid} in a node namespace"
-                 for pid in processes_in_netns(self._netns_inodes, exclude={os.getpid()})]
+                 for pid in processes_in_netns(self._netns_inodes, exclude={os.getpid()},
+                                               started_before=self._close_ticks)]
         return left
 
     # -- nodes and processes --------------------------------------------------------------

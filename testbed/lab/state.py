@@ -37,6 +37,13 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def ticks_since_boot() -> int:
+    """Now, in the clock ticks of ``process_start_time`` (a process started later has more)."""
+    with open("/proc/uptime") as fh:
+        uptime = float(fh.read().split()[0])
+    return int(uptime * os.sysconf("SC_CLK_TCK"))
+
+
 def same_process(pid: int, start_time: int | None) -> bool:
     """Whether ``pid`` is still the process that had ``start_time``."""
     return start_time is not None and process_start_time(pid) == start_time

@@ -24,7 +24,7 @@ import pytest
 from testbed.errors import ConfigError
 from testbed.lab import Lab
 from testbed.lab.cleanup import processes_in_netns, tagged_root_links
-from testbed.lab.state import ProcessRecord, RunState
+from testbed.lab.state import ProcessRecord, RunState, ticks_since_boot
 
 pytestmark = pytest.mark.lab
 
@@ -39,19 +39,24 @@ class RunTrace:
     temporary: bool
     records: list[ProcessRecord]
     netns_inodes: set[int]
+    taken: int = 0  # ticks_since_boot() when traced: a process started later is not the run's
+
 
 
 def trace(lab: Lab) -> RunTrace:
     state = RunState.load(lab.state.path)
     return RunTrace(lab.run_id, lab.state.path, lab.run_dir, state.run_dir_is_temporary,
-                    state.processes + state.shells, set(lab._netns_inodes))
+                    state.processes + state.shells, set(lab._netns_inodes), ticks_since_boot())
 
 
 def assert_gone(t: RunTrace) -> None:
     assert tagged_root_links({t.run_id}) == [], "tagged interfaces left"
     alive = [r for r in t.records if r.alive()]
     assert alive == [], f"processes left: {alive}"
-    assert processes_in_netns(t.netns_inodes) == [], "processes left in node namespaces"
+    # Once gone, a namespace's inode number may be another run's (other labs run meanwhile):
+    # a process in it that started after the trace is not ours.
+    assert processes_in_netns(t.netns_inodes, started_before=t.taken or None) == [], \
+        "processes left in node namespaces"
     assert not t.state_path.exists(), "state file left"
     assert not (t.run_dir / ".lab").exists(), "volatile directory left"
     if t.temporary:
@@ -179,7 +184,7 @@ def test_clean_removes_a_crashed_run_and_nothing_else(tmp_path):
             assert unclaimed in done.stdout  # reported, left alone
             # the crashed run is gone ...
             assert_gone(RunTrace(run_id, state_path, tmp_path / "crashed", False,
-                                 state.processes + state.shells, netns))
+                                 state.processes + state.shells, netns, ticks_since_boot()))
             assert (tmp_path / "crashed" / "ha-ha-eth0.pcap").exists()  # a result: kept
             # ... the live run, the foreign bridge and the unclaimed one are untouched
             assert tagged_root_links({live.run_id}) and live.state.path.exists()
