@@ -8,7 +8,7 @@ every MN is bound (the CN's and the HA's binding caches hold every home address 
 care-of address, and every MN's binding update list is bound: a deadline, not a sleep), AR1
 fails: its access interface goes down (no forwarding, no more RAs, no goodbye RA with router
 lifetime 0, as a crash would leave it) and every MN's link moves to AR2's segment at once
-(one netlink call per MN, back to back). The run waits, on the CN's and the HA's event logs
+(``Lab.move_all``: every port leaves AR1's bridge, then each joins AR2's, back to back). The run waits, on the CN's and the HA's event logs
 as the agents write them (nothing polls the agents during the storm), until every home
 address is bound at its AR2 care-of address at both, or the deadline passes; then the binding
 caches and every MN's binding update list are read over the control sockets.
@@ -42,12 +42,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from testbed.agent.events import DurableWrite
 from testbed.lab.agents import LabAgents, LocalKeys
 from testbed.lab.errors import LabTimeout
 from testbed.lab.handover_check import EventTail, bu_turnarounds
 from testbed.lab.lab import Lab
 from testbed.lab.pauses import PauseMonitor, describe
-from testbed.lab.procstat import rss_bytes
+from testbed.lab.procstat import cpu_seconds, rss_bytes
 from testbed.mip6.events import (
     BindingCreated,
     BindingUpdated,
@@ -212,9 +213,10 @@ def _storm(spec: StormSpec, out: Path, run: _Run, tell: ProgressFn) -> None:
 
 def _agent_resources(agents: LabAgents) -> dict:
     """Memory (RSS) and open file descriptors of the agents, per MN agent and in all."""
-    rss, fds = [], []
+    rss, fds, cpu = [], [], []
     for handle in agents.agents.values():
         try:
+            cpu.append(cpu_seconds(handle.process.pid))  # its start-up (and first binding)
             rss.append(rss_bytes(handle.process.pid))
             fds.append(len(os.listdir(f"/proc/{handle.process.pid}/fd")))
         except OSError:
@@ -223,6 +225,8 @@ def _agent_resources(agents: LabAgents) -> dict:
             "agent_rss_mb": {"median": round(statistics.median(rss) / 2**20, 1), "total": round(sum(rss) / 2**20, 1)}
             if rss else None,
             "agent_fds": {"median": statistics.median(fds), "max": max(fds), "total": sum(fds)} if fds else None,
+            "agent_start_cpu_s": {"median": round(statistics.median(cpu), 2), "total": round(sum(cpu), 1)}
+            if cpu else None,
             "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
 
 
@@ -261,7 +265,7 @@ def _fail_and_move(lab, agents: LabAgents, run: _Run, mobiles: list[str], tell: 
     ar1_intf = next(i.name for i in plan.nodes["ar1"].interfaces.values() if i.ra)
     run.t_fail_ns = time.monotonic_ns()
     lab.node("ar1").cmd(f"ip link set dev {ar1_intf} down")  # AR1 fails: no forwarding, no RAs
-    moves = {mn: lab.move(mn, "ar2") for mn in mobiles}  # every MN at once, back to back
+    moves = lab.move_all(mobiles, "ar2")  # every MN at once, back to back
     run.moves_span_ms = round((max(moves.values()) - min(moves.values())) / 1e6, 3)
     run.rows = [MobileRow(mn, "rr" if mn in run.rr else "precomputed", expected[mn], moves[mn]) for mn in mobiles]
     tell("storm", mobiles=len(mobiles), span_ms=run.moves_span_ms)
@@ -329,8 +333,10 @@ def _turnarounds(events: list[Event], since_ns: int | None, until_ns: int | None
     received = [e for e in events if isinstance(e, BuReceived) and lo <= e.t_ns < hi]
     turn = [(out - arrived) / 1e6 for arrived, _, out in triples]
     wake = [(woke - arrived) / 1e6 for arrived, woke, _ in triples]
+    writes = [(e.end_t_ns - e.t_ns) / 1e6 for e in events if isinstance(e, DurableWrite) and lo <= e.t_ns < hi]
     span = (max(t[2] for t in triples) - min(t[0] for t in triples)) / 1e9 if len(triples) > 1 else None
     return {"bu_to_ba_ms": quantiles(turn), "arrival_to_wake_ms": quantiles(wake),
+            "durable_write_ms": quantiles(writes),
             "bus_received": len(received), "bas_sent": len(triples),
             "unanswered": len(received) - len(triples),
             "window_s": None if span is None else round(span, 3),
@@ -457,9 +463,12 @@ def report(s: dict) -> str:
         "|---|---|---|",
         f"| CN: BU arrival to BA leaving | {_fmt(cn['storm']['bu_to_ba_ms'])} | {_fmt(cn['first_bindings']['bu_to_ba_ms'])} |",
         f"| CN: same, BUs no host pause overlapped | {_fmt(cn['storm']['bu_to_ba_undisturbed_ms'])} | |",
-        f"| CN: BU arrival to the agent awake | {_fmt(cn['storm']['arrival_to_wake_ms'])} | "
-        f"{_fmt(cn['first_bindings']['arrival_to_wake_ms'])} |",
+        f"| CN: BU arrival to the agent awake (negative: it arrived while the agent worked through a batch) | "
+        f"{_fmt(cn['storm']['arrival_to_wake_ms'])} | {_fmt(cn['first_bindings']['arrival_to_wake_ms'])} |",
+        f"| CN: durable writes (persistence) | {_fmt(cn['storm']['durable_write_ms'])} | "
+        f"{_fmt(cn['first_bindings']['durable_write_ms'])} |",
         f"| HA: BU arrival to BA leaving | {_fmt(ha['storm']['bu_to_ba_ms'])} | {_fmt(ha['first_bindings']['bu_to_ba_ms'])} |",
+        f"| HA: durable writes | {_fmt(ha['storm']['durable_write_ms'])} | {_fmt(ha['first_bindings']['durable_write_ms'])} |",
     ]
     for mech, m in s["per_mechanism"].items():
         lines += [f"| {mech} MNs: move to usable CoA | {_fmt(m['move_to_coa_ms'])} | |",
@@ -475,6 +484,8 @@ def report(s: dict) -> str:
         f"- {scale.get('agents')} agents up in {scale.get('agents_up_s')} s (MNs {START_BATCH} at a time)"
         + (f"; keys pushed with Ansible in {scale['key_push_s']} s" if scale.get("key_push_s") is not None else "")
         + f"; all bound {scale.get('bound_after_agents_up_s')} s later",
+        f"- CPU time per agent by then (start-up, keys, first binding): median "
+        f"{(scale.get('agent_start_cpu_s') or {}).get('median')} s, {(scale.get('agent_start_cpu_s') or {}).get('total')} s in all",
         f"- agent memory: median {rss.get('median')} MB RSS, {rss.get('total')} MB in all; file descriptors per "
         f"agent median {fds.get('median')}, max {fds.get('max')}, {fds.get('total')} in all (limit per process "
         f"{scale.get('fd_limit')}); the controller held {scale.get('controller_fds')}",
