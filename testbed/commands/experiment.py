@@ -48,6 +48,8 @@ def add_parser(sub) -> None:
                    help="storm: share of the MNs using return routability instead of precomputed data (default 0.2)")
     p.add_argument("--keys", choices=("local", "ansible"), default="local",
                    help="storm: how the keys reach the nodes: local files on tmpfs (default) or Ansible (keys.yml)")
+    p.add_argument("--realtime-links", action="store_true",
+                   help="storm: run the lab's delay lines at real-time priority (not starved by 100 agents)")
     p.add_argument("--persistence", default="strict", metavar="strict|reserve:N",
                    help="how the agents make sequence numbers durable (default strict; docs/persistence.md)")
     p.add_argument("--out", metavar="DIR", help="results directory (default results/<name>-<time> under the current "
@@ -257,7 +259,7 @@ def run_storm_command(args) -> int:
     if os.geteuid() != 0:
         raise TestbedError("the storm experiment builds network namespaces: run it as root")
     spec = StormSpec(mobiles=args.mobiles, rr_share=args.rr_share, keys=args.keys, params=params,
-                     persistence=persistence)
+                     persistence=persistence, realtime_links=args.realtime_links)
     _quiet_lab_log()
     _sigterm_as_interrupt()
 

@@ -72,6 +72,7 @@ BIND_TIMEOUT_S = 30.0  # plus BIND_PER_MN_S per MN: the first bindings, after th
 BIND_PER_MN_S = 0.2
 STORM_TIMEOUT_S = 30.0  # every binding must have followed within this after the failure
 POLL_S = 0.02
+LINK_PRIORITY = 20  # the delay lines' SCHED_FIFO priority with realtime_links: above every agent, below the watchers
 KEY_INSTALLERS = ("local", "ansible")
 
 
@@ -82,6 +83,7 @@ class StormSpec:
     keys: str = "local"  # "local" (LocalKeys, tmpfs) or "ansible" (AnsibleKeys, keys.yml)
     params: dict = field(default_factory=dict)  # lab parameters of the corporate topology (delays)
     persistence: str | dict = "strict"
+    realtime_links: bool = False  # the lab's delay lines at SCHED_FIFO LINK_PRIORITY (see realtime_delay_lines)
 
 
 @dataclass
@@ -94,6 +96,11 @@ class MobileRow:
     move_to_bu_ms: float | None = None  # the first BU to the CN after the move
     move_to_cn_ba_ms: float | None = None
     move_to_ha_ba_ms: float | None = None
+    # the BU to the CN that was answered, in three parts: MN -> CN (the network: delay lines,
+    # kernels), the CN's arrival-to-BA, CN -> the MN's log of the BA
+    bu_to_cn_ms: float | None = None
+    cn_turnaround_ms: float | None = None
+    ba_to_mn_ms: float | None = None
     retransmits: int = 0
     cn_followed: bool = False
     ha_followed: bool = False
@@ -175,6 +182,7 @@ class _Run:
     cn_node: str = "cn1"
     ha_node: str = "ha"
     rr: list[str] = field(default_factory=list)
+    homes: dict[str, str] = field(default_factory=dict)  # MN -> home address
 
 
 def _storm(spec: StormSpec, out: Path, run: _Run, tell: ProgressFn) -> None:
@@ -183,10 +191,13 @@ def _storm(spec: StormSpec, out: Path, run: _Run, tell: ProgressFn) -> None:
         plan = lab.addresses
         mobiles = list(plan.mobiles)
         run.rr = rr_mobiles(mobiles, spec.rr_share)
+        run.homes = {mn: plan.home_address(mn) for mn in mobiles}
         run.cn_node, run.ha_node = next(iter(plan.correspondents)), plan.home_agent_node
         run.scale["lab_up_s"] = round(time.monotonic() - t, 2)
         run.scale["lab_timings_s"] = {k: round(v, 2) for k, v in lab.timings.items()}
         run.scale["delay_backend"] = lab.delay_backend
+        if spec.realtime_links:
+            run.scale["realtime_delay_lines"] = realtime_delay_lines(lab)
         tell("up", seconds=run.scale["lab_up_s"], mobiles=len(mobiles))
         keys = _key_installer(spec, out)
         t = time.monotonic()
@@ -209,6 +220,22 @@ def _storm(spec: StormSpec, out: Path, run: _Run, tell: ProgressFn) -> None:
                 run.events = {node: handle.events() for node, handle in agents.agents.items()}
             run.scale["controller_fds"] = len(os.listdir("/proc/self/fd"))
     run.scale["lab_closed_s"] = round(lab.timings.get("close: stopping processes", 0.0), 2)
+
+
+def realtime_delay_lines(lab) -> int:
+    """The lab's delay lines (its own processes, tag ``delayline``) at SCHED_FIFO LINK_PRIORITY,
+    so that a hundred agents waking at once do not starve the emulated links (a frame then
+    leaves late, and the protocol's retransmission timers measure the emulator). Returns how
+    many were set; none where real-time priority is refused."""
+    count = 0
+    for proc in lab.processes:
+        if proc.tag == "delayline" and proc.running():
+            try:
+                os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(LINK_PRIORITY))
+                count += 1
+            except OSError:
+                continue
+    return count
 
 
 def _agent_resources(agents: LabAgents) -> dict:
@@ -310,8 +337,12 @@ def _cpu_seconds() -> float:
 # ------------------------------------------------------------------ results
 
 
-def _fill_rows(run: _Run) -> None:
-    """Each MN's points after its move, from its own event log."""
+def _fill_rows(run: _Run, homes: dict[str, str]) -> None:
+    """Each MN's points after its move, from its own event log and the CN's."""
+    cn_events = run.events.get(run.cn_node, [])
+    answered = {arrived: out for arrived, _, out in bu_turnarounds(cn_events)}
+    at_cn = {(e.home, e.careof, e.seq): e.t_ns for e in cn_events
+             if isinstance(e, BuReceived) and e.t_ns in answered}
     for row in run.rows:
         events = [e for e in run.events.get(row.mn, []) if e.t_ns >= row.t_move_ns]
         ms = lambda t: None if t is None else round((t - row.t_move_ns) / 1e6, 3)  # noqa: E731
@@ -323,6 +354,15 @@ def _fill_rows(run: _Run) -> None:
         row.move_to_coa_ms, row.move_to_bu_ms = ms(coa), ms(bu)
         row.move_to_cn_ba_ms, row.move_to_ha_ba_ms = ms(cn_ba), ms(ha_ba)
         row.retransmits = sum(1 for e in events if isinstance(e, Retransmit))
+        registered = next((e for e in events if isinstance(e, CnRegistered) and e.careof == row.careof), None)
+        if registered is not None:
+            arrived = at_cn.get((homes.get(row.mn), row.careof, registered.seq))
+            sent = next((e.t_ns for e in events if isinstance(e, BuSent) and e.mechanism != "home"
+                         and e.seq == registered.seq), None)
+            if arrived is not None and sent is not None:
+                row.bu_to_cn_ms = round((arrived - sent) / 1e6, 3)
+                row.cn_turnaround_ms = round((answered[arrived] - arrived) / 1e6, 3)
+                row.ba_to_mn_ms = round((registered.t_ns - answered[arrived]) / 1e6, 3)
 
 
 def _turnarounds(events: list[Event], since_ns: int | None, until_ns: int | None = None) -> dict:
@@ -346,7 +386,7 @@ def _turnarounds(events: list[Event], since_ns: int | None, until_ns: int | None
 
 def _write_results(spec: StormSpec, out: Path, run: _Run, host: PauseMonitor, started: str,
                    duration_s: float, own_cpu_s: float) -> dict:
-    _fill_rows(run)
+    _fill_rows(run, run.homes)
     cn_events, ha_events = run.events.get(run.cn_node, []), run.events.get(run.ha_node, [])
     cn_storm = _turnarounds(cn_events, run.t_fail_ns)
     cn_before = _turnarounds(cn_events, None, run.t_fail_ns)
@@ -387,6 +427,8 @@ def _write_results(spec: StormSpec, out: Path, run: _Run, host: PauseMonitor, st
                 "coa_to_cn_ba_ms": quantiles([r.move_to_cn_ba_ms - r.move_to_coa_ms for r in mine
                                               if r.move_to_cn_ba_ms is not None and r.move_to_coa_ms is not None]),
                 "move_to_ha_ba_ms": quantiles([r.move_to_ha_ba_ms for r in mine if r.move_to_ha_ba_ms is not None]),
+                **{f"{part}_ms": quantiles([getattr(r, f"{part}_ms") for r in mine if getattr(r, f"{part}_ms") is not None])
+                   for part in ("move_to_bu", "bu_to_cn", "cn_turnaround", "ba_to_mn")},
             }
     summary = {
         "started": started,
@@ -397,6 +439,7 @@ def _write_results(spec: StormSpec, out: Path, run: _Run, host: PauseMonitor, st
         "rr_mobiles": len(run.rr),
         "keys": spec.keys,
         "persistence": spec.persistence,
+        "realtime_links": spec.realtime_links,
         "all_bound_before": run.all_bound_before,
         "followed": len(followed),
         "lost": len(rows) - len(followed) if rows else None,
@@ -444,7 +487,8 @@ def report(s: dict) -> str:
         "",
         f"{s['mobiles']} mobile nodes, each with its own agent ({s['mobiles'] - s['rr_mobiles']} with RFC 4449 "
         f"precomputed data, {s['rr_mobiles']} with return routability), one CN, one HA; keys: {s['keys']}; "
-        f"persistence: {s['persistence']}. Started {s['started']}, {s['duration_s']} s.",
+        f"persistence: {s['persistence']}; delay lines at real-time priority: "
+        f"{'yes (' + str(scale.get('realtime_delay_lines')) + ')' if scale.get('realtime_delay_lines') else 'no'}. Started {s['started']}, {s['duration_s']} s.",
         "",
         f"- **ok: {'yes' if s['ok'] else 'NO'}**" + (f" (error: {s['error']})" if s["error"] else "")
         + (" (interrupted)" if s["interrupted"] else ""),
@@ -474,7 +518,11 @@ def report(s: dict) -> str:
         lines += [f"| {mech} MNs: move to usable CoA | {_fmt(m['move_to_coa_ms'])} | |",
                   f"| {mech} MNs: move to the CN's BA | {_fmt(m['move_to_cn_ba_ms'])} | |",
                   f"| {mech} MNs: usable CoA to the CN's BA | {_fmt(m['coa_to_cn_ba_ms'])} | |",
-                  f"| {mech} MNs: move to the HA's BA | {_fmt(m['move_to_ha_ba_ms'])} | |"]
+                  f"| {mech} MNs: move to the HA's BA | {_fmt(m['move_to_ha_ba_ms'])} | |",
+                  f"| {mech} MNs: move to the BU to the CN leaving | {_fmt(m['move_to_bu_ms'])} | |",
+                  f"| {mech} MNs: that BU on its way to the CN | {_fmt(m['bu_to_cn_ms'])} | |",
+                  f"| {mech} MNs: the CN's turnaround of it | {_fmt(m['cn_turnaround_ms'])} | |",
+                  f"| {mech} MNs: its BA on the way back, to the MN's log | {_fmt(m['ba_to_mn_ms'])} | |"]
     lines += ["", f"CN in the storm: {cn['storm']['bas_sent']} BAs in {cn['storm']['window_s']} s "
               f"({cn['storm']['bas_per_s']} BAs/s while it lasted).", "", "## Scale", ""]
     rss, fds = scale.get("agent_rss_mb") or {}, scale.get("agent_fds") or {}
