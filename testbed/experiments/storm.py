@@ -448,7 +448,6 @@ def _write_results(spec: StormSpec, out: Path, run: _Run, host: PauseMonitor, st
         "all_followed_after_s": None if run.t_all_followed_ns is None or run.t_fail_ns is None
         else round((run.t_all_followed_ns - run.t_fail_ns) / 1e9, 3),
         "retransmits": sum(r.retransmits for r in rows),
-        "mobiles": spec.mobiles,
         "per_mechanism": per_mechanism,
         "cn": {"storm": cn_storm, "first_bindings": cn_before, "drops_in_storm": cn_drops},
         "ha": {"storm": ha_storm, "first_bindings": ha_before},
