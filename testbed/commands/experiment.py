@@ -2,6 +2,9 @@
 
 ``testbed experiment security``, ``fuzz`` and ``faults``: attack scenarios against our agents, with verdicts.
 
+``testbed experiment storm``: the corporate topology with ``--mobiles`` MN agents (default 100),
+all bound, then AR1 fails and every MN moves to AR2 at once (docs/experiments-storm.md).
+
 On a terminal a progress bar per mechanism follows the moves; otherwise one line per move.
 The link-delay backend is said once, in one short line. Ctrl-C (or SIGTERM) stops the run:
 what was measured is kept, the report is still written, and the exit status is 130.
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from testbed.errors import ConfigError, TestbedError
 
-EXPERIMENTS = ("handover", "security", "fuzz", "faults")
+EXPERIMENTS = ("handover", "security", "fuzz", "faults", "storm")
 MECHANISM_CHOICES = ("precomputed", "rr", "rr-scratch")
 EXIT_INTERRUPTED = 130
 
@@ -39,6 +42,14 @@ def add_parser(sub) -> None:
                    help="security: only this scenario (repeatable; names as in the report)")
     p.add_argument("--weaken", action="append", default=[], metavar="NAME",
                    help="security, TEST ONLY: run the CN with this defence off (testbed/mip6/weakening.py)")
+    p.add_argument("--mobiles", type=int, default=100,
+                   help="storm: mobile nodes, each with its own agent (default 100, at most 120)")
+    p.add_argument("--rr-share", type=float, default=0.2, metavar="F",
+                   help="storm: share of the MNs using return routability instead of precomputed data (default 0.2)")
+    p.add_argument("--keys", choices=("local", "ansible"), default="local",
+                   help="storm: how the keys reach the nodes: local files on tmpfs (default) or Ansible (keys.yml)")
+    p.add_argument("--realtime-links", action="store_true",
+                   help="storm: run the lab's delay lines at real-time priority (not starved by 100 agents)")
     p.add_argument("--persistence", default="strict", metavar="strict|reserve:N",
                    help="how the agents make sequence numbers durable (default strict; docs/persistence.md)")
     p.add_argument("--out", metavar="DIR", help="results directory (default results/<name>-<time> under the current "
@@ -67,6 +78,8 @@ def run(args) -> int:
         return run_fuzz_command(args)
     if args.name == "faults":
         return run_faults_command(args)
+    if args.name == "storm":
+        return run_storm_command(args)
     from testbed.commands.lab import _sigterm_as_interrupt
     from testbed.experiments.handover import HandoverSpec, run_handover_experiment
     from testbed.lab.params import parse_assignments, parse_params
@@ -227,6 +240,50 @@ def _print_table(summary: dict, out: Path) -> None:
     if summary["interrupted"]:
         console.print("interrupted: the figures cover the moves made")
     console.print(f"results: {out} (report.md, metrics.csv, handover.png)", highlight=False)
+
+
+def run_storm_command(args) -> int:
+    from testbed.commands.lab import _sigterm_as_interrupt
+    from testbed.experiments.storm import MAX_MOBILES, StormSpec, run_storm
+    from testbed.lab.params import parse_assignments, parse_params
+    from topologies.handover import DELAY_PARAMS
+
+    if not 1 <= args.mobiles <= MAX_MOBILES:
+        raise ConfigError(f"--mobiles {args.mobiles}: expected 1..{MAX_MOBILES}")
+    if not 0.0 <= args.rr_share <= 1.0:
+        raise ConfigError(f"--rr-share {args.rr_share:g}: expected a share from 0 to 1")
+    persistence = parse_persistence_option(args.persistence)
+    params = parse_assignments(args.param)
+    parse_params(DELAY_PARAMS, params, "--param")  # the link delays only; the storm places the MNs itself
+    out = _results_dir(args, "storm")
+    if os.geteuid() != 0:
+        raise TestbedError("the storm experiment builds network namespaces: run it as root")
+    spec = StormSpec(mobiles=args.mobiles, rr_share=args.rr_share, keys=args.keys, params=params,
+                     persistence=persistence, realtime_links=args.realtime_links)
+    _quiet_lab_log()
+    _sigterm_as_interrupt()
+
+    def progress(kind: str, **info) -> None:
+        if args.json:
+            return
+        text = {"up": lambda: f"lab up in {info['seconds']:g} s ({info['mobiles']} mobile nodes); starting the agents",
+                "agents": lambda: f"agents up in {info['seconds']:g} s; binding",
+                "bound": lambda: "every MN bound; AR1 fails",
+                "storm": lambda: f"{info['mobiles']} MNs moved to AR2 within {info['span_ms']:g} ms",
+                "followed": lambda: "every binding followed" if info["seconds"] is None
+                else f"every binding followed after {info['seconds']:.3f} s"}.get(kind)
+        if text is not None:
+            print(f"storm: {text()}", flush=True)
+
+    summary = run_storm(spec, out, progress=progress)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print((out / "report.md").read_text())
+        print(f"results: {out} (report.md, summary.json, metrics.csv, host.json)")
+    if summary["interrupted"]:
+        return EXIT_INTERRUPTED
+    return 0 if summary["ok"] else 1
 
 
 def run_security_command(args) -> int:

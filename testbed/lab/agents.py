@@ -20,7 +20,10 @@ keygen token is reused at a move), ``"rr-scratch"`` (return routability from scr
 move: the MN keeps no home keygen token, so HoTI goes through the HA each time) or
 ``"precomputed"`` (RFC 4449 preconfigured data for every MN-CN pair). ``persistence``:
 every agent's ``persistence`` setting (``"strict"``, the agents' default, or ``{"reserve": N}``;
-testbed/agent/config.py).
+testbed/agent/config.py). ``rr_mobiles``: with ``"precomputed"``, the mobile nodes that use
+return routability all the same (no preconfigured data with any CN: a mixed population).
+``start_batch``: how many MN agents start at once (default 1: each is up before the next
+starts); a run of many agents starts them in batches, each batch's deadline grown with its size.
 """
 
 from __future__ import annotations
@@ -133,17 +136,27 @@ class AgentHandle:
 class LabAgents:
     def __init__(self, lab, mechanism: str = "rr", *, mobiles: list[str] | None = None,
                  correspondents: list[str] | None = None, label: str | None = None,
-                 keys: KeyInstaller | None = None, persistence: str | dict | None = None) -> None:
+                 keys: KeyInstaller | None = None, persistence: str | dict | None = None,
+                 rr_mobiles: list[str] | None = None, start_batch: int = 1) -> None:
         if mechanism not in MECHANISMS:
             raise ConfigError(f"mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
         if persistence is not None:
             parse_persistence("the agents' persistence", persistence)  # refused here, before any agent starts
         self.persistence = persistence
+        if start_batch < 1:
+            raise ConfigError(f"start_batch {start_batch}: expected at least 1")
+        self.start_batch = start_batch
         self.lab = lab
         self.mechanism = mechanism
         plan = lab.addresses
         self.mobiles = mobiles if mobiles is not None else list(plan.mobiles)
         self.correspondents = correspondents if correspondents is not None else list(plan.correspondents)
+        self.rr_mobiles = set(rr_mobiles or ())
+        if not self.rr_mobiles <= set(self.mobiles):
+            raise ConfigError(f"rr_mobiles: {', '.join(sorted(self.rr_mobiles - set(self.mobiles)))} "
+                              f"not among the mobile nodes")
+        if self.rr_mobiles and mechanism != "precomputed":
+            raise ConfigError(f"rr_mobiles needs the precomputed mechanism, not {mechanism!r}")
         self.label = label or mechanism
         self.events_dir = lab.run_dir / "events" / self.label
         self.volatile = lab.run_dir / ".lab" / "agents" / self.label
@@ -194,7 +207,8 @@ class LabAgents:
             })
             if self.persistence is not None:
                 config["persistence"] = self.persistence
-        pairs = [(mn, cn) for mn in self.mobiles for cn in self.correspondents] if self.mechanism == "precomputed" else []
+        pairs = [(mn, cn) for mn in self.mobiles if mn not in self.rr_mobiles
+                 for cn in self.correspondents] if self.mechanism == "precomputed" else []
         installed = self.keys.install(self.lab, configs, pairs)
         self.preconfigured, self.mn_ha = list(installed.preconfigured), list(installed.mn_ha)
         self._start(plan.home_agent_node, configs[plan.home_agent_node], installed.configs[plan.home_agent_node])
@@ -203,8 +217,11 @@ class LabAgents:
         # The HA and CNs serve (sockets open, ICMPv6 rules in) before any MN signals.
         for handle in self.agents.values():
             self._wait_up(handle)
-        for mn in self.mobiles:
-            self._wait_up(self._start(mn, configs[mn], installed.configs[mn]))
+        for first in range(0, len(self.mobiles), self.start_batch):
+            batch = [self._start(mn, configs[mn], installed.configs[mn])
+                     for mn in self.mobiles[first:first + self.start_batch]]
+            for handle in batch:
+                self._wait_up(handle, START_TIMEOUT_S * max(1.0, len(batch) / 2))
 
     def _start(self, node: str, config: dict, path: str) -> AgentHandle:
         process = self.lab.popen(node, [sys.executable, "-m", "testbed.cli", "agent", "--config", path],
@@ -227,8 +244,8 @@ class LabAgents:
         self._wait_up(handle)
         return handle
 
-    def _wait_up(self, handle: AgentHandle) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
+    def _wait_up(self, handle: AgentHandle, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not handle.process.running():
                 raise LabTimeout(f"agent on {handle.node} exited with {handle.process.returncode}; "
@@ -239,7 +256,7 @@ class LabAgents:
             except OSError:
                 pass
             time.sleep(0.02)
-        raise LabTimeout(f"agent on {handle.node} did not answer on {handle.control} within {START_TIMEOUT_S:g} s")
+        raise LabTimeout(f"agent on {handle.node} did not answer on {handle.control} within {timeout:g} s")
 
     def stop(self) -> None:
         for handle in reversed(list(self.agents.values())):

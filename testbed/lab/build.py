@@ -109,6 +109,23 @@ class LabIntf(Intf):
         self.link = None
 
 
+SHELL_LINE_MAX = 3000  # octets of one command line for a node's shell (its terminal takes 4095)
+
+
+def _chunks(commands: list[str], limit: int) -> list[list[str]]:
+    """``commands`` in order, grouped so that each group joined with `` && `` stays under
+    ``limit`` octets (a longer single command is a group of its own)."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for command in commands:
+        if groups[-1] and size + len(command) + 4 > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(command)
+        size += len(command) + 4
+    return groups
+
+
 class LabBridge(LinuxBridge):
     """A Linux bridge for one access segment (see the module docstring)."""
 
@@ -125,9 +142,12 @@ class LabBridge(LinuxBridge):
             script += [f"sysctl -q -w net.ipv6.conf.{port}.disable_ipv6=1",
                        f"ip link set dev {port} master {self.name} up"]
         script.append(f"ip link set dev {self.name} up")
-        out = self.cmd(" && ".join(script) + " && echo bridge-ok")
-        if "bridge-ok" not in out:
-            raise LabError(f"bridge {self.name} could not be set up: {out.strip()}")
+        # In chunks: the node's shell reads its commands through a terminal, whose line is
+        # at most 4096 octets (a segment with 100 mobile nodes needs about 10,000).
+        for chunk in _chunks(script, SHELL_LINE_MAX):
+            out = self.cmd(" && ".join(chunk) + " && echo bridge-ok")
+            if "bridge-ok" not in out:
+                raise LabError(f"bridge {self.name} could not be set up: {out.strip()}")
 
     def stop(self, deleteIntfs: bool = True) -> None:
         # Netlink, not the node's shell: clean-up must not block on a shell that is gone.

@@ -98,6 +98,14 @@ def test_corporate_plan_scales_and_places_mobiles_alternately():
     assert len(set(macs)) == len(macs)
 
 
+def test_corporate_places_every_mobile_on_one_segment_for_the_storm():
+    plan = build_plan(CorporateTopo(n_mns=100, placement="ar1"))
+    assert {m.first_segment for m in plan.mobiles.values()} == {"a1"}
+    assert plan.home_address("mn100") == "2001:db8:1::164"
+    coas = {plan.expected_coa(mn, "2001:db8:a:2::/64") for mn in plan.mobiles}
+    assert len(coas) == 100  # one care-of address per MN on the segment they all move to
+
+
 def test_default_corporate_has_ten_mobiles():
     assert len(build_plan(TOPOLOGIES["corporate"]()).mobiles) == 10
 
