@@ -155,7 +155,7 @@ def test_mn_ha_key_file_of_the_store_is_the_agents_format(tmp_path):
     assert keyset.mn_ha["mn1"].key == sa.key and len(missing) == 3
 
 
-@pytest.mark.parametrize("playbook", ["keys.yml", "rekey.yml", "lab.yml"])
+@pytest.mark.parametrize("playbook", ["keys.yml", "rekey.yml", "lab.yml", "multihost.yml"])
 def test_playbook_syntax(playbook):
     rc, output = syntax_check(playbook)
     assert rc == 0, output
@@ -165,7 +165,7 @@ def test_ansible_lint_if_installed():
     lint = Path(sys.executable).parent / "ansible-lint"
     if not lint.exists():
         pytest.skip("ansible-lint is not installed (pip install ansible-lint)")
-    done = subprocess.run([str(lint), "--offline", "-q", "keys.yml", "rekey.yml", "lab.yml"], cwd=PLAYBOOK_DIR,
+    done = subprocess.run([str(lint), "--offline", "-q", "keys.yml", "rekey.yml", "lab.yml", "multihost.yml"], cwd=PLAYBOOK_DIR,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
 
