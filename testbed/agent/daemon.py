@@ -42,7 +42,7 @@ from testbed.agent.events import (
     SendFailed,
     StoreReadOnly,
 )
-from testbed.agent.icmp_filter import ParameterProblemFilter
+from testbed.agent.icmp_filter import ROLE_CODES, ParameterProblemFilter
 from testbed.agent.limits import raise_open_files_limit
 from testbed.agent.movement import Movement, MovementDetector
 from testbed.agent.packetio import PacketReceiver, PacketSender
@@ -191,7 +191,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        self._filter = ParameterProblemFilter(_tag(c))
+        self._filter = ParameterProblemFilter(_tag(c), ROLE_CODES[self.role])
         self._filter.install()
         self._sender = PacketSender()
         self._receiver = PacketReceiver(c.interfaces, NEXT_HEADERS[self.role], router_advertisements=self.role == "mn")

@@ -100,43 +100,26 @@ def choose_dad() -> Feature:
                    "a new care-of address is usable at once")
 
 
-def _kernel_config() -> str | None:
-    """The running kernel's configuration (/proc/config.gz, else /boot/config-<release>)."""
-    import gzip
-    import os
+def kernel_mip6(kernel: dict) -> Feature:
+    """Whether the kernel has Mobile IPv6 (CONFIG_IPV6_MIP6), from ``kernelmip6.report()``.
+    The agents work in user space either way (docs/kernels.md)."""
+    from testbed.lab.kernelmip6 import mip6_summary
 
-    try:
-        with gzip.open("/proc/config.gz", "rt") as f:
-            return f.read()
-    except OSError:
-        pass
-    try:
-        with open(f"/boot/config-{os.uname().release}") as f:
-            return f.read()
-    except OSError:
-        return None
+    chosen, unexpected = mip6_summary(kernel["config"], kernel["modules"], kernel["verdict"])
+    return Feature("kernel Mobile IPv6", chosen, unexpected)
 
 
-def kernel_mip6() -> Feature:
-    """Whether the kernel has Mobile IPv6 (CONFIG_IPV6_MIP6: Home Address option, type 2
-    routing header). The agents work in user space either way; without it the kernel drops
-    such packets with a Parameter Problem, which the agents suppress while they run."""
-    name = "kernel Mobile IPv6"
-    config = _kernel_config()
-    if config is not None:
-        if "CONFIG_IPV6_MIP6=y" in config or "CONFIG_IPV6_MIP6=m" in config:
-            return Feature(name, "yes (CONFIG_IPV6_MIP6; not used: the agents work in user space)")
-        return Feature(name, "no: signalling and data plane in user space",
-                       "CONFIG_IPV6_MIP6 is not set in this kernel")
-    try:
-        with open("/proc/kallsyms") as f:
-            found = any("mip6_" in line for line in f)
-    except OSError:
-        found = False
-    if found:
-        return Feature(name, "yes (mip6 symbols in the kernel; not used: the agents work in user space)")
-    return Feature(name, "no or unknown: signalling and data plane in user space",
-                   "no kernel configuration to read and no mip6 symbols in /proc/kallsyms")
+def tunnel6(kernel: dict) -> Feature:
+    """What the kernel does with IPv6-in-IPv6 no tunnel device takes (the HA's reverse tunnel)."""
+    config, modules = kernel["config"], kernel["modules"]
+    parts = [f"CONFIG_IPV6_TUNNEL={config.get('CONFIG_IPV6_TUNNEL', '?')}",
+             f"CONFIG_INET6_TUNNEL={config.get('CONFIG_INET6_TUNNEL', '?')}"]
+    loaded = [name for name in ("ip6_tunnel", "tunnel6") if modules.get(name, {}).get("loaded")]
+    if loaded:
+        parts.append("loaded: " + ", ".join(loaded))
+    verdict = kernel["verdict"].get("ip6ip6") or kernel["verdict"].get("probe", "")
+    return Feature("IPv6-in-IPv6 (ip6_tunnel)", f"{verdict} ({'; '.join(parts)})",
+                   verdict if verdict.startswith("unexpected") else None)
 
 
 IP6TABLES_TOOLS = (("ip6tables-legacy", "iptables (legacy)"), ("ip6tables", "iptables"),

@@ -35,8 +35,15 @@ def test_features_figures_and_a_verdict_that_matches_the_exit_status():
     done = _testbed("check-host", "--seconds", "1", "--json")
     data = json.loads(done.stdout)
     names = [f["name"] for f in data["features"]]
-    assert names == ["link delay", "kernel Mobile IPv6", "duplicate address detection on mobile nodes",
-                     "packet filter (agents' ICMPv6 rules)"]
+    assert names == ["link delay", "kernel Mobile IPv6", "IPv6-in-IPv6 (ip6_tunnel)",
+                     "duplicate address detection on mobile nodes", "packet filter (agents' ICMPv6 rules)"]
+    kernel = data["kernel"]
+    assert kernel["release"] == os.uname().release
+    assert set(kernel["modules"]) == {"mip6", "ip6_tunnel", "tunnel6", "xfrm6_tunnel", "sch_netem"}
+    if kernel["config_source"] is not None:  # the row says what the configuration says
+        option = kernel["config"]["CONFIG_IPV6_MIP6"]
+        assert f"CONFIG_IPV6_MIP6={option}" in data["features"][1]["chosen"] or option == "n"
+        assert ("not in this kernel" in data["features"][1]["chosen"]) == (option == "n")
     assert data["features"][0]["chosen"] in ("netem", "user-space delay line (testbed.lab.delayline)")
     host = data["host"]
     assert 0.9 <= host["seconds"] <= 5 and host["monitor"]["cpus"] == len(os.sched_getaffinity(0))
