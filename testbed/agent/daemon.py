@@ -206,7 +206,7 @@ class Agent:
             await self._ipr.link("set", index=index, state="up")
             self._tun_index = index
         if self.role == "mn":
-            self._movement = MovementDetector(c.interfaces[0], c.home_address, c.home_prefix, self._on_move, self.log.emit)
+            self._movement = MovementDetector(c.interfaces, c.home_address, c.home_prefix, self._on_move, self.log.emit)
             await self._movement.start()
         self._control = ControlServer(c.control_socket, self._on_control)
         await self._control.start()
@@ -252,13 +252,13 @@ class Agent:
         engine = self.engine
         role = self.role
         self._woke_ns = time.monotonic_ns()  # logged with what it sends: wake-up vs handling time
-        for packet, t_ns, _ in self._receiver.drain():
+        for packet, t_ns, interface in self._receiver.drain():
             if role == "mn":
                 nh = packet[6]
                 if nh == IPPROTO_ICMPV6:
                     ra = parse_ra(packet)
                     if ra is not None:
-                        self._movement.on_router_advertisement(ra, t_ns)
+                        self._movement.on_router_advertisement(ra, t_ns, interface)
                     continue
                 if nh != IPPROTO_MH and self._probe(packet, t_ns):
                     continue

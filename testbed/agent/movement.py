@@ -11,6 +11,10 @@ adds it (optimistic DAD), learnt from netlink (pyroute2), not from ``ip`` text. 
 care-of address and default router linger after a move (docs/host.md), so the detector also
 installs a preferred default route through the new router. When the link comes up again it
 sends a Router Solicitation rather than wait for the next unsolicited RA.
+
+A mobile node may have several interfaces (one NIC per access network, a handover taking
+one down and bringing another up: docs/multihost.md): the RA's interface is the one the
+care-of address is looked for on and the default route goes through.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
@@ -54,22 +59,24 @@ def usable(flags: int) -> bool:
 
 
 class MovementDetector:
-    def __init__(self, interface: str, home_address: ipaddress.IPv6Address, home_prefix: ipaddress.IPv6Network,
+    def __init__(self, interface: str | Sequence[str], home_address: ipaddress.IPv6Address, home_prefix: ipaddress.IPv6Network,
                  on_move: Callable[[Movement], None], log: Callable[..., None]) -> None:
-        self.interface = interface
+        self.interfaces = (interface,) if isinstance(interface, str) else tuple(interface)
+        self.interface = self.interfaces[0]  # the one in use (an RA's moves it)
         self.home_address = home_address
         self.home_prefix = home_prefix
         self.prefix: ipaddress.IPv6Network | None = None
         self.router: ipaddress.IPv6Address | None = None
         self._on_move = on_move
         self._log = log
-        self._pending: tuple[ipaddress.IPv6Network, ipaddress.IPv6Address, int] | None = None
-        self._ifindex = socket.if_nametoindex(interface)
+        self._pending: tuple[ipaddress.IPv6Network, ipaddress.IPv6Address, int, int] | None = None
+        self._indexes = {name: socket.if_nametoindex(name) for name in self.interfaces}
+        self._ifindex = self._indexes[self.interface]
         self._monitor: AsyncIPRoute | None = None
         self._ipr: AsyncIPRoute | None = None
         self._tasks: list[asyncio.Task] = []
         self._ras: asyncio.Queue = asyncio.Queue()
-        self._solicitor = RouterSolicitor(interface)
+        self._solicitors = {self._indexes[name]: RouterSolicitor(name) for name in self.interfaces}
         self._default_route = DefaultRoute()
         self._route_installed = False
         self._moves = UpdateRateLimit(MAX_UPDATE_RATE, SECOND_NS)
@@ -82,7 +89,8 @@ class MovementDetector:
         # The first requests of a pyroute2 socket are slow: make them now, not during a move.
         await self._ipr.link_lookup(ifname=self.interface)
         self._tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._handle_ras())]
-        self._solicitor.solicit()
+        for solicitor in self._solicitors.values():
+            solicitor.solicit()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -101,15 +109,18 @@ class MovementDetector:
             if sock is not None:
                 sock.close()
         self._default_route.close()
-        self._solicitor.close()
+        for solicitor in self._solicitors.values():
+            solicitor.close()
 
     # ------------------------------------------------------------------ inputs
 
-    def on_router_advertisement(self, ra: RouterAdvertisement, t_ns: int) -> None:
-        """Queue an RA from a default router with a usable prefix; one task handles them in
-        order, so a move is acted on once."""
+    def on_router_advertisement(self, ra: RouterAdvertisement, t_ns: int, interface: str | None = None) -> None:
+        """Queue an RA from a default router with a usable prefix (that arrived on
+        ``interface``, default the one in use); one task handles them in order, so a move is
+        acted on once."""
         if ra.prefixes and ra.default_router:
-            self._ras.put_nowait((ra, t_ns))
+            index = self._indexes.get(interface, self._ifindex) if interface is not None else self._ifindex
+            self._ras.put_nowait((ra, t_ns, index))
         elif ra.prefixes or ra.deprecated:
             reason = ("router lifetime 0: not a default router (RFC 4861 6.3.4)" if not ra.default_router
                       else "only deprecated prefixes (RFC 4862 5.5.4)")
@@ -121,11 +132,11 @@ class MovementDetector:
 
     async def _handle_ras(self) -> None:
         while True:
-            ra, t_ns = await self._ras.get()
+            ra, t_ns, index = await self._ras.get()
             while not self._ras.empty():  # a burst of RAs: only the newest says where we are
-                ra, t_ns = self._ras.get_nowait()
+                ra, t_ns, index = self._ras.get_nowait()
             prefix = ra.prefixes[0]
-            if prefix == self.prefix and ra.router == self.router:
+            if prefix == self.prefix and ra.router == self.router and index == self._ifindex:
                 continue
             if self._pending is not None and self._pending[0] == prefix:
                 continue
@@ -135,7 +146,7 @@ class MovementDetector:
                 if not self._ras.empty():
                     continue  # newer RAs came meanwhile; they decide
             self._moves.record(b"", 0, time.monotonic_ns())
-            self._pending = (prefix, ra.router, t_ns)
+            self._pending = (prefix, ra.router, t_ns, index)
             self._log(RaNewPrefix, t_ns, prefix=str(prefix), router=str(ra.router),
                       home=prefix == self.home_prefix, router_lifetime=ra.router_lifetime)
             if prefix == self.home_prefix:
@@ -146,14 +157,15 @@ class MovementDetector:
     async def _watch(self) -> None:
         async for msg in self._monitor.get():
             event = msg.get("event")
-            if event == "RTM_NEWADDR" and msg.get("index") == self._ifindex and self._pending is not None:
+            if (event == "RTM_NEWADDR" and self._pending is not None
+                    and msg.get("index") == self._pending[3]):
                 await self._consider(msg)
-            elif event == "RTM_NEWLINK" and msg.get("index") == self._ifindex:
+            elif event == "RTM_NEWLINK" and msg.get("index") in self._solicitors:
                 if msg.get("IFLA_OPERSTATE") == "UP":
-                    self._solicitor.solicit()
+                    self._solicitors[msg["index"]].solicit()
 
     async def _check_addresses(self) -> None:
-        async for msg in await self._ipr.addr("dump", family=socket.AF_INET6, index=self._ifindex):
+        async for msg in await self._ipr.addr("dump", family=socket.AF_INET6, index=self._pending[3]):
             if self._pending is None:
                 return
             await self._consider(msg)
@@ -168,53 +180,58 @@ class MovementDetector:
             await self._commit(address)
 
     async def _commit(self, careof: ipaddress.IPv6Address) -> None:
-        prefix, router, ra_t = self._pending
+        prefix, router, ra_t, index = self._pending
         self._pending = None
         now = time.monotonic_ns()
-        old_router = self.router
+        old_router, old_index = self.router, self._ifindex
+        self._ifindex = index
+        self.interface = next(name for name, i in self._indexes.items() if i == index)
         was_home = self.prefix == self.home_prefix
         self.prefix, self.router = prefix, router
         if prefix == self.home_prefix and not was_home:
             await self._home_address("replace")  # at home the MN answers for its home address itself
         elif was_home and prefix != self.home_prefix:
-            await self._home_address("del")
-            await self._forget_home_link()
-        await self._use_router(old_router, router)
+            await self._home_address("del", old_index)
+            await self._forget_home_link(old_index)
+        await self._use_router(old_router, router, old_index)
         self._on_move(Movement(prefix, router, careof, ra_t, now))
 
-    async def _forget_home_link(self) -> None:
+    async def _forget_home_link(self, index: int) -> None:
         """Away from home the home prefix is not on-link any more: the kernel's prefix route
         (and SLAAC address) from the home link would send the home agent's traffic nowhere."""
         try:
-            await self._ipr.route("del", dst=str(self.home_prefix), oif=self._ifindex, family=socket.AF_INET6)
+            await self._ipr.route("del", dst=str(self.home_prefix), oif=index, family=socket.AF_INET6)
         except Exception as exc:
             self._log(HomeRouteFailed, time.monotonic_ns(), error=str(exc))
-        async for msg in await self._ipr.addr("dump", family=socket.AF_INET6, index=self._ifindex):
+        async for msg in await self._ipr.addr("dump", family=socket.AF_INET6, index=index):
             text = msg.get("IFA_ADDRESS")
             if text and ipaddress.IPv6Address(text) in self.home_prefix:
                 try:
-                    await self._ipr.addr("del", index=self._ifindex, address=text, prefixlen=msg["prefixlen"])
+                    await self._ipr.addr("del", index=index, address=text, prefixlen=msg["prefixlen"])
                 except Exception:
                     pass
 
-    async def _home_address(self, command: str) -> None:
+    async def _home_address(self, command: str, index: int | None = None) -> None:
         try:
-            await self._ipr.addr(command, index=self._ifindex, address=str(self.home_address),
+            await self._ipr.addr(command, index=self._ifindex if index is None else index, address=str(self.home_address),
                                  prefixlen=self.home_prefix.prefixlen, flags=0x02)  # IFA_F_NODAD
         except Exception as exc:
             self._log(HomeAddressFailed, time.monotonic_ns(), command=command, error=str(exc))
 
-    async def _use_router(self, old: ipaddress.IPv6Address | None, router: ipaddress.IPv6Address) -> None:
-        """The preferred default route through ``router``, in place before the BUs go: one
-        netlink message carried out while it is sent (testbed/agent/defaultroute.py), the
-        route through ``old`` replaced by it. Should the kernel refuse, the old way (delete,
+    async def _use_router(self, old: ipaddress.IPv6Address | None, router: ipaddress.IPv6Address,
+                          old_index: int | None = None) -> None:
+        """The preferred default route through ``router`` on the interface in use, in place
+        before the BUs go: one netlink message carried out while it is sent
+        (testbed/agent/defaultroute.py), the route through ``old`` (on ``old_index``, the
+        interface used before) replaced by it. Should the kernel refuse, the old way (delete,
         then replace, through pyroute2) is tried."""
+        old_index = self._ifindex if old_index is None else old_index
         problem = self._default_route.replace(router, self._ifindex, ROUTE_PRIORITY)
         if problem is not None:
             self._log(DefaultRouteFailed, time.monotonic_ns(), router=str(router), error=problem)
-            if self._route_installed and old is not None and old != router:
+            if self._route_installed and old is not None and (old != router or old_index != self._ifindex):
                 try:
-                    await self._ipr.route("del", dst="::/0", gateway=str(old), oif=self._ifindex,
+                    await self._ipr.route("del", dst="::/0", gateway=str(old), oif=old_index,
                                           priority=ROUTE_PRIORITY, family=socket.AF_INET6)
                 except Exception:
                     pass
