@@ -2,7 +2,8 @@
 
     role: mn | cn | ha
     node: mn                          # name in events (default: the role)
-    interfaces: [mn-eth0]             # where packets are read (default: every interface)
+    interfaces: [mn-eth0]             # where packets are read (default: every interface); an MN
+                                      # lists its NIC, or one NIC per access network (docs/multihost.md)
     state_dir: /var/lib/mip6/mn       # durable sequence numbers
     event_log: /var/log/mip6/mn.jsonl
     control_socket: /run/mip6/mn.sock
@@ -237,8 +238,11 @@ def parse_agent_config(doc: dict, source: str) -> AgentConfig:
     if not isinstance(node, str) or not node or len(node) > 32:
         raise _fail(source, "node: expected a short name")
     if role == "mn":
-        if len(kw.get("interfaces", ())) != 1:
-            raise _fail(source, "interfaces: a mobile node needs exactly one interface (the one that moves)")
+        interfaces = kw.get("interfaces", ())
+        if not interfaces:
+            raise _fail(source, "interfaces: a mobile node needs its interface (or one per access network)")
+        if len(set(interfaces)) != len(interfaces):
+            raise _fail(source, "interfaces: an interface is named twice")
         if len(kw["mn_ha_keys"]) != 1:
             raise _fail(source, "mn_ha_keys: a mobile node has exactly one MN-HA key file")
         if kw["home_address"] not in kw["home_prefix"]:

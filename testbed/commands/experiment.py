@@ -52,6 +52,10 @@ def add_parser(sub) -> None:
                    help="storm: run the lab's delay lines at real-time priority (not starved by 100 agents)")
     p.add_argument("--persistence", default="strict", metavar="strict|reserve:N",
                    help="how the agents make sequence numbers durable (default strict; docs/persistence.md)")
+    p.add_argument("--inventory", metavar="FILE",
+                   help="handover: run on the machines of this Ansible inventory over SSH instead of Mininet labs "
+                        "(docs/multihost.md; e.g. playbooks/inventory/multihost.yml); --param then only sets the "
+                        "model's delays")
     p.add_argument("--out", metavar="DIR", help="results directory (default results/<name>-<time> under the current "
                    "directory); must not exist or be empty")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -92,14 +96,19 @@ def run(args) -> int:
     parse_params(HandoverTopo.PARAMS, params, "--param")  # refuse unknown names and bad values now
     # Absolute once, here: the agents resolve relative paths against their configuration's directory.
     out = _results_dir(args, "handover")
-    if os.geteuid() != 0:
+    backend = None
+    if args.inventory:
+        from testbed.experiments.multihost import HostsBackend
+
+        backend = HostsBackend(args.inventory)
+    elif os.geteuid() != 0:
         raise TestbedError("the handover experiment builds network namespaces: run it as root")
     mechanisms = tuple(dict.fromkeys(args.mechanism)) if args.mechanism else MECHANISM_CHOICES
     spec = HandoverSpec(moves=args.moves, mechanisms=mechanisms, params=params, persistence=persistence)
     _quiet_lab_log()
     _sigterm_as_interrupt()
     with _Progress(spec, quiet=args.json) as progress:
-        summary = run_handover_experiment(spec, out, progress=progress)
+        summary = run_handover_experiment(spec, out, progress=progress, backend=backend)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -177,7 +186,7 @@ class _Progress:
             if self.bar is not None:
                 self.tasks[mechanism] = self.bar.add_task(mechanism, total=moves, note="bringing up the lab")
             else:
-                self.say(f"{mechanism}: bringing up the lab")
+                self.say(f"{mechanism}: bringing up the lab (or the agents on the machines)")
         elif kind == "up":
             if not self.backend_said:
                 self.say(BACKEND_LINES.get(info["backend"], f"link delay: {info['backend']}"))

@@ -181,9 +181,12 @@ def _round(v: float | None) -> float | None:
 ProgressFn = Callable[..., None]
 
 
-def run_handover_experiment(spec: HandoverSpec, out: Path, progress: ProgressFn | None = None) -> dict:
+def run_handover_experiment(spec: HandoverSpec, out: Path, progress: ProgressFn | None = None,
+                            backend=None) -> dict:
     """Run every mechanism of ``spec`` and write the results into ``out``. Ctrl-C stops the
-    moves; what was measured is kept and the results are still written (``interrupted``)."""
+    moves; what was measured is kept and the results are still written (``interrupted``).
+    ``backend``: None for Mininet labs, or machines of an inventory
+    (``testbed.experiments.multihost.HostsBackend``); the results layout is the same."""
     tell = progress or (lambda kind, **info: None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps(asdict(spec), indent=1))
@@ -191,16 +194,22 @@ def run_handover_experiment(spec: HandoverSpec, out: Path, progress: ProgressFn 
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S"), time.monotonic()
     results: list[MechanismResult] = []
     interrupted = False
-    installers = {m: AnsibleKeys(record=out / m / "ansible") for m in spec.mechanisms}  # keys pushed with Ansible
+    installers = {m: AnsibleKeys(record=out / m / "ansible") if backend is None  # keys pushed with Ansible
+                  else backend.installer(m, out / m / "ansible") for m in spec.mechanisms}
     host = PauseMonitor()
     cpu0 = _cpu_seconds()
     try:
         host.start()
         for mechanism in spec.mechanisms:
             tell("mechanism", mechanism=mechanism, moves=spec.moves)
-            result = run_mechanism(mechanism, moves=spec.moves, run_dir=out / mechanism, params=spec.params,
-                                   keys=installers[mechanism], measure_paths=True, persistence=spec.persistence,
-                                   progress=lambda kind, m=mechanism, **info: tell(kind, mechanism=m, **info))
+            told = lambda kind, m=mechanism, **info: tell(kind, mechanism=m, **info)  # noqa: E731
+            if backend is None:
+                result = run_mechanism(mechanism, moves=spec.moves, run_dir=out / mechanism, params=spec.params,
+                                       keys=installers[mechanism], measure_paths=True, persistence=spec.persistence,
+                                       progress=told)
+            else:
+                result = backend.run(mechanism, moves=spec.moves, run_dir=out / mechanism, keys=installers[mechanism],
+                                     progress=told, params=spec.params, persistence=spec.persistence)
             results.append(result)
             tell("mechanism_done", mechanism=mechanism, result=result)
             if result.interrupted:
@@ -214,7 +223,7 @@ def run_handover_experiment(spec: HandoverSpec, out: Path, progress: ProgressFn 
             host.stop()  # after the labs: every process of ours has ended and been waited for
             own_cpu_s = _cpu_seconds() - cpu0
             summary = _write_results(spec, out, results, models, host, started, time.monotonic() - t0, interrupted,
-                                     installers, own_cpu_s)
+                                     installers, own_cpu_s, backend="lab" if backend is None else backend.name)
         finally:
             signal.signal(signal.SIGINT, restore)
     return summary
@@ -239,7 +248,7 @@ def _own_load(host_summary: dict, own_cpu_s: float) -> None:
 
 def _write_results(spec, out: Path, results: list[MechanismResult], models: dict, host: PauseMonitor,
                    started: str, duration_s: float, interrupted: bool, installers: dict | None = None,
-                   own_cpu_s: float = 0.0) -> dict:
+                   own_cpu_s: float = 0.0, backend: str = "lab") -> dict:
     rows, timelines, mechanisms = [], {}, {}
     for r in results:
         bias = path_bias(r, r.params or spec.params, host)
@@ -264,6 +273,7 @@ def _write_results(spec, out: Path, results: list[MechanismResult], models: dict
         "started": started,
         "duration_s": round(duration_s, 1),
         "interrupted": interrupted,
+        "backend": backend,  # "lab": Mininet labs on this machine; "hosts": machines of an inventory
         "delay_backend": next((r.delay_backend for r in results if r.delay_backend), None),
         "model_ms": models,
         "host": host_summary,

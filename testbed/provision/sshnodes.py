@@ -57,7 +57,7 @@ Subsystem sftp internal-sftp
 
 
 class SshNodes:
-    def __init__(self, lab, nodes: list[str], *, via: str = "core") -> None:
+    def __init__(self, lab, nodes: list[str], *, via: str = "core", addresses: dict[str, str] | None = None) -> None:
         if not shutil.which("ssh-keygen") or not os.path.exists(SSHD) or not shutil.which("ssh"):
             raise TestbedError("the SSH path needs Debian's openssh-server and openssh-client "
                                "(scripts/install installs them)")
@@ -66,6 +66,7 @@ class SshNodes:
         self.via = via
         self.dir = Path()
         self.addresses: dict[str, str] = {}
+        self.overrides = dict(addresses or {})  # node -> the address to reach it by (e.g. a management NIC)
 
     def __enter__(self) -> SshNodes:
         try:
@@ -112,6 +113,8 @@ class SshNodes:
             self._wait_listening(node)
 
     def _address(self, node: str) -> str:
+        if node in self.overrides:
+            return self.overrides[node]
         plan = self.lab.addresses
         if node in plan.mobiles:
             prefix = plan.segments[self.lab.location(node)].subnet
