@@ -237,7 +237,7 @@ def interpret(probe: dict) -> dict[str, str]:
     extra = [name for name in probe.get("interfaces", []) if name != "lo"]
     if extra:
         out["fresh_namespace"] = (f"a new network namespace already has {', '.join(extra)} (tunnel modules "
-                                  "loaded); the lab ignores such devices")
+                                  "loaded): the lab and the agents name the interfaces they use, never list them")
     return out
 
 

@@ -1,0 +1,85 @@
+"""The event names (and their fields) the code can write into an event log, found in the
+source by its syntax tree: calls ``_event(now, NAME, ...)``, ``_drop(now, ...)`` (event
+``drop``), ``log.event(t, NAME, ...)`` / ``self._log(t, NAME, ...)`` (the agents), ``Event(t,
+node, NAME, ...)``, and event classes with a ``NAME``/``name``/``EVENT`` string attribute or a
+``*_EVENT`` constant. NAME may be a string, a variable assigned strings in the same function,
+or an ``*_EVENT`` constant. Used by tests/unit/test_events_doc.py to keep docs/events.md whole.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ("testbed/mip6", "testbed/agent")
+CALLS = {"_event": 1, "event": 1, "_log": 1}  # function name -> index of the name argument
+
+
+def _strings(node: ast.AST) -> set[str]:
+    return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def _assigned(func: ast.AST, name: str) -> set[str]:
+    out: set[str] = set()
+    for n in ast.walk(func):
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets):
+            out |= _strings(n.value)
+    return out
+
+
+def _dict_keys(func: ast.AST, name: str) -> set[str]:
+    out: set[str] = set()
+    for n in ast.walk(func):
+        if (isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
+                and isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Name) and n.value.func.id == "dict"):
+            out |= {k.arg for k in n.value.keywords if k.arg}
+    return out
+
+
+def event_fields() -> dict[str, set[str]]:
+    """event name -> the field names passed with it anywhere."""
+    found: dict[str, set[str]] = {}
+    constants: dict[str, set[str]] = {}
+    trees = []
+    for base in SOURCES:
+        for path in sorted((ROOT / base).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            trees.append(tree)
+            for n in ast.walk(tree):
+                if isinstance(n, ast.Assign):
+                    for t in n.targets:
+                        if isinstance(t, ast.Name) and (t.id.endswith("_EVENT") or t.id in ("NAME", "EVENT")):
+                            if isinstance(n.value, ast.Constant) and isinstance(n.value.value, str):
+                                constants.setdefault(t.id, set()).add(n.value.value)
+                                found.setdefault(n.value.value, set())
+    for tree in trees:
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for func in functions:
+            for call in (n for n in ast.walk(func) if isinstance(n, ast.Call)):
+                f = call.func
+                fname = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+                keywords = {k.arg for k in call.keywords if k.arg}
+                for k in call.keywords:  # **fields, fields = dict(name=..., ...) in the same function
+                    if k.arg is None and isinstance(k.value, ast.Name):
+                        keywords |= _dict_keys(func, k.value.id)
+                if fname == "_drop":
+                    found.setdefault("drop", set()).update(keywords | {"reason"})
+                    continue
+                index = 2 if fname == "Event" else CALLS.get(fname or "")
+                if index is None or len(call.args) <= index:
+                    continue
+                arg = call.args[index]
+                names: set[str] = set()
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    names = {arg.value}
+                elif isinstance(arg, ast.Name):
+                    names = _assigned(func, arg.id) or constants.get(arg.id, set())
+                elif isinstance(arg, ast.IfExp):
+                    names = _strings(arg)
+                elif isinstance(arg, ast.Attribute) and arg.attr in constants:
+                    names = constants[arg.attr]
+                for name in names:
+                    found.setdefault(name, set()).update(keywords)
+    found.pop("", None)
+    return found
