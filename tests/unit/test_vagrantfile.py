@@ -103,3 +103,23 @@ def test_multihost_playbook_syntax():
     done = subprocess.run([str(ANSIBLE_BIN / "ansible-playbook"), "--syntax-check", "-i", str(INVENTORY),
                            str(ROOT / "playbooks" / "multihost.yml")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_multihost_radvd_configuration_parses(tmp_path):
+    radvd = shutil.which("radvd") or ("/usr/sbin/radvd" if os.path.exists("/usr/sbin/radvd") else None)
+    if radvd is None:
+        pytest.skip("radvd is not installed (scripts/install installs it)")
+    import jinja2
+
+    template = jinja2.Template((ROOT / "playbooks" / "templates" / "radvd.conf.j2").read_text())
+    hostvars = {name: hv for group in yaml.safe_load(INVENTORY.read_text())["all"]["children"].values()
+                for name, hv in group["hosts"].items()}
+    routers = {name: hv for name, hv in hostvars.items() if "mip6_radvd" in hv}
+    assert set(routers) == {"ha", "ar1", "ar2"}
+    for name, hv in routers.items():
+        conf = tmp_path / f"{name}.conf"
+        conf.write_text(template.render(inventory_hostname=name, **hv))
+        done = subprocess.run([radvd, "--configtest", "-C", str(conf), "-m", "stderr"], capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert ("AdvHomeAgentFlag on" in conf.read_text()) == (name == "ha")
