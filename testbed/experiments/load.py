@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from testbed.lab.loadcheck import LoadSettings, prepare_lab, run_load
 from testbed.lab.procstat import HostSample

@@ -182,8 +182,9 @@ class Built:
 def node_sysctls(role: str, optimistic: bool) -> list[str]:
     """sysctl assignments for a node of ``role``, applied before its interfaces exist.
     (A non-initial namespace has no ``neigh/default``: ND timers are set per interface.)"""
-    both = lambda key, value: [f"net.ipv6.conf.all.{key}={value}",
-                               f"net.ipv6.conf.default.{key}={value}"]
+    def both(key: str, value: int) -> list[str]:
+        return [f"net.ipv6.conf.all.{key}={value}", f"net.ipv6.conf.default.{key}={value}"]
+
     if role == "wire":
         return both("disable_ipv6", 1)
     settings = both("disable_ipv6", 0)

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 
 import pytest
 from agent_proc import AgentProc, exchange, wait_for

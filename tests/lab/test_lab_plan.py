@@ -72,7 +72,7 @@ def test_handover_addressing_plan():
     doc = ipaddress.IPv6Network("2001:db8::/32")
     assert all(ipaddress.IPv6Network(s).subnet_of(doc) for s in subnets)
     # delays as declared
-    delays = {f"{l.a.node}-{l.b.node}": l.delay_ms for l in plan.links}
+    delays = {f"{link.a.node}-{link.b.node}": link.delay_ms for link in plan.links}
     assert delays["core-ha"] == 20.0 and delays["core-cn"] == 5.0
     assert delays["ar1-a1"] == 1.0 and delays["core-ar2"] == 2.0 and delays["mn-a1"] == 0.0
     # routes: the core reaches the home link via the HA, the CN has a default route

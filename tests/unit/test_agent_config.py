@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
 from testbed.agent.config import parse_agent_config
@@ -70,10 +75,6 @@ def test_bad_configurations_are_refused_in_one_line(doc, words):
 
 # ---------------------------------------------------------------- configuration files the agent refuses at once
 
-import os
-import subprocess
-import sys
-import time
 
 
 def _bad_files(tmp_path):
