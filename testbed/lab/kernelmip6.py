@@ -71,11 +71,22 @@ def kernel_config(release: str | None = None) -> tuple[str | None, dict[str, str
     return None, {}
 
 
-def _module_names(path: str) -> set[str] | None:
+def module_names(text: str, *, loaded_list: bool = False) -> set[str]:
+    """Module names of ``/proc/modules`` (``loaded_list``: "name size refs deps state addr")
+    or of ``modules.builtin``/``modules.dep`` ("kernel/net/ipv6/mip6.ko[: deps]")."""
+    names = set()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name = line.split()[0] if loaded_list else os.path.basename(line.split(":")[0]).split(".ko")[0]
+        names.add(name.replace("-", "_"))
+    return names
+
+
+def _module_names(path: str, *, loaded_list: bool = False) -> set[str] | None:
     try:
         with open(path) as f:
-            return {os.path.basename(line.split(":")[0]).split(".ko")[0].replace("-", "_")
-                    for line in f if line.strip()}
+            return module_names(f.read(), loaded_list=loaded_list)
     except OSError:
         return None
 
@@ -101,7 +112,7 @@ def module_states(release: str | None = None) -> dict[str, dict]:
     """Per module: loaded (None: the kernel has no loadable modules), built in, loadable
     (None: no module lists to read), and the modprobe rules naming it."""
     release = release or os.uname().release
-    loaded = _module_names("/proc/modules")
+    loaded = _module_names("/proc/modules", loaded_list=True)
     builtin = _module_names(f"/lib/modules/{release}/modules.builtin")
     on_disk = _module_names(f"/lib/modules/{release}/modules.dep")
     return {name: {"loaded": None if loaded is None else name in loaded,
@@ -245,11 +256,17 @@ def mip6_summary(config: dict[str, str], modules: dict[str, dict], verdict: dict
     """The "kernel Mobile IPv6" row of check-host: (chosen, why not the first choice)."""
     option = config.get("CONFIG_IPV6_MIP6")
     loaded = modules.get("mip6", {}).get("loaded")
-    state = {"y": "built in (CONFIG_IPV6_MIP6=y)", "m": "module (CONFIG_IPV6_MIP6=m"
-             + (", loaded)" if loaded else ", not loaded)" if loaded is False else ")"),
-             "n": "not in this kernel (CONFIG_IPV6_MIP6 not set)"}.get(option or "", "unknown (no kernel configuration)")
     probe = verdict.get("hao_rh2") or verdict.get("probe", "")
-    if option in ("y", "m"):
+    if option is None and probe.startswith("kernel without"):  # no configuration to read: the probe tells
+        option, state = "n", "not in this kernel (the probe; no kernel configuration to read)"
+    elif option is None and probe.startswith("kernel with "):
+        option, state = "probe", "in this kernel (the probe; no kernel configuration to read)"
+    else:
+        state = {"y": "built in (CONFIG_IPV6_MIP6=y)", "m": "module (CONFIG_IPV6_MIP6=m"
+                 + (", loaded)" if loaded else ", not loaded)" if loaded is False else ")"),
+                 "n": "not in this kernel (CONFIG_IPV6_MIP6 not set)"}.get(option or "",
+                                                                         "unknown (no kernel configuration)")
+    if option in ("y", "m", "probe"):
         return (f"{state}: not used, the agents work in user space; HAO/RH2 packets are dropped silently by the "
                 "IPv6 core, the agents read them from AF_PACKET", None if "unexpected" not in probe else probe)
     return f"{state}: signalling and data plane in user space", None if "unexpected" not in probe else probe

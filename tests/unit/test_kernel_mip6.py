@@ -66,3 +66,25 @@ def test_the_probe_on_this_kernel_agrees_with_its_configuration():
         assert verdict["hao_rh2"].startswith("kernel with Mobile IPv6" if with_mip6 else "kernel without Mobile IPv6")
     # the control packets drew their errors; the MH with a listener none
     assert probe["unknown_dstopt_control"] == ["4/2@46"] and probe["mh_with_listener"] == []
+
+
+def test_module_lists_are_read_in_their_own_formats():
+    proc = "mip6 16384 0 - Live 0x0000000000000000\nip6_tunnel 45056 0 - Live 0x0000000000000000\n"
+    assert kernelmip6.module_names(proc, loaded_list=True) == {"mip6", "ip6_tunnel"}
+    dep = "kernel/net/ipv6/mip6.ko: kernel/lib/crc-ccitt.ko\nkernel/net/sched/sch_netem.ko.zst:\n"
+    assert kernelmip6.module_names(dep) == {"mip6", "sch_netem"}
+    assert kernelmip6.module_names("kernel/net/ipv6/tunnel6.ko\n") == {"tunnel6"}
+
+
+def test_the_mip6_row_follows_the_configuration_or_else_the_probe():
+    modular = {"CONFIG_IPV6_MIP6": "m"}
+    loaded = {"mip6": {"loaded": True}}
+    chosen, unexpected = kernelmip6.mip6_summary(modular, loaded, interpret(MIP6_LOADED))
+    assert chosen.startswith("module (CONFIG_IPV6_MIP6=m, loaded)") and unexpected is None
+    chosen, _ = kernelmip6.mip6_summary({"CONFIG_IPV6_MIP6": "n"}, {}, interpret(WITHOUT_MIP6))
+    assert chosen.startswith("not in this kernel (CONFIG_IPV6_MIP6 not set)")
+    # no configuration to read (a user-mode Linux kernel has none): the probe decides
+    chosen, _ = kernelmip6.mip6_summary({}, {}, interpret(MIP6_NOT_LOADED))
+    assert chosen.startswith("in this kernel (the probe") and "dropped silently" in chosen
+    chosen, _ = kernelmip6.mip6_summary({}, {}, interpret(WITHOUT_MIP6))
+    assert chosen.startswith("not in this kernel (the probe")
