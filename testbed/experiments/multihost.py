@@ -114,6 +114,12 @@ class HostsBackend:
     def __init__(self, inventory: str | Path) -> None:
         self.plan = HostsPlan.load(inventory)
         self.pushes: dict[str, list] = {}
+        self.shared_clock: dict[str, bool] = {}  # mechanism -> the machines run on this one's clock
+
+    def pauses_apply(self, mechanism: str) -> bool:
+        """Whether this machine's pause monitor speaks for the machines' times: only when they
+        share its monotonic clock (namespaces of this machine, as in CI)."""
+        return self.shared_clock.get(mechanism, False)
 
     def installer(self, mechanism: str, record: Path | None):
         return _Pushes(self.pushes.setdefault(mechanism, []), record)
@@ -124,10 +130,12 @@ class HostsBackend:
         result.delay_backend = "hosts (the machines' own network)"
         result.params = dict(params or {})
         tell = progress or (lambda kind, **info: None)
+        run = HostsRun(self.plan, mechanism, run_dir, keys, persistence)
         try:
-            HostsRun(self.plan, mechanism, run_dir, keys, persistence).run(result, moves, tell)
+            run.run(result, moves, tell)
         except KeyboardInterrupt:
             result.interrupted = True
+        self.shared_clock[mechanism] = bool(run.shared) and all(run.shared.values())
         return result
 
 
@@ -155,6 +163,7 @@ class HostsRun:
         self.location = ""
         self.last_move_ns: int | None = None
         self.offsets: dict[str, list[tuple[int, int]]] = {role: [] for role in plan.hosts}
+        self.shared: dict[str, bool] = {}  # role -> its monotonic clock is this machine's
 
     # ------------------------------------------------------------------ set-up
 
@@ -227,8 +236,12 @@ class HostsRun:
         return path
 
     def clock(self, role: str) -> None:
+        before = time.monotonic_ns()
         out = self.plan.hosts[role].text([self.plan.python(role), "-c", CLOCK_SCRIPT]).split()
+        after = time.monotonic_ns()
         self.offsets[role].append((int(out[0]), int(out[1])))
+        # the same clock when its reading falls within our call (another machine's is off by its uptime)
+        self.shared[role] = self.shared.get(role, True) and before <= int(out[0]) <= after
 
     # ------------------------------------------------------------------ the run
 

@@ -58,6 +58,7 @@ def test_handover_experiment_over_ssh_on_a_two_nic_mobile_node(tmp_path):
     assert summary["backend"] == "hosts" and summary["ok"]
     m = summary["mechanisms"]["precomputed"]
     assert m["moves"] == 2 and m["bound"] and m["error"] is None
+    assert m["pauses_judged"]  # the nodes are namespaces of this machine: its pause monitor applies
     assert m["mh_types"].get("BU", 0) >= 2 and m["bad_verdicts"].get("BU:valid", 0) >= 2  # checked with the run's keys
     # The same results layout as the Mininet path
     assert RESULT_FILES <= {p.name for p in out.iterdir()}
