@@ -164,6 +164,7 @@ class HostsRun:
         self.last_move_ns: int | None = None
         self.offsets: dict[str, list[tuple[int, int]]] = {role: [] for role in plan.hosts}
         self.shared: dict[str, bool] = {}  # role -> its monotonic clock is this machine's
+        self.events_dir = run_dir / "events" / mechanism  # where a lab's agents write theirs (LabAgents)
 
     # ------------------------------------------------------------------ set-up
 
@@ -248,7 +249,7 @@ class HostsRun:
     def run(self, result: MechanismResult, moves: int, tell: Progress) -> None:
         p = self.plan
         t0 = time.monotonic()
-        (self.run_dir / "events").mkdir(parents=True, exist_ok=True)
+        self.events_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         result.addresses = {"cn": p.cn_address, "ha": p.home_agent}
         configs = self.configs()
@@ -325,7 +326,7 @@ class HostsRun:
             held.stop()
         for role, host in self.plan.hosts.items():
             d = self.remote_dirs[role]
-            for remote, local in ((f"{d}/events.jsonl", self.run_dir / "events" / f"{role}.jsonl"),
+            for remote, local in ((f"{d}/events.jsonl", self.events_dir / f"{role}.jsonl"),
                                   (f"{d}/agent.log", self.run_dir / "logs" / f"{role}-agent.log")):
                 try:
                     with open(local, "wb") as out:
@@ -338,7 +339,7 @@ class HostsRun:
                 pass
         (self.run_dir / ".mn-events-stream.jsonl").unlink(missing_ok=True)
         for role in self.plan.hosts:
-            path = self.run_dir / "events" / f"{role}.jsonl"
+            path = self.events_dir / f"{role}.jsonl"
             result.events[role] = _read_jsonl(path)
 
     def _wait(self, condition, timeout: float, what: str) -> None:

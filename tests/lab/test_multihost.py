@@ -68,8 +68,9 @@ def test_handover_experiment_over_ssh_on_a_two_nic_mobile_node(tmp_path):
     assert [r["to"] for r in rows] == ["ar2", "ar1"] and all(float(r["coa_to_ba_ms"]) > 0 for r in rows)
     # each move's care-of address is on the network of the NIC brought up
     assert rows[0]["careof"].startswith("2001:db8:a:2:") and rows[1]["careof"].startswith("2001:db8:a:1:")
-    events = out / "precomputed" / "events"
+    events = out / "precomputed" / "events" / "precomputed"  # as the lab's agents write them
     assert {p.name for p in events.iterdir()} == {"mn.jsonl", "cn.jsonl", "ha.jsonl"}
+    assert (out / "precomputed" / "logs").is_dir() and len(list((out / "precomputed").glob("*.pcap"))) == 2
     report = (out / "report.md").read_text()
     assert "precomputed Kbm (RFC 4449)" in report
     # no key material anywhere in the results
