@@ -1,8 +1,8 @@
 """The event names (and their fields) the code can write into an event log, found in the
 source by its syntax tree: calls ``_event(now, NAME, ...)``, ``_drop(now, ...)`` (event
 ``drop``), ``log.event(t, NAME, ...)`` / ``self._log(t, NAME, ...)`` (the agents), ``Event(t,
-node, NAME, ...)``, and event classes with a ``NAME``/``name``/``EVENT`` string attribute or a
-``*_EVENT`` constant. NAME may be a string, a variable assigned strings in the same function,
+node, NAME, ...)``, ``*_EVENT`` constants, and event classes (a class with a string
+``NAME``/``name``/``EVENT``/``event`` attribute: its annotated attributes are the fields). NAME may be a string, a variable assigned strings in the same function,
 or an ``*_EVENT`` constant. Used by tests/unit/test_events_doc.py to keep docs/events.md whole.
 """
 
@@ -14,6 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("testbed/mip6", "testbed/agent")
 CALLS = {"_event": 1, "event": 1, "_log": 1}  # function name -> index of the name argument
+CLASS_NAME_ATTRS = ("NAME", "name", "EVENT", "event")
+COMMON_FIELDS = {"t_ns", "node", "event", "name"}  # every event's, documented once
 
 
 def _strings(node: ast.AST) -> set[str]:
@@ -49,10 +51,26 @@ def event_fields() -> dict[str, set[str]]:
             for n in ast.walk(tree):
                 if isinstance(n, ast.Assign):
                     for t in n.targets:
-                        if isinstance(t, ast.Name) and (t.id.endswith("_EVENT") or t.id in ("NAME", "EVENT")):
+                        if isinstance(t, ast.Name) and t.id.endswith("_EVENT"):
                             if isinstance(n.value, ast.Constant) and isinstance(n.value.value, str):
                                 constants.setdefault(t.id, set()).add(n.value.value)
                                 found.setdefault(n.value.value, set())
+    for tree in trees:  # event classes: a string NAME/name/EVENT/event, the annotated attributes as fields
+        for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+            names, fields = set(), set()
+            for stmt in cls.body:
+                target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else \
+                    stmt.target if isinstance(stmt, ast.AnnAssign) else None
+                if not isinstance(target, ast.Name):
+                    continue
+                value = stmt.value
+                if target.id in CLASS_NAME_ATTRS and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    names.add(value.value)
+                elif isinstance(stmt, ast.AnnAssign) and not target.id.startswith("_") \
+                        and "ClassVar" not in ast.unparse(stmt.annotation):
+                    fields.add(target.id)
+            for name in names:
+                found.setdefault(name, set()).update(fields - COMMON_FIELDS)
     for tree in trees:
         functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
         for func in functions:
