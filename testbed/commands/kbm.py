@@ -16,7 +16,6 @@ import ipaddress
 import json
 
 from testbed.errors import ConfigError
-from testbed.mip6 import keys
 from testbed.storage.keyfiles import load_preconfigured
 
 

@@ -36,11 +36,14 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from testbed.agent.eventlog import read_typed_events
+from testbed.agent.events import ProbeReceived, RaNewPrefix
 from testbed.diag.verify import KeyRing
 from testbed.errors import ConfigError, TestbedError
 from testbed.experiments.sshhost import Held, SshHost
 from testbed.lab.handover_check import (BIND_TIMEOUT_S, MOVE_INTERVAL_NS, MOVE_TIMEOUT_S, PROBE_RATE, PROBE_WAIT_S,
                                         POLL_S, WARM_UP_MOVES, EventTail, MechanismResult, MoveResult, _read_capture)
+from testbed.mip6.events import CnRegistered, CoaUsable, HomeRegistered
 from testbed.provision.api import push_keys
 from testbed.provision.inventory import Inventory, load_inventory
 from testbed.provision.keyset import generate_keyset
@@ -340,7 +343,7 @@ class HostsRun:
         (self.run_dir / ".mn-events-stream.jsonl").unlink(missing_ok=True)
         for role in self.plan.hosts:
             path = self.events_dir / f"{role}.jsonl"
-            result.events[role] = _read_jsonl(path)
+            result.events[role] = read_typed_events(path) if path.exists() else []
 
     def _wait(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -373,20 +376,19 @@ class HostsRun:
         deadline = time.monotonic() + MOVE_TIMEOUT_S
         probe_deadline = None
         while True:
-            for e in tail.poll():
-                name, t = e.get("event"), e.get("t_ns", 0)
+            for e in tail.poll():  # typed events (testbed.agent.events), on the MN's clock
+                t, kind = e.t_ns, type(e)
                 if t < t_move:
                     continue
-                if name == "ra_new_prefix" and ra is None:
+                if kind is RaNewPrefix and ra is None:
                     ra = t
-                elif name == "coa_usable" and coa is None:
-                    coa, careof = t, e.get("careof")
-                elif name == "cn_registered" and careof and e.get("careof") == careof and e.get("peer") == p.cn_address:
+                elif kind is CoaUsable and coa is None:
+                    coa, careof = t, e.careof
+                elif kind is CnRegistered and careof and e.careof == careof and e.peer == p.cn_address:
                     cn_ba = cn_ba or t
-                elif name == "home_registered" and careof and e.get("careof") == careof:
+                elif kind is HomeRegistered and careof and e.careof == careof:
                     home_ba = home_ba or t
-                elif (name == "probe_received" and probe is None and careof and e.get("path") == "direct"
-                      and e.get("to") == careof):
+                elif kind is ProbeReceived and probe is None and careof and e.path == "direct" and e.to == careof:
                     probe = t
             if cn_ba and home_ba:
                 if probe:
@@ -409,20 +411,6 @@ class HostsRun:
         """The MN's monotonic clock now, estimated from the last move's stamp and ours."""
         local, remote = self._last_local
         return remote + (time.monotonic_ns() - local)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    events = []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events
 
 
 def describe_inventory(path: str | Path) -> str:

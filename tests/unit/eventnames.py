@@ -1,8 +1,9 @@
 """The event names (and their fields) the code can write into an event log, found in the
 source by its syntax tree: calls ``_event(now, NAME, ...)``, ``_drop(now, ...)`` (event
 ``drop``), ``log.event(t, NAME, ...)`` / ``self._log(t, NAME, ...)`` (the agents), ``Event(t,
-node, NAME, ...)``, ``*_EVENT`` constants, and event classes (a class with a string
-``NAME``/``name``/``EVENT``/``event`` attribute: its annotated attributes are the fields). NAME may be a string, a variable assigned strings in the same function,
+node, NAME, ...)``, ``*_EVENT`` constants, and event classes (``@event_class("name")``, or a
+class with a string ``NAME``/``name``/``EVENT``/``event`` attribute: its annotated
+attributes, its bases' included, are the fields). NAME may be a string, a variable assigned strings in the same function,
 or an ``*_EVENT`` constant. Used by tests/unit/test_events_doc.py to keep docs/events.md whole.
 """
 
@@ -55,6 +56,25 @@ def event_fields() -> dict[str, set[str]]:
                             if isinstance(n.value, ast.Constant) and isinstance(n.value.value, str):
                                 constants.setdefault(t.id, set()).add(n.value.value)
                                 found.setdefault(n.value.value, set())
+    classes = {n.name: n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+
+    def annotated(cls: ast.ClassDef, seen: frozenset = frozenset()) -> set[str]:
+        """The annotated attributes of ``cls`` and of its bases defined in the sources."""
+        out = set()
+        for base in cls.bases:
+            if isinstance(base, ast.Name) and base.id in classes and base.id not in seen:
+                out |= annotated(classes[base.id], seen | {cls.name})
+        for stmt in cls.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) \
+                    and not stmt.target.id.startswith("_") and "ClassVar" not in ast.unparse(stmt.annotation):
+                out.add(stmt.target.id)
+        return out
+
+    for cls in classes.values():  # @event_class("name") classes: their annotated attributes are the fields
+        for deco in cls.decorator_list:
+            if isinstance(deco, ast.Call) and deco.args and isinstance(deco.args[0], ast.Constant) \
+                    and isinstance(deco.args[0].value, str) and "event" in ast.unparse(deco.func).lower():
+                found.setdefault(deco.args[0].value, set()).update(annotated(cls) - COMMON_FIELDS)
     for tree in trees:  # event classes: a string NAME/name/EVENT/event, the annotated attributes as fields
         for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
             names, fields = set(), set()

@@ -4,7 +4,6 @@ running together in-process, exchanging real encoded packets over a simulated ne
 from __future__ import annotations
 
 from engine_fixtures import (
-    CN_PC,
     COA1,
     COA2,
     HOME,
