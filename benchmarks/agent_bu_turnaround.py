@@ -12,9 +12,11 @@ agents' ``persistence`` set as given, and prints:
   durable write, sending), and the second part once more: the durable write(s) (the agents'
   ``durable_write`` events) and the rest; against the goal of issue 12: median <= 0.3 ms and
   p99 <= 2 ms, plus the durable write's median where one is on the path (``strict``; measured
-  in the same run on the agents' file system);
+  in the same run on the agents' file system); and the clean median as a ratio of that
+  durable write's median ("x write": 1.0 is one durable write's time);
 - the mobile node: from its care-of address being usable to its BUs on the wire (the home
-  registration, and the precomputed correspondent's BU), goal 0.3 ms;
+  registration, and the precomputed correspondent's BU), goal 0.3 ms, also as a ratio of the
+  durable write;
 - the handover: care-of address usable to the correspondent's BA, median over the moves no
   pause overlapped, against RTT(MN,CN) of the topology (goal for precomputed under a reserve:
   within 10 % + 1 ms);
@@ -56,6 +58,13 @@ def figures(deltas_ns: list[int]) -> str:
 
 def median_ms(values: list[int]) -> str:
     return f"{statistics.median(values) / 1e6:>9.3f}" if values else f"{'':>9}"
+
+
+def ratio(deltas_ns: list[int], write_ms: float) -> str:
+    """The median of ``deltas_ns`` as a multiple of the durable write's median (``write_ms``)."""
+    if not deltas_ns or write_ms <= 0:
+        return f"{'':>7}"
+    return f"{statistics.median(deltas_ns) / 1e6 / write_ms:>7.2f}"
 
 
 def parse_persistence(text: str) -> str | dict:
@@ -101,7 +110,7 @@ def main() -> int:
           f"{write['update_median_us'] / 1e3:.3f} ms before the runs, {write_after['update_median_us'] / 1e3:.3f} ms after")
     print(f"{'':18} {'all BUs':^24} | {'clean BUs (no pause overlapped)':^62} | goal")
     print(f"{'mechanism':12} {'agent':5} {'BUs':>5} {'median ms':>9} {'p99 ms':>8} | {'BUs':>5} {'median ms':>9} "
-          f"{'p99 ms':>8} {'to wake':>9} {'handling':>9} {'durable':>9} {'others':>9} |")
+          f"{'p99 ms':>8} {'x write':>7} {'to wake':>9} {'handling':>9} {'durable':>9} {'others':>9} |")
     for r in results:
         for node in ("cn", "ha"):
             events = r.events.get(node, [])
@@ -118,7 +127,7 @@ def main() -> int:
                 met = statistics.median(deltas) / 1e6 <= goal and p99(deltas) / 1e6 <= GOAL_P99_MS
                 verdict = f"median <= {goal:.3f}, p99 <= {GOAL_P99_MS:g}: {'met' if met else 'NOT met'}"
             print(f"{r.mechanism:12} {node:5} {figures([b - a for a, _, b in rows])} | "
-                  f"{figures(deltas)} {median_ms([w - a for a, w, _ in woke])} "
+                  f"{figures(deltas)} {ratio(deltas, write_ms)} {median_ms([w - a for a, w, _ in woke])} "
                   f"{median_ms([b - w for _, w, b in woke])} {median_ms(written)} "
                   f"{median_ms([b - w - x for (_, w, b), x in zip(woke, written)])} | {verdict}")
     print()
@@ -129,7 +138,7 @@ def main() -> int:
                 continue  # a return-routability BU waits for the CoT
             if values:
                 met = "" if what == "to engine" else ("met" if statistics.median(values) / 1e6 <= GOAL_MN_MS else "NOT met")
-                print(f"  {r.mechanism:12} {what:9} {figures(values)}  {met}")
+                print(f"  {r.mechanism:12} {what:9} {figures(values)} {ratio(values, write_ms)} x write  {met}")
     print()
     rtt = model_ms({})["precomputed"]
     print(f"handover, usable CoA -> the CN's BA at the MN (moves no pause overlapped); RTT(MN,CN) {rtt:.1f} ms:")
