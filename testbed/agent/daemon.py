@@ -313,11 +313,11 @@ class Agent:
                 self._loop.create_task(self._route_home(event))
         for t_ns, what, error in sent:
             if error is None:
-                log.write(PacketSent(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=self._woke_ns))
+                log.write(PacketSent.make(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=self._woke_ns))
             else:
                 log.write(SendFailed(t_ns, node, what=what, error=error))
         for start, end, key in self.store.take():
-            log.write(DurableWrite(start, node, end_t_ns=end, key=key))
+            log.write(DurableWrite.make(start, node, end_t_ns=end, key=key))
         self._rearm()
 
     def _carry_out(self, actions: list, sent: list, events: list) -> None:

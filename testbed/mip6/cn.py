@@ -337,7 +337,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         careof_text = addr(careof)
         seq = bu.seq
         out: list[Action] = [
-            BuReceived(now, node, home=home_text, careof=careof_text, seq=seq, lifetime=bu.lifetime,
+            BuReceived.make(now, node, home=home_text, careof=careof_text, seq=seq, lifetime=bu.lifetime,
                        ack=bu.ack, home_reg=bu.home)
         ]
         # 1. layout rules
@@ -441,7 +441,8 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             new_state, record = advance_to(state, seq, advance, self.persistence, KBM_MAX_ADVANCE)
             self._seq[key] = new_state
             if record is not None and not (self._weak and "persist" in self._weaken):
-                persist = Persist(key, record, undo=("bu", key, state, home, binding, seq))
+                # positional (a call with keywords costs twice as much); guards set below
+                persist = Persist(key, record, 0, ("bu", key, state, home, binding, seq))
             if advance >= KBM_MAX_ADVANCE:
                 out.append(RekeyRequired(now, node, home=home_text, key_id=peer.data.key_id, advance=advance,
                                          reason="this BU used the last of the key's sequence space (R13)"))
@@ -462,7 +463,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 kind = BindingCreated
             else:
                 kind = BindingUpdated if binding.careof != careof else BindingRefreshed
-            out.append(kind(now, node, home=home_text, careof=careof_text, seq=seq, mechanism=mechanism,
+            out.append(kind.make(now, node, home=home_text, careof=careof_text, seq=seq, mechanism=mechanism,
                             lifetime=granted))
         # 6. acknowledge (``_ba``, inline: the per-BU path)
         if bu.ack or (self._weak and "ack_optional" in self._weaken):
@@ -470,7 +471,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             src = packet.src
             out.append(Send(mh_packet(self.address, home, mh) if src == home else mh_packet(self.address, src, mh, home),
                             "BA"))
-            out.append(BaSent(now, node, home=home_text, careof=careof_text, status=_ACCEPTED, seq=seq,
+            out.append(BaSent.make(now, node, home=home_text, careof=careof_text, status=_ACCEPTED, seq=seq,
                               authenticated=True))
         if persist is not None:
             # TEST ONLY: with store_ack weakened a failed write stops nothing

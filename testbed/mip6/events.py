@@ -18,7 +18,7 @@ class is a NameError, a misspelt field a TypeError, an unknown event name in a l
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
 from typing import ClassVar
 
@@ -54,7 +54,7 @@ ENGINE_EVENTS: dict[str, type[Event]] = {}
 
 def event_class(name: str, registry: dict[str, type[Event]] = ENGINE_EVENTS):
     """Class decorator: a keyword-only slots dataclass named ``name`` in the event log,
-    entered in ``registry`` (a name used twice is an error)."""
+    entered in ``registry`` (a name used twice is an error), with ``make`` (``_maker``)."""
 
     def wrap(cls):
         cls = dataclass(slots=True, kw_only=True)(cls)
@@ -62,10 +62,33 @@ def event_class(name: str, registry: dict[str, type[Event]] = ENGINE_EVENTS):
             raise ValueError(f"event {name!r} defined twice ({registry[name].__name__} and {cls.__name__})")
         cls.NAME = name
         cls._FIELDS = tuple((f.name, f.default is None) for f in fields(cls) if f.name not in _BASE)
+        cls.make = _maker(cls)
         registry[name] = cls
         return cls
 
     return wrap
+
+
+def _maker(cls):
+    """``cls.make(t_ns, node, *, field=...)``: the same event as ``cls(t_ns, node, field=...)``
+    (the same keyword-only signature, so a misspelt or missing field is still a TypeError),
+    about four times quicker. Calling a class with keywords makes CPython build a dict of
+    them for ``__init__`` (1.3 us for a BU's event here); a plain function takes keywords
+    without one (0.3 us). The engines' and agents' per-packet paths use it; everything else
+    may call the class."""
+    own = [f for f in fields(cls) if f.name not in _BASE]
+    if any(f.default not in (None, MISSING) or f.default_factory is not MISSING for f in own):
+        raise TypeError(f"{cls.__name__}: event fields may only default to None")
+    names = [f.name for f in own]
+    params = ", ".join(f"{f.name}=None" if f.default is None else f.name for f in own)
+    body = "".join(f"    self.{n} = {n}\n" for n in ("t_ns", "node", *names))
+    source = (f"def make(t_ns, node{', *, ' + params if params else ''}):\n"
+              f"    self = _new(_cls)\n{body}    return self\n")
+    namespace = {"_new": object.__new__, "_cls": cls}
+    exec(source, namespace)  # noqa: S102 - source built from the dataclass's own field names
+    make = namespace["make"]
+    make.__qualname__ = f"{cls.__name__}.make"
+    return staticmethod(make)
 
 
 def event_from_dict(obj: dict, registry: dict[str, type[Event]] = ENGINE_EVENTS) -> Event:
