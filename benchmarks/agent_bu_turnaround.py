@@ -20,7 +20,10 @@ agents' ``persistence`` set as given, and prints:
 - the handover: care-of address usable to the correspondent's BA, median over the moves no
   pause overlapped, against RTT(MN,CN) of the topology (goal for precomputed under a reserve:
   within 10 % + 1 ms);
-- what the machine did meanwhile (pauses, load, the busiest other processes).
+- what the machine did meanwhile (pauses, load, the busiest other processes), and what waking
+  up costs any Python process on it meanwhile (``testbed.lab.wakeup``: a bare process woken by
+  a datagram every 200 ms, and one CN engine call right after it woke, against the same call
+  warm): the part of the agents' "to wake" and "handling" that is the machine's, not theirs.
 
 Needs root. Usage: .venv/bin/python benchmarks/agent_bu_turnaround.py [MOVES] [strict|reserve:N]
 """
@@ -39,6 +42,8 @@ from testbed.lab.enginecost import durable_write_cost
 from testbed.lab.handover_check import bu_turnarounds, run_handover_check
 from testbed.lab.procstat import filesystem_type
 from testbed.lab.pauses import PauseMonitor, describe
+from testbed.lab.wakeup import WakeupProbe
+from testbed.lab.wakeup import describe as describe_wakeup
 
 GOAL_MEDIAN_MS = 0.3
 GOAL_P99_MS = 2.0
@@ -99,7 +104,7 @@ def main() -> int:
     persistence = parse_persistence(sys.argv[2] if len(sys.argv) > 2 else "strict")
     strict = persistence == "strict"
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="mip6-bench-") as tmp, PauseMonitor() as stalls:
+    with tempfile.TemporaryDirectory(prefix="mip6-bench-") as tmp, PauseMonitor() as stalls, WakeupProbe() as wake:
         write = durable_write_cost(Path(tmp) / "write-cost")
         results = run_handover_check(moves=moves, run_root=Path(tmp), persistence=persistence)
         write_after = durable_write_cost(Path(tmp) / "write-cost-after")
@@ -156,6 +161,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs; load before {load_before[0]:.2f}, after {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f}")
     print(describe(stalls.summary()))
+    print(describe_wakeup(wake.summary()))
     return 0
 
 
