@@ -22,11 +22,9 @@ class EventLog:
         self.node = node
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self._file = os.fdopen(fd, "a", buffering=1 << 16)
-        self._dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
     def write(self, event: Event) -> None:
-        self._file.write(self._dumps(event.as_dict()))
-        self._file.write("\n")
+        self._file.write(event.json_line() + "\n")
 
     def emit(self, kind: type[Event], t_ns: int, **fields) -> None:
         """Write an event of class ``kind`` of this log's node."""
