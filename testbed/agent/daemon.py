@@ -295,7 +295,7 @@ class Agent:
         arrival = probe_in(packet, self.config.probe_port)
         if arrival is None:
             return False
-        self._log_later(ProbeReceived.make(t_ns, self.config.node, number=arrival.number, path=arrival.path,
+        self._log_later(ProbeReceived(t_ns, self.config.node, number=arrival.number, path=arrival.path,
                                            to=str(ipaddress.IPv6Address(arrival.to)), sent_t_ns=arrival.sent_ns,
                                            one_way_us=(t_ns - arrival.sent_ns) / 1000))
         return True
@@ -327,12 +327,12 @@ class Agent:
                     self._loop.create_task(self._route_home(event))
             for t_ns, what, error in sent:
                 if error is None:
-                    log.write(PacketSent.make(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=woke_ns))
+                    log.write(PacketSent(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=woke_ns))
                 else:
                     log.write(SendFailed(t_ns, node, what=what, error=error))
         self._unlogged.clear()
         for start, end, key in self.store.take():
-            log.write(DurableWrite.make(start, node, end_t_ns=end, key=key))
+            log.write(DurableWrite(start, node, end_t_ns=end, key=key))
         self._rearm()
         log.flush()
 

@@ -68,6 +68,6 @@ class BindingCache:
         pkt = mh_packet(self.address, home, mh) if src == home else mh_packet(self.address, src, mh, home)
         return [
             Send(pkt, what),
-            BaSent.make(now, self.node, home=addr(home), careof=addr(careof), status=int(status), seq=seq,
+            BaSent(now, self.node, home=addr(home), careof=addr(careof), status=int(status), seq=seq,
                    authenticated=authenticated),
         ]

@@ -337,7 +337,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         careof_text = addr(careof)
         seq = bu.seq
         out: list[Action] = [
-            BuReceived.make(now, node, home=home_text, careof=careof_text, seq=seq, lifetime=bu.lifetime,
+            BuReceived(now, node, home=home_text, careof=careof_text, seq=seq, lifetime=bu.lifetime,
                        ack=bu.ack, home_reg=bu.home)
         ]
         # 1. layout rules
@@ -463,7 +463,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
                 kind = BindingCreated
             else:
                 kind = BindingUpdated if binding.careof != careof else BindingRefreshed
-            out.append(kind.make(now, node, home=home_text, careof=careof_text, seq=seq, mechanism=mechanism,
+            out.append(kind(now, node, home=home_text, careof=careof_text, seq=seq, mechanism=mechanism,
                             lifetime=granted))
         # 6. acknowledge (``_ba``, inline: the per-BU path)
         if bu.ack or (self._weak and "ack_optional" in self._weaken):
@@ -471,7 +471,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             src = packet.src
             out.append(Send(mh_packet(self.address, home, mh) if src == home else mh_packet(self.address, src, mh, home),
                             "BA"))
-            out.append(BaSent.make(now, node, home=home_text, careof=careof_text, status=_ACCEPTED, seq=seq,
+            out.append(BaSent(now, node, home=home_text, careof=careof_text, status=_ACCEPTED, seq=seq,
                               authenticated=True))
         if persist is not None:
             # TEST ONLY: with store_ack weakened a failed write stops nothing

@@ -18,8 +18,7 @@ class is a NameError, a misspelt field a TypeError, an unknown event name in a l
 from __future__ import annotations
 
 import ipaddress
-import json
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import ClassVar
 
@@ -45,12 +44,6 @@ class Event:
             out[name] = value
         return out
 
-    def json_line(self) -> str:
-        """``as_dict`` as JSON (compact separators, ASCII, ``str`` for what JSON does not hold):
-        the event log's line without its newline. Each event class gets a quicker one of its own
-        (``_json_writer``); this generic one is what they must equal."""
-        return _encode(self.as_dict())
-
 
 class UnknownEvent(ValueError):
     """An event log line that names no known event, or does not fit its class."""
@@ -61,7 +54,7 @@ ENGINE_EVENTS: dict[str, type[Event]] = {}
 
 def event_class(name: str, registry: dict[str, type[Event]] = ENGINE_EVENTS):
     """Class decorator: a keyword-only slots dataclass named ``name`` in the event log,
-    entered in ``registry`` (a name used twice is an error), with ``make`` (``_maker``)."""
+    entered in ``registry`` (a name used twice is an error)."""
 
     def wrap(cls):
         cls = dataclass(slots=True, kw_only=True)(cls)
@@ -69,74 +62,10 @@ def event_class(name: str, registry: dict[str, type[Event]] = ENGINE_EVENTS):
             raise ValueError(f"event {name!r} defined twice ({registry[name].__name__} and {cls.__name__})")
         cls.NAME = name
         cls._FIELDS = tuple((f.name, f.default is None) for f in fields(cls) if f.name not in _BASE)
-        cls.make = _maker(cls)
-        cls.json_line = _json_writer(cls)
         registry[name] = cls
         return cls
 
     return wrap
-
-
-def _maker(cls):
-    """``cls.make(t_ns, node, *, field=...)``: the same event as ``cls(t_ns, node, field=...)``
-    (the same keyword-only signature, so a misspelt or missing field is still a TypeError),
-    about four times quicker. Calling a class with keywords makes CPython build a dict of
-    them for ``__init__`` (1.3 us for a BU's event here); a plain function takes keywords
-    without one (0.3 us). The engines' and agents' per-packet paths use it; everything else
-    may call the class."""
-    own = [f for f in fields(cls) if f.name not in _BASE]
-    if any(f.default not in (None, MISSING) or f.default_factory is not MISSING for f in own):
-        raise TypeError(f"{cls.__name__}: event fields may only default to None")
-    names = [f.name for f in own]
-    params = ", ".join(f"{f.name}=None" if f.default is None else f.name for f in own)
-    body = "".join(f"    self.{n} = {n}\n" for n in ("t_ns", "node", *names))
-    source = (f"def make(t_ns, node{', *, ' + params if params else ''}):\n"
-              f"    self = _new(_cls)\n{body}    return self\n")
-    namespace = {"_new": object.__new__, "_cls": cls}
-    exec(source, namespace)  # noqa: S102 - source built from the dataclass's own field names
-    make = namespace["make"]
-    make.__qualname__ = f"{cls.__name__}.make"
-    return staticmethod(make)
-
-
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-_string = json.encoder.encode_basestring_ascii  # what _encode does with a str (ensure_ascii)
-_int = int.__repr__
-
-
-def _json_value(value) -> str:
-    """One field's JSON, as ``_encode`` writes it: str, int and bool directly, anything else
-    (a float, an int subclass, a list) by ``_encode`` itself."""
-    kind = type(value)
-    if kind is str:
-        return _string(value)
-    if kind is int:
-        return _int(value)
-    if kind is bool:
-        return "true" if value else "false"
-    return _encode(value)
-
-
-def _json_writer(cls):
-    """``cls``'s ``json_line``, with its field names and event name laid out once: the same
-    text as ``Event.json_line`` (a property test holds them equal), three to five times
-    quicker. An agent writes five lines per BU (bu_received, the binding's event, ba_sent,
-    packet_sent, durable_write); through the generic encoder they took longer than the
-    engine's whole work on the BU."""
-    own = [(f.name, f.default is None) for f in fields(cls) if f.name not in _BASE]
-    lines = ["    out = '{\"t_ns\":' + _v(self.t_ns) + ',\"node\":' + _v(self.node) + " + repr(',"event":' + _string(cls.NAME))]
-    for name, optional in own:
-        key = repr(f',"{name}":')
-        if optional:
-            lines.append(f"    if self.{name} is not None:\n        out += {key} + _v(self.{name})")
-        else:
-            lines.append(f"    out += {key} + _v(self.{name})")
-    source = "def json_line(self):\n" + "\n".join(lines) + "\n    return out + '}'\n"
-    namespace = {"_v": _json_value}
-    exec(source, namespace)  # noqa: S102 - source built from the dataclass's own field names
-    writer = namespace["json_line"]
-    writer.__qualname__ = f"{cls.__name__}.json_line"
-    return writer
 
 
 def event_from_dict(obj: dict, registry: dict[str, type[Event]] = ENGINE_EVENTS) -> Event:

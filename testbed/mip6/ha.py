@@ -251,7 +251,7 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
             if type(opt) is AlternateCoA:
                 careof = opt.address
         home_text, seq = addr(home), bu.seq
-        out: list[Action] = [BuReceived.make(now, node, home=home_text, careof=addr(careof), seq=seq, lifetime=bu.lifetime,
+        out: list[Action] = [BuReceived(now, node, home=home_text, careof=addr(careof), seq=seq, lifetime=bu.lifetime,
                                         home_reg=bu.home)]
         problem = option_layout_error(bu)
         if problem is not None:
@@ -311,7 +311,7 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
             self.bindings[home] = HomeBinding(home, careof, seq, expires, granted)
             self._expires_at(home, expires)
             kind = HomeBindingCreated if old is None else (HomeBindingUpdated if old.careof != careof else HomeBindingRefreshed)
-            out.append(kind.make(now, node, home=home_text, careof=addr(careof), seq=seq, lifetime=granted))
+            out.append(kind(now, node, home=home_text, careof=addr(careof), seq=seq, lifetime=granted))
         out += self._ba(packet, home, careof, BAStatus.ACCEPTED, seq, granted, key, replay.timestamp, now)
         if record is not None:
             out.insert(guarded, Persist(store_key, record, len(out) - guarded, undo=(store_key, state, home, old, seq)))
