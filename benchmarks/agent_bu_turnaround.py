@@ -12,13 +12,18 @@ agents' ``persistence`` set as given, and prints:
   durable write, sending), and the second part once more: the durable write(s) (the agents'
   ``durable_write`` events) and the rest; against the goal of issue 12: median <= 0.3 ms and
   p99 <= 2 ms, plus the durable write's median where one is on the path (``strict``; measured
-  in the same run on the agents' file system);
+  in the same run on the agents' file system); and the clean median as a ratio of that
+  durable write's median ("x write": 1.0 is one durable write's time);
 - the mobile node: from its care-of address being usable to its BUs on the wire (the home
-  registration, and the precomputed correspondent's BU), goal 0.3 ms;
+  registration, and the precomputed correspondent's BU), goal 0.3 ms, also as a ratio of the
+  durable write;
 - the handover: care-of address usable to the correspondent's BA, median over the moves no
   pause overlapped, against RTT(MN,CN) of the topology (goal for precomputed under a reserve:
   within 10 % + 1 ms);
-- what the machine did meanwhile (pauses, load, the busiest other processes).
+- what the machine did meanwhile (pauses, load, the busiest other processes), and what waking
+  up costs any Python process on it meanwhile (``testbed.lab.wakeup``: a bare process woken by
+  a datagram every 200 ms, and one CN engine call right after it woke, against the same call
+  warm): the part of the agents' "to wake" and "handling" that is the machine's, not theirs.
 
 Needs root. Usage: .venv/bin/python benchmarks/agent_bu_turnaround.py [MOVES] [strict|reserve:N]
 """
@@ -37,6 +42,8 @@ from testbed.lab.enginecost import durable_write_cost
 from testbed.lab.handover_check import bu_turnarounds, run_handover_check
 from testbed.lab.procstat import filesystem_type
 from testbed.lab.pauses import PauseMonitor, describe
+from testbed.lab.wakeup import WakeupProbe
+from testbed.lab.wakeup import describe as describe_wakeup
 
 GOAL_MEDIAN_MS = 0.3
 GOAL_P99_MS = 2.0
@@ -56,6 +63,13 @@ def figures(deltas_ns: list[int]) -> str:
 
 def median_ms(values: list[int]) -> str:
     return f"{statistics.median(values) / 1e6:>9.3f}" if values else f"{'':>9}"
+
+
+def ratio(deltas_ns: list[int], write_ms: float) -> str:
+    """The median of ``deltas_ns`` as a multiple of the durable write's median (``write_ms``)."""
+    if not deltas_ns or write_ms <= 0:
+        return f"{'':>7}"
+    return f"{statistics.median(deltas_ns) / 1e6 / write_ms:>7.2f}"
 
 
 def parse_persistence(text: str) -> str | dict:
@@ -90,7 +104,7 @@ def main() -> int:
     persistence = parse_persistence(sys.argv[2] if len(sys.argv) > 2 else "strict")
     strict = persistence == "strict"
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="mip6-bench-") as tmp, PauseMonitor() as stalls:
+    with tempfile.TemporaryDirectory(prefix="mip6-bench-") as tmp, PauseMonitor() as stalls, WakeupProbe() as wake:
         write = durable_write_cost(Path(tmp) / "write-cost")
         results = run_handover_check(moves=moves, run_root=Path(tmp), persistence=persistence)
         write_after = durable_write_cost(Path(tmp) / "write-cost-after")
@@ -101,7 +115,7 @@ def main() -> int:
           f"{write['update_median_us'] / 1e3:.3f} ms before the runs, {write_after['update_median_us'] / 1e3:.3f} ms after")
     print(f"{'':18} {'all BUs':^24} | {'clean BUs (no pause overlapped)':^62} | goal")
     print(f"{'mechanism':12} {'agent':5} {'BUs':>5} {'median ms':>9} {'p99 ms':>8} | {'BUs':>5} {'median ms':>9} "
-          f"{'p99 ms':>8} {'to wake':>9} {'handling':>9} {'durable':>9} {'others':>9} |")
+          f"{'p99 ms':>8} {'x write':>7} {'to wake':>9} {'handling':>9} {'durable':>9} {'others':>9} |")
     for r in results:
         for node in ("cn", "ha"):
             events = r.events.get(node, [])
@@ -118,7 +132,7 @@ def main() -> int:
                 met = statistics.median(deltas) / 1e6 <= goal and p99(deltas) / 1e6 <= GOAL_P99_MS
                 verdict = f"median <= {goal:.3f}, p99 <= {GOAL_P99_MS:g}: {'met' if met else 'NOT met'}"
             print(f"{r.mechanism:12} {node:5} {figures([b - a for a, _, b in rows])} | "
-                  f"{figures(deltas)} {median_ms([w - a for a, w, _ in woke])} "
+                  f"{figures(deltas)} {ratio(deltas, write_ms)} {median_ms([w - a for a, w, _ in woke])} "
                   f"{median_ms([b - w for _, w, b in woke])} {median_ms(written)} "
                   f"{median_ms([b - w - x for (_, w, b), x in zip(woke, written)])} | {verdict}")
     print()
@@ -129,7 +143,7 @@ def main() -> int:
                 continue  # a return-routability BU waits for the CoT
             if values:
                 met = "" if what == "to engine" else ("met" if statistics.median(values) / 1e6 <= GOAL_MN_MS else "NOT met")
-                print(f"  {r.mechanism:12} {what:9} {figures(values)}  {met}")
+                print(f"  {r.mechanism:12} {what:9} {figures(values)} {ratio(values, write_ms)} x write  {met}")
     print()
     rtt = model_ms({})["precomputed"]
     print(f"handover, usable CoA -> the CN's BA at the MN (moves no pause overlapped); RTT(MN,CN) {rtt:.1f} ms:")
@@ -147,6 +161,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs; load before {load_before[0]:.2f}, after {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f}")
     print(describe(stalls.summary()))
+    print(describe_wakeup(wake.summary()))
     return 0
 
 

@@ -104,6 +104,7 @@ class Agent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._address = config.address.packed if config.address else None
         self._woke_ns = 0  # when the loop last woke for packets (monotonic ns)
+        self._unlogged: list = []  # (events, sends, trigger, woke) of inputs handled, not yet logged
 
     # ------------------------------------------------------------------ configuration
 
@@ -265,13 +266,13 @@ class Agent:
             elif role == "ha" and packet[24:40] != self._address:
                 continue  # packets for home addresses come through the TUN device
             self._engine_call("receive", engine.receive, packet, t_ns)
-        self.log.flush()
+        self._settle()
 
     def _on_tun(self) -> None:
         self._woke_ns = time.monotonic_ns()
         for packet in self._tun.drain():
             self._engine_call("receive", self.engine.receive, packet, time.monotonic_ns())
-        self.log.flush()
+        self._settle()
 
     def _engine_call(self, where: str, call, arg, t_ns: int) -> None:
         """Hand one input (a packet, a timer, a move) to the engine and carry out its actions.
@@ -281,7 +282,7 @@ class Agent:
         try:
             actions = call(arg, t_ns)
         except Exception as exc:  # noqa: BLE001 - one input must not stop the agent
-            self.log.emit(InternalError, t_ns, where=where, error=f"{type(exc).__name__}: {exc}")
+            self._log_later(InternalError(t_ns, self.config.node, where=where, error=f"{type(exc).__name__}: {exc}"))
             self._rearm()
             return
         self._apply(actions, t_ns)
@@ -294,31 +295,46 @@ class Agent:
         arrival = probe_in(packet, self.config.probe_port)
         if arrival is None:
             return False
-        self.log.emit(ProbeReceived, t_ns, number=arrival.number, path=arrival.path,
-                      to=str(ipaddress.IPv6Address(arrival.to)), sent_t_ns=arrival.sent_ns,
-                      one_way_us=(t_ns - arrival.sent_ns) / 1000)
+        self._log_later(ProbeReceived(t_ns, self.config.node, number=arrival.number, path=arrival.path,
+                                           to=str(ipaddress.IPv6Address(arrival.to)), sent_t_ns=arrival.sent_ns,
+                                           one_way_us=(t_ns - arrival.sent_ns) / 1000))
         return True
 
     def _apply(self, actions: list, trigger_ns: int) -> None:
         """Carry out the engine's actions in order (a Persist's record durable before what it
-        guards, packets sent at once), then log: logging is not on the send path."""
-        log = self.log
+        guards, packets sent at once); what is to be logged waits for ``_settle``, which the
+        callback calls once it has handled every input that woke it: logging, the timer and
+        the HA's routes are not on the send path of any packet of the batch."""
         sent: list[tuple[int, str, str | None]] = []
         events: list[Event] = []
         self._carry_out(actions, sent, events)
+        self._unlogged.append((events, sent, trigger_ns, self._woke_ns))
+
+    def _log_later(self, event: Event) -> None:
+        """An event of the batch being handled, logged in its place by ``_settle``."""
+        self._unlogged.append(((event,), (), 0, 0))
+
+    def _settle(self) -> None:
+        """After a batch of inputs: their events and sends logged (with the durable writes),
+        the HA's routes asked for, the engine's timer re-armed, the log flushed."""
+        log = self.log
         node = self.config.node
-        for event in events:
-            log.write(event)
-            if self.role == "ha" and isinstance(event, TUN_EVENTS):
-                self._loop.create_task(self._route_home(event))
-        for t_ns, what, error in sent:
-            if error is None:
-                log.write(PacketSent(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=self._woke_ns))
-            else:
-                log.write(SendFailed(t_ns, node, what=what, error=error))
+        ha = self.role == "ha"
+        for events, sent, trigger_ns, woke_ns in self._unlogged:
+            for event in events:
+                log.write(event)
+                if ha and isinstance(event, TUN_EVENTS):
+                    self._loop.create_task(self._route_home(event))
+            for t_ns, what, error in sent:
+                if error is None:
+                    log.write(PacketSent(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=woke_ns))
+                else:
+                    log.write(SendFailed(t_ns, node, what=what, error=error))
+        self._unlogged.clear()
         for start, end, key in self.store.take():
             log.write(DurableWrite(start, node, end_t_ns=end, key=key))
         self._rearm()
+        log.flush()
 
     def _carry_out(self, actions: list, sent: list, events: list) -> None:
         """Send and persist in order; collect the events. A Persist that fails stops the
@@ -373,14 +389,15 @@ class Agent:
         self._timer_at = None
         now = self._woke_ns = time.monotonic_ns()
         self._engine_call("timer", lambda _, t: self.engine.handle_timer(t), None, now)
-        self.log.flush()
+        self._settle()
 
     def _on_move(self, movement: Movement) -> None:
-        self.log.emit(MovementEvent, movement.usable_t_ns, prefix=str(movement.prefix), router=str(movement.router),
-                      careof=str(movement.careof), ra_t_ns=movement.ra_t_ns)
+        self._log_later(MovementEvent(movement.usable_t_ns, self.config.node, prefix=str(movement.prefix),
+                                      router=str(movement.router), careof=str(movement.careof),
+                                      ra_t_ns=movement.ra_t_ns))
         now = self._woke_ns = time.monotonic_ns()
         self._engine_call("move", self.engine.move, movement.careof.packed, now)
-        self.log.flush()
+        self._settle()
 
     # ------------------------------------------------------------------ probes (CN)
 

@@ -51,6 +51,10 @@ def summarize(raw: dict) -> dict:
         "closed_ba_median_ms": (moves or bind)["ba_median_ms"], "closed_ba_p99_ms": (moves or bind)["ba_p99_ms"],
         "engine_us_per_binding": raw["engine"]["per_binding_us"], "engine_bound_per_s": bound,
         "rate_ratio": round(sustained / bound, 3) if bound else None,
+        "open_ratio": round(open_["bindings_per_s"] / bound, 3) if open_ and bound else None,
+        # the agent's CPU per BU against the engine's own cost: what the agent adds around it
+        "cpu_ratio": (round(raw["cn_cpu_per_bu_us"] / raw["engine"]["per_binding_us"], 2)
+                      if raw["cn_cpu_per_bu_us"] and raw["engine"]["per_binding_us"] else None),
         "open_offered_per_s": open_["offered_per_s"] if open_ else None,
         "open_achieved_per_s": open_["bindings_per_s"] if open_ else None,
         "open_ba_median_ms": open_["ba_median_ms"] if open_ else None,

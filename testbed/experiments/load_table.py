@@ -16,11 +16,13 @@ COLUMNS = (  # (header, row key, format)
     ("BA p99 ms", "closed_ba_p99_ms", "{:.2f}"),
     ("open offered /s", "open_offered_per_s", "{:,.0f}"),
     ("open achieved /s", "open_achieved_per_s", "{:,.0f}"),
+    ("open/bound", "open_ratio", "{:.2f}"),
     ("open median ms", "open_ba_median_ms", "{:.2f}"),
     ("open p99 ms", "open_ba_p99_ms", "{:.2f}"),
     ("lost", "lost", "{:,}"),
     ("B / binding", "memory_per_binding_bytes", "{:,}"),
     ("CPU us / BU", "cpu_per_bu_us", "{:.0f}"),
+    ("CPU/engine", "cpu_ratio", "{:.1f}"),
 )
 
 

@@ -76,6 +76,7 @@ from testbed.mip6.sealing import (
     last_option,
     mn_ha_valid,
     option_layout_error,
+    seal_home_ba,
     seal_mn_ha,
 )
 from testbed.mip6.ratelimit import TokenBucket
@@ -318,11 +319,11 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
 
     def _ba(self, packet: Packet, home: bytes, careof: bytes, status: int, seq: int, lifetime: int,
             key: MnHaSecurityAssociation | None, timestamp: int | None, now: int) -> list[Action]:
-        options = (ReplayProtection(timestamp),) if timestamp is not None else ()
-        msg = BindingAck(status, seq, lifetime, options=options)
-        if key is not None:
-            mh = seal_mn_ha(msg, key.spi, key.key, careof, home)
+        if key is not None and timestamp is not None:  # every authenticated BA (``seal_home_ba``: quicker)
+            mh = seal_home_ba(int(status), seq, lifetime, timestamp, key.spi, key.key, careof, home)
         else:
-            mh = encode(msg)
+            options = (ReplayProtection(timestamp),) if timestamp is not None else ()
+            msg = BindingAck(status, seq, lifetime, options=options)
+            mh = seal_mn_ha(msg, key.spi, key.key, careof, home) if key is not None else encode(msg)
         return self._ba_actions(packet, home, careof, mh, status=status, seq=seq, authenticated=key is not None,
                                 now=now, what="BA home")

@@ -110,7 +110,8 @@ from testbed.mip6.sealing import (
     mn_ha_valid,
     option_layout_error,
     seal_bad,
-    seal_mn_ha,
+    seal_home_bu,
+    seal_precomputed_bu,
 )
 from testbed.mip6.ratelimit import TokenBucket, UpdateRateLimit
 from testbed.mip6.persistence import (
@@ -364,8 +365,7 @@ class MobileNode(UnrecognisedOptions):
         self._last_timestamp = max(self._last_timestamp + 1, now)
         e.timestamp = self._last_timestamp
         lifetime = 0 if self.at_home else self.home_lifetime_units
-        bu = BindingUpdate(e.seq, lifetime, ack=True, home=True, options=(ReplayProtection(e.timestamp),))
-        mh = seal_mn_ha(bu, self._mn_ha.spi, self._mn_ha.key, careof, self.home_address)
+        mh = seal_home_bu(e.seq, lifetime, e.timestamp, self._mn_ha.spi, self._mn_ha.key, careof, self.home_address)
         if self.at_home:
             pkt = build_packet(self.home_address, self.home_agent, IPPROTO_MH, mh)
         else:
@@ -578,8 +578,10 @@ class MobileNode(UnrecognisedOptions):
         if problem is not None:
             return problem
         lifetime = 0 if deregistering else self.cn_lifetime_units
-        bu = BindingUpdate(e.seq, lifetime, ack=True, options=options)
-        mh = seal_bad(bu, kbm, careof, e.peer)
+        if options:
+            mh = seal_bad(BindingUpdate(e.seq, lifetime, ack=True, options=options), kbm, careof, e.peer)
+        else:  # a precomputed peer's BU, from a template
+            mh = seal_precomputed_bu(e.seq, lifetime, kbm, careof, e.peer)
         if deregistering:
             pkt = build_packet(self.home_address, e.peer, IPPROTO_MH, mh)
         else:

@@ -59,13 +59,15 @@ def test_summary_rows_judge_the_targets_and_print_plainly():
     runs = [raw_run(100), raw_run(10000, lost=2)]
     rows = [summarize(r) for r in runs]
     assert rows[0]["rate_ratio"] == 0.6 and rows[0]["rate_target_met"] and rows[0]["none_lost"]
+    assert rows[0]["open_ratio"] == 0.49 and rows[0]["cpu_ratio"] == 1.5  # 4,900 of 10,000; 150 us of 100
     assert not rows[1]["none_lost"] and rows[1]["lost"] == 2
     summary = {"rows": rows, "runs": runs, "ok": False}
     text = plain(summary)
     lines = text.splitlines()
     assert lines[0].startswith("Correspondent agent under load: persistence strict, sequence store on ext4")
     assert "mobiles" in lines[1] and "lost" in lines[1] and lines[3].lstrip().startswith("10,000")
-    assert "6,000" in lines[2] and "0.60" in lines[2]
+    assert "6,000" in lines[2] and "0.60" in lines[2] and "0.49" in lines[2] and "1.5" in lines[2]
+    assert "open/bound" in lines[1] and "CPU/engine" in lines[1]
     stream = io.StringIO()
     print_summary(summary, stream)
     printed = stream.getvalue()

@@ -76,3 +76,54 @@ def test_layout_duplicates_are_by_option_type():
     assert option_layout_error(BindingUpdate(1, 1, options=(BindingRefreshAdvice(1), BindingRefreshAdvice(2)))) \
         == "duplicate BindingRefreshAdvice option"
     assert option_layout_error(BindingUpdate(1, 1, options=(BindingRefreshAdvice(1), UnknownOption(2, b"")))) is None
+
+
+# ``seal_home_ba``: the home agent's BA laid out from a template, octet for octet the encoder's.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from testbed.mip6.errors import CodecError  # noqa: E402
+from testbed.mip6.sealing import seal_home_ba  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(status=st.integers(0, 255), seq=st.integers(0, 0xFFFF), lifetime=st.integers(0, 0xFFFF),
+       timestamp=st.integers(0, 2**64 - 1), spi=st.integers(0, 2**32 - 1), key=st.binary(min_size=1, max_size=64),
+       careof=st.binary(min_size=16, max_size=16), home=st.binary(min_size=16, max_size=16))
+def test_the_home_agents_ba_is_the_encoders(status, seq, lifetime, timestamp, spi, key, careof, home):
+    want = seal_mn_ha(BindingAck(status, seq, lifetime, options=(ReplayProtection(timestamp),)), spi, key, careof, home)
+    got = seal_home_ba(status, seq, lifetime, timestamp, spi, key, careof, home)
+    assert got == want
+    ba = decode(got)
+    assert (ba.status, ba.seq, ba.lifetime) == (status, seq, lifetime) and mn_ha_valid(ba, key, careof, home)
+
+
+@pytest.mark.parametrize("args", [(256, 1, 1, 1, 1), (0, 0x10000, 1, 1, 1), (0, 1, 1, 2**64, 1), (0, 1, 1, 1, 2**32),
+                                  (0, 1, 1, -1, 1)])
+def test_the_home_agents_ba_refuses_what_does_not_fit(args):
+    with pytest.raises(CodecError):
+        seal_home_ba(*args, b"k", COA1, HOME)
+
+
+from testbed.mip6.sealing import seal_home_bu, seal_precomputed_bu  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq=st.integers(0, 0xFFFF), lifetime=st.integers(0, 0xFFFF), timestamp=st.integers(0, 2**64 - 1),
+       spi=st.integers(0, 2**32 - 1), key=st.binary(min_size=1, max_size=64),
+       careof=st.binary(min_size=16, max_size=16), peer=st.binary(min_size=16, max_size=16))
+def test_the_mobile_nodes_bus_are_the_encoders(seq, lifetime, timestamp, spi, key, careof, peer):
+    home_bu = BindingUpdate(seq, lifetime, ack=True, home=True, options=(ReplayProtection(timestamp),))
+    got = seal_home_bu(seq, lifetime, timestamp, spi, key, careof, peer)
+    assert got == seal_mn_ha(home_bu, spi, key, careof, peer) and mn_ha_valid(decode(got), key, careof, peer)
+    got = seal_precomputed_bu(seq, lifetime, key, careof, peer)
+    assert got == seal_bad(BindingUpdate(seq, lifetime, ack=True), key, careof, peer)
+    assert bad_valid(decode(got), key, careof, peer) and decode(got).seq == seq
+
+
+@pytest.mark.parametrize("seal", [lambda s, l: seal_home_bu(s, l, 1, 1, b"k", COA1, HOME),
+                                  lambda s, l: seal_precomputed_bu(s, l, b"k", COA1, HOME)])
+@pytest.mark.parametrize("seq, lifetime", [(0x10000, 1), (-1, 1), (1, 0x10000)])
+def test_the_mobile_nodes_bus_refuse_what_does_not_fit(seal, seq, lifetime):
+    with pytest.raises(CodecError):
+        seal(seq, lifetime)
