@@ -40,7 +40,7 @@ RUN_BY = {
     r"testbed keygen": "tests/unit/test_cli_keygen.py::test_r1_r3_keygen_prints_yaml_that_passes_the_validator",
     r"testbed kbm": "tests/unit/test_cli_kbm.py::test_kbm_json",
     r"testbed experiment storm( .*)?": "tests/lab/test_storm.py::test_storm_of_twenty_mobiles_every_binding_follows",
-    r"testbed load": "tests/lab/test_load.py::test_reduced_load_binds_every_mobile_and_reports_sane_figures",
+    r"testbed load( --mobiles [0-9 ]+)?": "tests/lab/test_load.py::test_reduced_load_binds_every_mobile_and_reports_sane_figures",
     r"testbed lab --topo handover --test delay": "tests/lab/test_lab_selftests.py::test_delay",
     r"ansible-playbook -i localhost, -c local playbooks/lab.yml --check":
         "tests/unit/test_provision.py::test_lab_playbook_in_check_mode_on_this_host",
