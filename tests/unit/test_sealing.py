@@ -121,8 +121,8 @@ def test_the_mobile_nodes_bus_are_the_encoders(seq, lifetime, timestamp, spi, ke
     assert bad_valid(decode(got), key, careof, peer) and decode(got).seq == seq
 
 
-@pytest.mark.parametrize("seal", [lambda s, l: seal_home_bu(s, l, 1, 1, b"k", COA1, HOME),
-                                  lambda s, l: seal_precomputed_bu(s, l, b"k", COA1, HOME)])
+@pytest.mark.parametrize("seal", [lambda s, life: seal_home_bu(s, life, 1, 1, b"k", COA1, HOME),
+                                  lambda s, life: seal_precomputed_bu(s, life, b"k", COA1, HOME)])
 @pytest.mark.parametrize("seq, lifetime", [(0x10000, 1), (-1, 1), (1, 0x10000)])
 def test_the_mobile_nodes_bus_refuse_what_does_not_fit(seal, seq, lifetime):
     with pytest.raises(CodecError):
