@@ -72,8 +72,10 @@ def test_open_loop_paces_the_jobs_at_the_rate():
     driver.prepare(jobs)
     result = driver.run(jobs, rate=1000.0)
     assert_bound_at_last_round(fleet, engine, result, 1)
+    # 100 jobs at 1,000/s: the n-th never starts before n ms after the phase began (a loaded
+    # machine can only make them later, and the first one late too: the span is not the test)
     starts = sorted(j.started_ns for j in jobs)
-    assert (starts[-1] - starts[0]) / 1e9 >= 99 / 1000 * 0.95  # 100 jobs at 1,000/s: about 0.1 s
+    assert all(t - result.started_ns >= n * 1_000_000 for n, t in enumerate(starts))
     figures = phase_figures(result, cpu_s=0.05)
     assert figures["accepted"] == 100 and figures["failed"] == 0 and figures["offered_per_s"] == 1000.0
     assert figures["bus_sent"] == 100 and figures["cn_cpu_per_bu_us"] == pytest.approx(500.0)
