@@ -38,10 +38,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from testbed.lab.scratch import PAUSES_PREFIX, owned_scratch_dir
 
 WATCHER_PRIORITY = 50  # above anything of ours (nothing else runs real-time), below the kernel's own
 READY_TIMEOUT_S = 10.0
@@ -222,7 +223,8 @@ class PauseMonitor:
         self.stop()
 
     def start(self) -> PauseMonitor:
-        self._dir = Path(tempfile.mkdtemp(prefix="mip6-pauses-", dir=TMP_ROOT))
+        # tagged with this process: `testbed lab clean` removes it if we are killed
+        self._dir = owned_scratch_dir(PAUSES_PREFIX, TMP_ROOT)
         try:
             for cpu in self.cpus:
                 self._watchers.append(_Watcher(cpu, self._dir / f"cpu{cpu}", self.priority,

@@ -18,9 +18,11 @@ from pathlib import Path
 from testbed.lab.state import process_start_time, same_process
 
 # Every kind of scratch directory a run makes, and where: ansible-runner's private data
-# directory of one playbook run (testbed.provision.runner) lives on tmpfs.
+# directory of one playbook run (testbed.provision.runner) and the pause monitor's files
+# live on tmpfs (or the temporary directory).
 ANSIBLE_PREFIX = "mip6-ansible-"
-SCRATCH_PREFIXES = (ANSIBLE_PREFIX,)
+PAUSES_PREFIX = "mip6-pauses-"  # the pause monitor's watcher files (testbed.lab.pauses)
+SCRATCH_PREFIXES = (ANSIBLE_PREFIX, PAUSES_PREFIX)
 SCRATCH_PARENTS = (Path("/dev/shm"), Path(tempfile.gettempdir()))
 
 _OWNER = re.compile(r"^(?P<pid>\d+)\.(?P<start>\d+)-")

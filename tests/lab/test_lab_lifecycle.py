@@ -224,8 +224,8 @@ def test_forcing_a_missing_delay_backend_is_a_config_error():
 SCRATCH_OWNER = """
 import sys
 from pathlib import Path
-from testbed.lab.scratch import ANSIBLE_PREFIX, owned_scratch_dir
-work = owned_scratch_dir(ANSIBLE_PREFIX, Path("/dev/shm"))
+from testbed.lab.scratch import owned_scratch_dir
+work = owned_scratch_dir(sys.argv[1], Path("/dev/shm"))
 (work / "secret").mkdir()
 (work / "secret" / "keys.yml").write_text("mip6_secrets: {}")
 print(work, flush=True)
@@ -233,9 +233,10 @@ sys.stdin.read()  # until the test kills us (or closes stdin)
 """
 
 
-def test_clean_removes_the_scratch_directory_of_a_killed_push_only():
+@pytest.mark.parametrize("prefix", ["mip6-ansible-", "mip6-pauses-"])  # a key push's, a pause monitor's
+def test_clean_removes_the_scratch_directory_of_a_killed_owner_only(prefix):
     def owner():
-        child = subprocess.Popen([sys.executable, "-c", SCRATCH_OWNER], stdin=subprocess.PIPE,
+        child = subprocess.Popen([sys.executable, "-c", SCRATCH_OWNER, prefix], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True, cwd=REPO)
         return child, Path(child.stdout.readline().strip())
 
@@ -256,5 +257,5 @@ def test_clean_removes_the_scratch_directory_of_a_killed_push_only():
         for child in (killed, running):
             child.stdout.close()
         for path in (killed_dir, running_dir):
-            if path.parent == Path("/dev/shm") and path.name.startswith("mip6-ansible-"):
+            if path.parent == Path("/dev/shm") and path.name.startswith(prefix):
                 shutil.rmtree(path, ignore_errors=True)
