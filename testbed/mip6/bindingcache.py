@@ -21,6 +21,7 @@ class BindingCache:
     """
 
     bindings: dict
+    _seq: dict  # store key -> the sequence state of a peer (the engine's)
     address: bytes
     node: str
     EXPIRED_EVENT = BindingExpired
@@ -36,6 +37,19 @@ class BindingCache:
         if len(heap) > 2 * len(self.bindings) + 64:  # mostly stale entries: rebuild
             heap[:] = [(b.expires_ns, h) for h, b in self.bindings.items()]
             heapq.heapify(heap)
+
+    def _undo_registration(self, key: str, old_state, home: bytes, old_binding) -> None:
+        """Put a peer's sequence state (``_seq[key]``, None: there was none) and its binding
+        back as they were before a BU whose number could not be made durable."""
+        if old_state is None:
+            self._seq.pop(key, None)
+        else:
+            self._seq[key] = old_state
+        if old_binding is None:
+            self.bindings.pop(home, None)
+        else:
+            self.bindings[home] = old_binding
+            self._expires_at(home, old_binding.expires_ns)
 
     def _earliest(self) -> list | None:
         """The expiry heap with a live binding's entry on top, or None when there is none."""

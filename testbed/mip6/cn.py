@@ -269,15 +269,7 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             self._seq[key] = old_state
             return [StoreFailed(now, self.node, home=addr(home), seq=seq, reason=reason)]
         _, key, old_state, home, old_binding, seq = undo
-        if old_state is None:
-            self._seq.pop(key, None)
-        else:
-            self._seq[key] = old_state
-        if old_binding is None:
-            self.bindings.pop(home, None)
-        else:
-            self.bindings[home] = old_binding
-            self._expires_at(home, old_binding.expires_ns)
+        self._undo_registration(key, old_state, home, old_binding)
         return [
             StoreFailed(now, self.node, home=addr(home), seq=seq, reason=reason),
             Drop(now, self.node, reason="BU dropped: its sequence number could not be made durable (R4)",

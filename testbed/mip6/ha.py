@@ -179,15 +179,7 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
         """The agent could not make ``persist`` durable (and sent nothing it guarded): the
         binding and the number go back to what they were, and the registration is dropped."""
         key, old_state, home, old_binding, seq = persist.undo
-        if old_state is None:
-            self._seq.pop(key, None)
-        else:
-            self._seq[key] = old_state
-        if old_binding is None:
-            self.bindings.pop(home, None)
-        else:
-            self.bindings[home] = old_binding
-            self._expires_at(home, old_binding.expires_ns)
+        self._undo_registration(key, old_state, home, old_binding)
         return [
             StoreFailed(now, self.node, home=addr(home), seq=seq, reason=reason),
             Drop(now, self.node, reason="home registration dropped: its sequence number could not be made durable",
