@@ -23,6 +23,8 @@ from testbed.agent.icmp_filter import AGENT_MARK
 ETH_P_ALL = 0x0003
 ETH_HLEN = 14
 SO_TIMESTAMPNS = 35
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23  # Linux 4.20: the socket is not handed this host's own frames
 _TIMESPEC = struct.Struct("qq")
 _INCOMING = (socket.PACKET_HOST, socket.PACKET_MULTICAST)  # RAs are multicast
 
@@ -33,6 +35,10 @@ class PacketReceiver:
         attach(self._sock, program(next_headers, router_advertisements=router_advertisements))
         self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:  # every BA the agent sends would otherwise wake it once more, to be skipped below
+            self._sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:  # an older kernel: the PACKET_OUTGOING check below still skips them
+            pass
         self._sock.setblocking(False)
         self._interfaces = frozenset(interfaces) if interfaces else None
 

@@ -52,6 +52,9 @@ def add_parser(sub) -> None:
                    help="storm: run the lab's delay lines at real-time priority (not starved by 100 agents)")
     p.add_argument("--persistence", default="strict", metavar="strict|reserve:N",
                    help="how the agents make sequence numbers durable (default strict; docs/persistence.md)")
+    p.add_argument("--keep-warm", type=float, default=0.0, metavar="MS",
+                   help="handover: the agents rehearse their per-BU code after MS milliseconds of idleness "
+                        "(keep_warm_ms, docs/agent-latency.md; default 0: off)")
     p.add_argument("--inventory", metavar="FILE",
                    help="handover: run on the machines of this Ansible inventory over SSH instead of Mininet labs "
                         "(docs/multihost.md; e.g. playbooks/inventory/multihost.yml); --param then only sets the "
@@ -84,6 +87,7 @@ def run(args) -> int:
         return run_faults_command(args)
     if args.name == "storm":
         return run_storm_command(args)
+    from testbed.agent.config import parse_keep_warm
     from testbed.commands.lab import _sigterm_as_interrupt
     from testbed.experiments.handover import HandoverSpec, run_handover_experiment
     from testbed.lab.params import parse_assignments, parse_params
@@ -92,6 +96,10 @@ def run(args) -> int:
     if not 1 <= args.moves <= 1000:
         raise ConfigError(f"--moves {args.moves}: expected 1..1000")
     persistence = parse_persistence_option(args.persistence)
+    keep_warm_ms = parse_keep_warm("--keep-warm", args.keep_warm)
+    if keep_warm_ms and args.inventory:
+        raise ConfigError("--keep-warm: only for the Mininet labs, not with --inventory (set keep_warm_ms in the "
+                          "agents' configuration on the machines instead)")
     params = parse_assignments(args.param)
     parse_params(HandoverTopo.PARAMS, params, "--param")  # refuse unknown names and bad values now
     # Absolute once, here: the agents resolve relative paths against their configuration's directory.
@@ -104,7 +112,8 @@ def run(args) -> int:
     elif os.geteuid() != 0:
         raise TestbedError("the handover experiment builds network namespaces: run it as root")
     mechanisms = tuple(dict.fromkeys(args.mechanism)) if args.mechanism else MECHANISM_CHOICES
-    spec = HandoverSpec(moves=args.moves, mechanisms=mechanisms, params=params, persistence=persistence)
+    spec = HandoverSpec(moves=args.moves, mechanisms=mechanisms, params=params, persistence=persistence,
+                        keep_warm_ms=keep_warm_ms)
     _quiet_lab_log()
     _sigterm_as_interrupt()
     with _Progress(spec, quiet=args.json) as progress:

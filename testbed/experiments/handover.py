@@ -74,6 +74,7 @@ class HandoverSpec:
     mechanisms: tuple[str, ...] = MECHANISMS
     params: dict = field(default_factory=dict)  # lab parameters, e.g. {"core_ha_delay": "50ms"}
     persistence: str | dict = "strict"  # the agents' (docs/persistence.md): "strict" or {"reserve": N}
+    keep_warm_ms: float = 0  # the agents' keep_warm_ms (docs/agent-latency.md): 0 off
 
 
 def one_way_ms(params: dict) -> dict[str, float]:
@@ -206,7 +207,7 @@ def run_handover_experiment(spec: HandoverSpec, out: Path, progress: ProgressFn 
             if backend is None:
                 result = run_mechanism(mechanism, moves=spec.moves, run_dir=out / mechanism, params=spec.params,
                                        keys=installers[mechanism], measure_paths=True, persistence=spec.persistence,
-                                       progress=told)
+                                       keep_warm_ms=spec.keep_warm_ms, progress=told)
             else:
                 result = backend.run(mechanism, moves=spec.moves, run_dir=out / mechanism, keys=installers[mechanism],
                                      progress=told, params=spec.params, persistence=spec.persistence)
@@ -283,6 +284,7 @@ def _write_results(spec, out: Path, results: list[MechanismResult], models: dict
         "backend": backend,  # "lab": Mininet labs on this machine; "hosts": machines of an inventory
         "delay_backend": next((r.delay_backend for r in results if r.delay_backend), None),
         "model_ms": models,
+        "keep_warm_ms": spec.keep_warm_ms,  # the agents' (0: off)
         "host": host_summary,
         "mechanisms": mechanisms,
         # precomputed < rr < rr-scratch on the undisturbed medians; None: not all three measured
@@ -447,7 +449,9 @@ def _report(spec: HandoverSpec, summary: dict, rows: list[dict]) -> str:
         "",
         f"Moves per mechanism: {spec.moves}. Lab parameters: {json.dumps(spec.params) if spec.params else 'defaults'}. "
         f"Sequence-number persistence: {_persistence_text(spec.persistence)}. "
-        f"Link delay: {summary['delay_backend'] or '-'}. Duration {summary['duration_s']:g} s."
+        + (f"The agents rehearsed their per-BU code after {spec.keep_warm_ms:g} ms of idleness (keep_warm_ms). "
+           if spec.keep_warm_ms else "")
+        + f"Link delay: {summary['delay_backend'] or '-'}. Duration {summary['duration_s']:g} s."
         + (" **Interrupted (Ctrl-C): the figures cover the moves made.**" if summary["interrupted"] else ""),
         "",
     ]

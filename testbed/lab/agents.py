@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from testbed.agent.config import parse_persistence
+from testbed.agent.config import parse_keep_warm, parse_persistence
 from testbed.agent.control import request
 from testbed.agent.eventlog import read_typed_events
 from testbed.errors import ConfigError
@@ -137,12 +137,13 @@ class LabAgents:
     def __init__(self, lab, mechanism: str = "rr", *, mobiles: list[str] | None = None,
                  correspondents: list[str] | None = None, label: str | None = None,
                  keys: KeyInstaller | None = None, persistence: str | dict | None = None,
-                 rr_mobiles: list[str] | None = None, start_batch: int = 1) -> None:
+                 rr_mobiles: list[str] | None = None, start_batch: int = 1, keep_warm_ms: float = 0) -> None:
         if mechanism not in MECHANISMS:
             raise ConfigError(f"mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
         if persistence is not None:
             parse_persistence("the agents' persistence", persistence)  # refused here, before any agent starts
         self.persistence = persistence
+        self.keep_warm_ms = parse_keep_warm("the agents' keep_warm_ms", keep_warm_ms)
         if start_batch < 1:
             raise ConfigError(f"start_batch {start_batch}: expected at least 1")
         self.start_batch = start_batch
@@ -207,6 +208,8 @@ class LabAgents:
             })
             if self.persistence is not None:
                 config["persistence"] = self.persistence
+            if self.keep_warm_ms:
+                config["keep_warm_ms"] = self.keep_warm_ms
         pairs = [(mn, cn) for mn in self.mobiles if mn not in self.rr_mobiles
                  for cn in self.correspondents] if self.mechanism == "precomputed" else []
         installed = self.keys.install(self.lab, configs, pairs)

@@ -249,23 +249,25 @@ Progress = Callable[..., None]
 
 def run_mechanism(mechanism: str, *, moves: int, run_dir: Path, params: dict | None = None,
                   keys: KeyInstaller | None = None, measure_paths: bool = False,
-                  progress: Progress | None = None, persistence: str | dict | None = None) -> MechanismResult:
+                  progress: Progress | None = None, persistence: str | dict | None = None,
+                  keep_warm_ms: float = 0) -> MechanismResult:
     """Bring up a lab for ``mechanism``, bind, move ``moves`` times; see the module docstring.
     ``keys`` installs the agents' keys (default ``LocalKeys``; the experiments and the
     ``testbed`` command pass the Ansible one). ``progress(kind, **info)`` is told: "up"
     (backend, bring_up_s), "bound", "move" (move). ``persistence``: the agents' setting
-    (``LabAgents``; their default, ``strict``, when None)."""
+    (``LabAgents``; their default, ``strict``, when None); ``keep_warm_ms``: theirs (0: off)."""
     result = MechanismResult(mechanism, run_dir=str(run_dir))
     tell = progress or (lambda kind, **info: None)
     try:
-        _run(result, moves, run_dir, params or {}, keys, measure_paths, tell, persistence)
+        _run(result, moves, run_dir, params or {}, keys, measure_paths, tell, persistence, keep_warm_ms)
     except KeyboardInterrupt:  # during bring-up or the read-out: the lab removed itself
         result.interrupted = True
     return result
 
 
 def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys: KeyInstaller | None,
-         measure_paths: bool, tell: Progress, persistence: str | dict | None = None) -> None:
+         measure_paths: bool, tell: Progress, persistence: str | dict | None = None,
+         keep_warm_ms: float = 0) -> None:
     mechanism = result.mechanism
     with Lab("handover", run_dir=run_dir, **params) as lab:
         result.delay_backend = lab.delay_backend
@@ -285,7 +287,7 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
         result.addresses = {"cn": cn_address, "ha": plan.home_agent}
         ring = KeyRing()
         offsets: list[tuple[int, int]] = []  # (monotonic ns, realtime offset) over the run
-        with LabAgents(lab, mechanism, keys=keys, persistence=persistence) as agents:
+        with LabAgents(lab, mechanism, keys=keys, persistence=persistence, keep_warm_ms=keep_warm_ms) as agents:
             tail = EventTail(agents["mn"].event_log)
             pings: PathPings | None = None
             try:
@@ -397,12 +399,13 @@ def _echo(frame) -> CapturedEcho | None:
 
 def run_handover_check(*, moves: int = 1, run_root: Path, params: dict | None = None,
                        mechanisms: tuple[str, ...] = ("rr", "precomputed"),
-                       keys=None, persistence: str | dict | None = None) -> list[MechanismResult]:
+                       keys=None, persistence: str | dict | None = None,
+                       keep_warm_ms: float = 0) -> list[MechanismResult]:
     """``keys``: a function of the run directory returning the key installer of that run;
-    ``persistence``: the agents' setting (``run_mechanism``)."""
+    ``persistence``, ``keep_warm_ms``: the agents' settings (``run_mechanism``)."""
     run_root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     runs = [(m, run_root / f"handover-{stamp}-{m}") for m in mechanisms]
     return [run_mechanism(m, moves=moves, run_dir=d, params=params, keys=None if keys is None else keys(d),
-                          persistence=persistence)
+                          persistence=persistence, keep_warm_ms=keep_warm_ms)
             for m, d in runs]

@@ -239,12 +239,15 @@ def test_kill_9_then_replay_is_refused_by_cn_and_ha_and_the_mn_never_reuses_a_nu
     and ``reserve: 8`` modes: the CN and the HA refuse a captured BU (BA 135 carrying their
     last number, under a reserve the mark), the MN is bound again after at most one extra
     round trip (a BA 135 first under a reserve), and a restarted MN goes on after every
-    number it sent before."""
+    number it sent before. Under the reserve the agents also keep warm (``keep_warm_ms``):
+    their rehearsals run and change none of this, and nothing of them leaves an agent."""
+    keep_warm = 2 if mode == "reserve" else 0
     with Lab("handover", run_dir=tmp_path / "run") as lab:
         plan = lab.addresses
         cn, ha = plan.correspondents["cn"], plan.home_agent
         cap = lab.capture("mn", plan.mobile("mn").intf)
-        with LabAgents(lab, "precomputed", persistence=PERSISTENCE[mode]) as agents:
+        cn_cap = lab.capture("cn", next(iter(plan.nodes["cn"].interfaces)))
+        with LabAgents(lab, "precomputed", persistence=PERSISTENCE[mode], keep_warm_ms=keep_warm) as agents:
             first = agents.wait(lambda: agents.mn_bound("mn"), 15, "the first binding")
             lab.move("mn", "ar2")
             second = agents.wait(lambda: (c := agents.mn_bound("mn")) and c != first and c, 10, "the second binding")
@@ -292,6 +295,19 @@ def test_kill_9_then_replay_is_refused_by_cn_and_ha_and_the_mn_never_reuses_a_nu
                 seqs = [e.seq for e in after if isinstance(e, BuSent) and e.peer == peer]
                 assert seqs and min(seqs) > last[peer], (peer, seqs, last[peer])
             assert {e.status for e in after if isinstance(e, BaReceived)} == {0}
+
+            for node in ("cn", "ha", "mn"):
+                status = agents[node].ctl("status")
+                assert status["keep_warm_ms"] == keep_warm
+                if keep_warm:
+                    agents.wait(lambda n=node: agents[n].ctl("status")["rehearsals"] > 0, 5, f"{node}'s rehearsals")
+                else:
+                    assert status["rehearsals"] == 0
+            cn_cap.stop()
+            logs = "".join(agents[n].event_log.read_text() for n in ("cn", "ha", "mn"))
+            assert "2001:db8:fff" not in logs and "rehearsal" not in logs  # the rehearsals' parties: never here
+            rehearsal_prefix = bytes.fromhex("20010db8ff")
+            assert not [f for f in read_frames(str(cn_cap.path)) if rehearsal_prefix in (f.ipv6 or b"")]
 
 
 def test_mn_starting_at_home_registers_when_it_leaves_and_deregisters_on_return():

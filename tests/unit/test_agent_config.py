@@ -125,3 +125,28 @@ def test_the_experiments_persistence_option_is_checked_before_anything_runs(valu
     from testbed.commands.experiment import parse_persistence_option
 
     assert parse_persistence_option("strict") == "strict" and parse_persistence_option("reserve:64") == {"reserve": 64}
+
+
+def test_keep_warm_is_off_by_default_and_a_bounded_number_of_milliseconds(tmp_path):
+    source = str(tmp_path / "agent.yaml")
+    for doc in (CN, MN, HA):
+        assert parse_agent_config(doc, source).keep_warm_ms == 0
+        assert parse_agent_config({**doc, "keep_warm_ms": 2}, source).keep_warm_ms == 2.0
+        assert parse_agent_config({**doc, "keep_warm_ms": 0.5}, source).keep_warm_ms == 0.5
+    for bad in (0.1, -1, 1001, float("nan"), float("inf"), True, "2", [2]):
+        with pytest.raises(ConfigError) as exc:
+            parse_agent_config({**CN, "keep_warm_ms": bad}, source)
+        assert str(exc.value).startswith(f"{source}: keep_warm_ms: ") and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--keep-warm", "5000"], "--keep-warm: keep_warm_ms: 5000.0 is neither 0"),
+    (["--keep-warm", "nan"], "--keep-warm: keep_warm_ms: nan"),
+    (["--keep-warm", "2", "--inventory", "playbooks/inventory/multihost.yml"], "only for the Mininet labs"),
+])
+def test_the_experiments_keep_warm_option_is_checked_before_anything_runs(args, words, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", "experiment", "handover", *args, "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and words in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not out.exists()
