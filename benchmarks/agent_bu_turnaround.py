@@ -177,6 +177,10 @@ def main() -> int:
             goal = "" if r.mechanism != "precomputed" else (
                 f"  goal <= 1.1 x RTT + 1 = {1.1 * rtt + 1:.1f} ms: {'met' if med <= 1.1 * rtt + 1 else 'NOT met'}")
             print(f"  {r.mechanism:12} {len(clean):>3} of {len(spans)} moves, median {med:.2f} ms{goal}")
+    print()
+    for r in results:
+        print(f"agents' CPU over the {r.mechanism} run (share of one CPU): "
+              + ", ".join(f"{node} {share:.1%}" for node, share in sorted(r.agent_cpu.items())))
     load = os.getloadavg()
     print()
     print(f"machine: {os.cpu_count()} CPUs; load before {load_before[0]:.2f}, after {load[0]:.2f} {load[1]:.2f} "

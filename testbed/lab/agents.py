@@ -120,6 +120,7 @@ class AgentHandle:
     control: Path
     event_log: Path
     process: object  # testbed.lab.processes.LabProcess
+    started: float = field(default_factory=time.monotonic)
 
     def ctl(self, cmd: str, timeout: float = 5.0, **args) -> dict:
         return request(self.control, {"cmd": cmd, **args}, timeout=timeout)
@@ -268,6 +269,18 @@ class LabAgents:
         shutil.rmtree(self._sockets, ignore_errors=True)
 
     # ------------------------------------------------------------------ queries
+
+    def cpu_usage(self) -> dict[str, float]:
+        """Each running agent's CPU time (user + system) since it started, as a share of one CPU."""
+        from testbed.lab.procstat import cpu_seconds
+
+        out = {}
+        for node, handle in self.agents.items():
+            try:
+                out[node] = cpu_seconds(handle.process.pid) / max(1e-9, time.monotonic() - handle.started)
+            except (OSError, ValueError, IndexError):
+                continue  # gone already
+        return out
 
     def __getitem__(self, node: str) -> AgentHandle:
         return self.agents[node]

@@ -112,6 +112,7 @@ class MechanismResult:
     capture_drops: dict[str, int | None] = field(default_factory=dict)  # per capture, as tcpdump reported
     preconfigured: list = field(default_factory=list, repr=False)  # in memory only, never written out
     mn_ha: list = field(default_factory=list, repr=False)  # in memory only, never written out
+    agent_cpu: dict[str, float] = field(default_factory=dict)  # each agent's CPU share over its life
 
     @property
     def ok(self) -> bool:
@@ -317,6 +318,7 @@ def _run(result: MechanismResult, moves: int, run_dir: Path, params: dict, keys:
                 if pings is not None:
                     result.path_pings = pings.samples
                 result.events = {node: handle.events() for node, handle in agents.agents.items()}
+                result.agent_cpu = agents.cpu_usage()
                 ring = KeyRing(agents.preconfigured, agents.mn_ha)
                 result.preconfigured = list(agents.preconfigured)
                 result.mn_ha = list(agents.mn_ha)
