@@ -10,14 +10,14 @@ import pytest
 
 from testbed.agent.config import parse_agent_config
 from testbed.errors import ConfigError
-from testbed.experiments.conformance.broken import BREAKS
+from testbed.experiments.conformance.broken import BREAKS, NO_CHECK, NOT_COVERED, broken_by
 from testbed.experiments.conformance.suite import REGISTRY  # the suite registers every check
 from testbed.lab import craft
 from testbed.mip6.cn import CorrespondentNode
 from testbed.mip6.actions import Send
 from testbed.mip6.events import Event
 from testbed.mip6.keys import PreconfiguredData
-from testbed.mip6.weakening import BY_ROLE, CN, ENV, KEEPS_SERVING, check_names, role_of
+from testbed.mip6.weakening import BY_ROLE, ENV, KEEPS_SERVING, check_names, role_of
 
 KCN = bytes.fromhex("0102030405060708090a0b0c0d0e0f1011121314")
 HOME, COA, COA2, CNA = "2001:db8:0:1::1234", "2001:db8:0:2::1234", "2001:db8:0:5::1", "2001:db8:0:3::1"
@@ -87,15 +87,27 @@ def test_no_shipped_configuration_playbook_or_script_names_test_weaken():
                     assert "test_weaken" not in f.read(), os.path.join(dirpath, name)
 
 
-def test_every_broken_variant_names_real_checks_and_every_cn_check_but_two_can_fail():
+def test_every_broken_variant_names_real_checks_of_its_own_role():
+    checks = {c.id: c for c in REGISTRY}
+    role_of_profile = {"rfc4449": "cn", "rr": "cn", "cn": "cn", "ha": "ha", "mn": "mn"}
+    for name, ids in BREAKS.items():
+        assert ids and set(ids) <= set(checks), name
+        assert {role_of_profile[checks[i].profile] for i in ids} == {role_of(name)}, name
+
+
+def test_every_weakening_breaks_a_check_or_says_why_not():
+    everything = {name for table in BY_ROLE.values() for name in table}
+    assert set(BREAKS) | set(NO_CHECK) == everything
+    assert not set(BREAKS) & set(NO_CHECK)
+    assert all(len(why) > 40 for why in NO_CHECK.values())
+
+
+def test_every_check_of_every_profile_is_broken_by_a_weakening_or_says_why_not():
     ids = {c.id for c in REGISTRY}
-    named = {c for checks in BREAKS.values() for c in checks}
-    assert named <= ids
-    cn_checks = {c.id for c in REGISTRY if c.profile in ("rfc4449", "rr", "cn")}
-    # the two left: a Header Len too short is refused by the message codec itself; "keeps serving"
-    # is a liveness check that every other failure precedes
-    assert cn_checks - named == {"CN-HDRLEN", "CN-KEEPS-SERVING"}
-    assert set(BREAKS) <= set(CN)
+    broken = {c for checks in BREAKS.values() for c in checks}
+    assert ids - broken == set(NOT_COVERED)
+    assert all(broken_by(i) for i in ids - set(NOT_COVERED))
+    assert {c.profile for c in REGISTRY} == {"rfc4449", "rr", "cn", "ha", "mn"}
 
 
 def _engine(*weaken):
