@@ -61,11 +61,12 @@ from testbed.mip6.constants import (
     IPPROTO_ROUTING,
 )
 from testbed.mip6.errors import CodecError
-from testbed.mip6.events import HOME_BINDING_ADDED, HOME_BINDING_REMOVED, Event
+from testbed.mip6.events import HOME_BINDING_ADDED, HOME_BINDING_REMOVED, Drop, Event
 from testbed.mip6.ha import HomeAgent
 from testbed.mip6.mn import MobileNode
 from testbed.mip6.mnha import index_by_home
 from testbed.mip6.packet import parse_packet
+from testbed.mip6.weakening import KEEPS_SERVING, KEEPS_SERVING_EXIT
 from testbed.storage.keyfiles import load_mn_ha, load_preconfigured
 from testbed.storage.sequences import FileSequenceStore, SequenceStoreError
 
@@ -110,6 +111,9 @@ class Agent:
         self._keep_warm_ns = int(config.keep_warm_ms * 1e6)
         self._rehearsal: Rehearsal | None = None  # keep_warm_ms: the per-BU code run while idle
         self._rehearsal_timer: asyncio.TimerHandle | None = None
+        # TEST ONLY (testbed/mip6/weakening.py, keeps_serving): stop after a malformed packet's drop
+        self._stop_on_malformed = bool(config.test_weaken & KEEPS_SERVING)
+        self._exit_status = 0
 
     # ------------------------------------------------------------------ configuration
 
@@ -133,14 +137,14 @@ class Agent:
         if self.role == "cn":
             return CorrespondentNode(c.address.packed, peers=self._peers, records=records, persistence=c.persistence,
                                      node=c.node, precomputed_max_lifetime_units=c.precomputed_max_lifetime,
-                                     weaken=c.test_weaken)
+                                     weaken=c.test_weaken - KEEPS_SERVING)
         if self.role == "mn":
             return MobileNode(c.home_address.packed, c.home_agent.packed, mn_ha=self._mn_ha, records=records,
                               persistence=c.persistence, correspondents=[a.packed for a in c.correspondents],
                               peers=self._peers, node=c.node,
-                              reuse_home_token=c.home_token_reuse)
+                              reuse_home_token=c.home_token_reuse, weaken=c.test_weaken - KEEPS_SERVING)
         return HomeAgent(c.address.packed, c.home_prefix, keys=self._mn_ha, records=records,
-                         persistence=c.persistence, node=c.node)
+                         persistence=c.persistence, node=c.node, weaken=c.test_weaken - KEEPS_SERVING)
 
     def reload(self) -> dict:
         """Reload the key files (SIGHUP, or the control socket's ``reload``)."""
@@ -190,7 +194,7 @@ class Agent:
             await self._stop.wait()
         finally:
             await self._shutdown()
-        return 0
+        return self._exit_status
 
     async def _start(self) -> None:
         c = self.config
@@ -324,6 +328,9 @@ class Agent:
         events: list[Event] = []
         self._carry_out(actions, sent, events)
         self._unlogged.append((events, sent, trigger_ns, self._woke_ns))
+        if self._stop_on_malformed and any(type(e) is Drop and e.reason.startswith("malformed") for e in events):
+            self._exit_status = KEEPS_SERVING_EXIT  # TEST ONLY: an agent that does not keep serving
+            self._stop.set()
 
     def _log_later(self, event: Event) -> None:
         """An event of the batch being handled, logged in its place by ``_settle``."""

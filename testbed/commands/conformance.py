@@ -3,7 +3,7 @@
     testbed conformance --target ours                  # our agents (the built-in target)
     testbed conformance --target my-stack.yaml         # another stack (docs/conformance.md)
     testbed conformance --target ours --only CN-4449-03 --only CN-BE-1
-    testbed conformance --target ours --weaken auth    # TEST ONLY: our CN with one defence off
+    testbed conformance --target ours --weaken auth    # TEST ONLY: our CN with one defence off (ha_*: HA, mn_*: MN)
     testbed conformance --target ours --broken-variants   # TEST ONLY: every weakening fails its checks
 
 Exit status: 0 when every applicable check passed, 1 when one failed or could not run, 2
@@ -35,11 +35,12 @@ def add_parser(sub) -> None:
     p.add_argument("--profile", action="append", choices=("rfc4449", "rr", "cn", "ha", "mn"),
                    help="run only the checks of this profile (repeatable)")
     p.add_argument("--weaken", action="append", default=[], metavar="NAME",
-                   help="TEST ONLY: turn one defence of our agents off (testbed/mip6/weakening.py), to show "
-                        "that the checks can fail; only with --target ours")
+                   help="TEST ONLY: turn one defence of our agents off (testbed/mip6/weakening.py; each name is "
+                        "one role's and weakens that role's agent only), to show that the checks can fail; only "
+                        "with --target ours")
     p.add_argument("--broken-variants", action="store_true",
-                   help="TEST ONLY: run our CN with each weakening in turn (or those given with --weaken) against "
-                        "the checks that guard it; each of those checks must fail")
+                   help="TEST ONLY: run our CN, HA and MN with each of their weakenings in turn (or those given "
+                        "with --weaken) against the checks that guard it; each of those checks must fail")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
     p.add_argument("--out", metavar="DIR",
                    help="results directory (default results/conformance-<target>-<time>); must not exist")

@@ -481,6 +481,34 @@ def binding_ack(src, careof, *, home, status: int, seq: int, lifetime: int = 0, 
     return pkt
 
 
+def with_header_len(packet: bytes, header_len: int, *, key: bytes | None = None, careof=None,
+                    correspondent=None) -> bytes:
+    """``packet`` with its Mobility Header's Header Len field set to ``header_len``, whatever
+    the header's real length, every other octet as it was; its checksum (and, with ``key``,
+    the authenticator of its BAD for ``careof`` and ``correspondent``) computed over every
+    octet of the IPv6 payload, as a receiver that ignored Header Len would compute them. The
+    Mobility Header must be the packet's last header."""
+    r = read(packet)
+    off = r.payload_offset
+    mh = bytearray(packet[off:])
+    mh[1] = header_len
+    mh[4:6] = b"\0\0"
+    if key is not None:
+        at = _authenticator_offset(bytes(mh), OPT_BAD)
+        mh[at : at + AUTH_LEN] = bad_authenticator(key, a16(careof), a16(correspondent), bytes(mh[:at]))
+    src = r.home_address if r.home_address is not None else r.src
+    mh[4:6] = struct.pack("!H", upper_checksum(src, r.final_destination, MH, bytes(mh)))
+    return packet[:off] + bytes(mh)
+
+
+def malformed_mh(src, dst) -> list[bytes]:
+    """Two Mobility Headers no receiver can read: a Binding Refresh Request whose Header Len
+    says 48 octets in a payload of 8, and 4 octets (shorter than any Mobility Header)."""
+    brr = bytearray(_finish(_ip(src, dst) / MIP6MH_BRR()))
+    brr[40 + 1] = 5
+    return [bytes(brr), plain(src, dst, bytes((NO_NEXT, 0, 0, 0)), proto=MH)]
+
+
 def binding_error(src, dst, *, status: int, home=b"\0" * 16) -> bytes:
     return _finish(_ip(src, dst) / MIP6MH_BE(status=status, ha=text(home)))
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from testbed.mip6.actions import Action, Persist, Send
 from testbed.mip6.bindingcache import BindingCache
@@ -89,7 +89,7 @@ from testbed.mip6.messages import (
 )
 from testbed.mip6.nonces import NonceRing
 from testbed.mip6.options import AlternateCoA, BindingAuthData, NonceIndices
-from testbed.mip6.packet import Packet, build_packet, mh_checksum_ok, mh_packet, parse_packet
+from testbed.mip6.packet import Packet, build_packet, mh_checksum, mh_checksum_ok, mh_packet, parse_packet
 from testbed.mip6.persistence import (
     STRICT,
     Persistence,
@@ -241,6 +241,8 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         try:
             msg = decode(packet.payload)
         except CodecError as exc:
+            if self._weak and "hdrlen" in self._weaken:
+                return self._weakened_header_len(packet, exc, now)
             return [Drop(now, self.node, reason=f"malformed Mobility Header: {exc}", src=addr(packet.src))]
         # over the Mobility Header that Header Len delimits
         if not mh_checksum_ok(packet) and not (self._weak and "checksum" in self._weaken):
@@ -464,12 +466,16 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
             out.append(changed)
         # 6. acknowledge (``_ba``, inline: the per-BU path)
         if bu.ack or (self._weak and "ack_optional" in self._weaken):
-            mh = seal_ba(_ACCEPTED, seq, granted, kbm, careof, self.address)
+            if self._weak and "ba_auth" in self._weaken:
+                mh = encode(BindingAck(_ACCEPTED, seq, granted))
+            else:
+                mh = seal_ba(_ACCEPTED, seq, granted, kbm, careof, self.address)
             src = packet.src
             out.append(Send(mh_packet(self.address, home, mh) if src == home else mh_packet(self.address, src, mh, home),
                             "BA"))
             sent = _new(BaSent)
-            sent.__init__(now, node, home=home_text, careof=careof_text, status=_ACCEPTED, seq=seq, authenticated=True)
+            sent.__init__(now, node, home=home_text, careof=careof_text, status=_ACCEPTED, seq=seq,
+                          authenticated=not (self._weak and "ba_auth" in self._weaken))
             out.append(sent)
         if persist is not None:
             # TEST ONLY: with store_ack weakened a failed write stops nothing
@@ -478,6 +484,25 @@ class CorrespondentNode(BindingCache, UnrecognisedOptions):
         return out
 
     # ------------------------------------------------------------------ test-only weakenings
+
+    def _weakened_header_len(self, packet: Packet, error: CodecError, now: int) -> list[Action]:
+        """``hdrlen``: a Mobility Header the codec refused, read again with its length taken
+        from the IPv6 payload instead of its Header Len field. Its checksum and authenticator
+        are then checked over the octets as received, as a receiver that ignores Header Len
+        would check them; only a BU goes on (to ``_on_bu``)."""
+        data = bytearray(packet.payload)
+        if len(data) < 8 or len(data) % 8:
+            return [Drop(now, self.node, reason=f"malformed Mobility Header: {error}", src=addr(packet.src))]
+        data[1] = len(data) // 8 - 1
+        try:
+            msg = decode(bytes(data))
+        except CodecError as exc:
+            return [Drop(now, self.node, reason=f"malformed Mobility Header: {exc}", src=addr(packet.src))]
+        if type(msg) is not BindingUpdate:
+            return [Drop(now, self.node, reason=f"malformed Mobility Header: {error}", src=addr(packet.src))]
+        if mh_checksum(packet.mh_source, packet.final_destination, packet.payload) != 0:
+            return [Drop(now, self.node, reason="bad Mobility Header checksum", src=addr(packet.src))]
+        return self._on_bu(packet, replace(msg, raw=bytes(packet.payload)), now)
 
     def _weakened_layout(self, problem: str) -> str | None:
         if problem.startswith("duplicate") and "duplicates" in self._weaken:

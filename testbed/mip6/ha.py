@@ -90,6 +90,7 @@ from testbed.mip6.persistence import (
     state_from,
 )
 from testbed.mip6.seqno import seq_greater, seq_step
+from testbed.mip6.weakening import check_names
 
 
 @dataclass(slots=True)
@@ -124,8 +125,13 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
         persistence: Persistence = STRICT,
         node: str = "ha",
         max_lifetime_units: int = 0xFFFF,
+        weaken: frozenset[str] = frozenset(),
     ) -> None:
         self.address = address
+        # TEST ONLY (testbed/mip6/weakening.py): defences turned off to show the checks can fail.
+        # Empty in every real configuration; the per-packet path tests one boolean.
+        self._weaken = check_names("ha", weaken, "HomeAgent") if weaken else frozenset()
+        self._weak = bool(self._weaken)
         self.home_prefix = home_prefix
         self.node = node
         self.persistence = persistence
@@ -170,6 +176,8 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
             return []
         binding = self.bindings.get(packet.dst)
         if binding is not None:
+            if self._weak and "ha_tunnel" in self._weaken:
+                return [Drop(now, self.node, reason="weakened: not tunnelled", dst=addr(packet.dst))]
             return self._tunnel_to_careof(data, packet, binding, now)
         if ipaddress.IPv6Address(packet.dst) in self.home_prefix:
             return [Drop(now, self.node, reason="no binding for home address", dst=addr(packet.dst))]
@@ -206,7 +214,7 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
         if binding is None:
             return [Drop(now, self.node, reason="reverse-tunnelled packet from an unregistered home address",
                          home=addr(inner.src), outer_src=addr(outer.src))]
-        if binding.careof != outer.src:
+        if binding.careof != outer.src and not (self._weak and "ha_reverse_tunnel" in self._weaken):
             return [Drop(now, self.node, reason="reverse-tunnelled packet whose outer source is not the registered "
                          "care-of address", home=addr(inner.src), outer_src=addr(outer.src), careof=addr(binding.careof))]
         kind, what = ReverseTunnelled, "reverse_tunnelled"
@@ -257,22 +265,27 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
         if (
             key is None or auth is None or auth.subtype != MN_HA_AUTH_SUBTYPE or auth.spi != key.spi
             or not mn_ha_valid(bu, key.key, careof, home)
-        ):
+        ) and not (self._weak and key is not None and "ha_auth" in self._weaken):
             reason = "no MN-HA key for this home address" if key is None else "MN-HA authentication failed"
             out.append(BuRejected(now, node, home=home_text, seq=seq, reason=reason, status=int(BAStatus.MIPV6_AUTH_FAIL)))
             return out + self._ba(packet, home, careof, BAStatus.MIPV6_AUTH_FAIL, seq, 0, None, None, now)
         replay = next((o for o in bu.options if type(o) is ReplayProtection), None)
+        if replay is None and self._weak and "ha_replay_option" in self._weaken:
+            # processed as if it carried a fresh timestamp (one after the last accepted)
+            replay = ReplayProtection(self._timestamps.get(home, 0) + 1)
         if replay is None:
             out.append(BuRejected(now, node, home=home_text, seq=seq, reason="no replay protection option",
                                   status=int(BAStatus.MIPV6_MESG_ID_REQD)))
             return out + self._ba(packet, home, careof, BAStatus.MIPV6_MESG_ID_REQD, seq, 0, key, None, now)
         last_ts = self._timestamps.get(home)
-        if last_ts is not None and replay.timestamp <= last_ts:
+        if last_ts is not None and replay.timestamp <= last_ts \
+                and not (self._weak and "ha_timestamp" in self._weaken):
             out.append(BuRejected(now, node, home=home_text, seq=seq, reason="replayed timestamp",
                                   status=int(BAStatus.MIPV6_ID_MISMATCH)))
             return out + self._ba(packet, home, careof, BAStatus.MIPV6_ID_MISMATCH, seq, 0, key, last_ts, now)
         self._timestamps[home] = replay.timestamp  # authentic and fresh: a replay of it is refused, whatever follows
-        if ipaddress.IPv6Address(home) not in self.home_prefix:
+        if ipaddress.IPv6Address(home) not in self.home_prefix \
+                and not (self._weak and "ha_home_prefix" in self._weaken):
             out.append(BuRejected(now, node, home=home_text, seq=seq, status=int(BAStatus.NOT_HOME_SUBNET),
                                   reason=f"home address outside the home prefix {self.home_prefix}"))
             return out + self._ba(packet, home, careof, BAStatus.NOT_HOME_SUBNET, seq, 0, key, replay.timestamp, now)
@@ -283,7 +296,8 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
             out.append(Drop(now, node, reason="home registration dropped: its sequence record cannot be read",
                             home=home_text, seq=seq))
             return out
-        if state is not None and not seq_greater(seq, state.last):
+        if state is not None and not seq_greater(seq, state.last) \
+                and not (self._weak and "ha_sequence" in self._weaken):
             out.append(BuRejected(now, node, home=home_text, seq=seq, last_seq=state.last,
                                   reason="sequence number not greater", status=int(BAStatus.SEQUENCE_OUT_OF_WINDOW)))
             return out + self._ba(packet, home, careof, BAStatus.SEQUENCE_OUT_OF_WINDOW, state.last, 0, key,
@@ -295,7 +309,9 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
         old = self.bindings.get(home)
         if bu.lifetime == 0 or careof == home:
             granted = 0
-            if self.bindings.pop(home, None) is not None:
+            if self._weak and "ha_dereg" in self._weaken:
+                pass  # the binding stays
+            elif self.bindings.pop(home, None) is not None:
                 out.append(HomeBindingDeleted(now, node, home=home_text, seq=seq))
         else:
             granted = min(bu.lifetime, self.max_lifetime_units)
@@ -311,6 +327,8 @@ class HomeAgent(BindingCache, UnrecognisedOptions):
 
     def _ba(self, packet: Packet, home: bytes, careof: bytes, status: int, seq: int, lifetime: int,
             key: MnHaSecurityAssociation | None, timestamp: int | None, now: int) -> list[Action]:
+        if self._weak and "ha_ba_auth" in self._weaken:
+            key = None
         if key is not None and timestamp is not None:  # every authenticated BA (``seal_home_ba``: quicker)
             mh = seal_home_ba(int(status), seq, lifetime, timestamp, key.spi, key.key, careof, home)
         else:

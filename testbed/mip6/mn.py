@@ -111,6 +111,7 @@ from testbed.mip6.sealing import (
     option_layout_error,
     seal_bad,
     seal_home_bu,
+    seal_mn_ha,
     seal_precomputed_bu,
 )
 from testbed.mip6.ratelimit import TokenBucket, UpdateRateLimit
@@ -124,6 +125,7 @@ from testbed.mip6.persistence import (
     check_key,
 )
 from testbed.mip6.seqno import SEQ_HALF, KBM_MAX_ADVANCE, kbm_exhausted, kbm_step_allowed, seq_next, seq_step
+from testbed.mip6.weakening import check_names
 
 INITIAL_TIMEOUT_NS = INITIAL_BINDACK_TIMEOUT_S * SECOND_NS
 MAX_TIMEOUT_NS = MAX_BINDACK_TIMEOUT_S * SECOND_NS
@@ -204,8 +206,13 @@ class MobileNode(UnrecognisedOptions):
         home_lifetime_units: int = 105,
         cn_lifetime_units: int = 105,
         reuse_home_token: bool = True,
+        weaken: frozenset[str] = frozenset(),
     ) -> None:
         self.home_address = home_address
+        # TEST ONLY (testbed/mip6/weakening.py): defences turned off to show the checks can fail.
+        # Empty in every real configuration; the per-packet path tests one boolean.
+        self._weaken = check_names("mn", weaken, "MobileNode") if weaken else frozenset()
+        self._weak = bool(self._weaken)
         self.home_agent = home_agent
         self.node = node
         self.persistence = persistence
@@ -320,6 +327,8 @@ class MobileNode(UnrecognisedOptions):
     def _over_rate(self, e: BulEntry, kind: int, now: int) -> list[Action] | None:
         """None when a message of ``kind`` may go to ``e.peer`` now (and it is counted); else
         the send is deferred to when the limit allows it, and the (possibly empty) events."""
+        if self._weak and "mn_rate_limit" in self._weaken:
+            return None
         wait = self._rate.wait_ns(e.peer, kind, now)
         if not wait:
             self._rate.record(e.peer, kind, now)
@@ -365,7 +374,11 @@ class MobileNode(UnrecognisedOptions):
         self._last_timestamp = max(self._last_timestamp + 1, now)
         e.timestamp = self._last_timestamp
         lifetime = 0 if self.at_home else self.home_lifetime_units
-        mh = seal_home_bu(e.seq, lifetime, e.timestamp, self._mn_ha.spi, self._mn_ha.key, careof, self.home_address)
+        if self._weak and "mn_home_replay" in self._weaken:
+            mh = seal_mn_ha(BindingUpdate(e.seq, lifetime, ack=True, home=True), self._mn_ha.spi, self._mn_ha.key,
+                            careof, self.home_address)
+        else:
+            mh = seal_home_bu(e.seq, lifetime, e.timestamp, self._mn_ha.spi, self._mn_ha.key, careof, self.home_address)
         if self.at_home:
             pkt = build_packet(self.home_address, self.home_agent, IPPROTO_MH, mh)
         else:
@@ -374,7 +387,7 @@ class MobileNode(UnrecognisedOptions):
         if not retransmission:
             e.bu_retx = _Retransmit()
             # RFC 6275 11.8: InitialBindackTimeoutFirstReg while the home agent holds no binding for us
-            first = e.registered_until <= now
+            first = e.registered_until <= now and not (self._weak and "mn_first_reg_timeout" in self._weaken)
             e.bu_retx.arm(now, INITIAL_BINDACK_TIMEOUT_FIRST_REG_NS if first else INITIAL_TIMEOUT_NS)
         return self._guarded(e, record, before, last_timestamp, [
             Send(pkt, "BU home"),
@@ -385,7 +398,8 @@ class MobileNode(UnrecognisedOptions):
         e = self.home
         if e.state != "bu_sent" or e.careof is None:
             return [Drop(now, self.node, reason="BA from home agent with no BU outstanding", seq=ba.seq)]
-        if not mn_ha_valid(ba, self._mn_ha.key, e.careof, self.home_address):
+        if not mn_ha_valid(ba, self._mn_ha.key, e.careof, self.home_address) \
+                and not (self._weak and "mn_home_ba_auth" in self._weaken):
             return [Drop(now, self.node, reason="home agent BA failed MN-HA authentication", seq=ba.seq, status=ba.status)]
         replay = next((o for o in ba.options if type(o) is ReplayProtection), None)
         out: list[Action] = [BaReceived(now, self.node, peer=addr(e.peer), mechanism="home", status=ba.status, seq=ba.seq)]
@@ -458,11 +472,11 @@ class MobileNode(UnrecognisedOptions):
             e.hoti_retx = _Retransmit()
             e.hoti_retx.arm(now)
         inner = build_packet(self.home_address, e.peer, IPPROTO_MH, encode(HomeTestInit(e.hoti_cookie)))
-        if self.at_home:
+        if self.at_home or (self._weak and "mn_hoti_direct" in self._weaken):
             pkt, what = inner, "HoTI"
         else:
             pkt, what = build_packet(self.careof, self.home_agent, IPPROTO_IPV6, inner), "HoTI tunnelled"
-        return [Send(pkt, what), HotiSent(now, self.node, peer=addr(e.peer), tunnelled=not self.at_home)]
+        return [Send(pkt, what), HotiSent(now, self.node, peer=addr(e.peer), tunnelled=what != "HoTI")]
 
     def _send_coti(self, e: BulEntry, now: int) -> list[Action]:
         held = self._over_rate(e, MHType.COTI, now)
@@ -512,7 +526,7 @@ class MobileNode(UnrecognisedOptions):
         new = seq_next(base)
         step = seq_step(new, e.seq)
         precomputed = e.mechanism == "precomputed"
-        if precomputed and not kbm_step_allowed(e.advance, step):
+        if precomputed and not kbm_step_allowed(e.advance, step) and not (self._weak and "mn_r13" in self._weaken):
             e.state = "rekey"
             e.bu_retx = None
             e.deferred.clear()
@@ -561,6 +575,8 @@ class MobileNode(UnrecognisedOptions):
                 token = careof_keygen_token(e.data.kcn, careof, e.data.careof_nonce)
                 kbm = binding_management_key(e.fixed_home_token, token)
             options: tuple = ()
+            if self._weak and "mn_nonce_indices" in self._weaken:
+                options = (NonceIndices(0, 0),)
         else:
             home_token, home_index, _ = e.home_token
             if deregistering:
@@ -603,13 +619,21 @@ class MobileNode(UnrecognisedOptions):
         if e.state != "bu_sent":
             return [Drop(now, self.node, reason="BA with no BU outstanding", **fields)]
         if e.mechanism == "precomputed" and not authenticated:
-            return [Drop(now, self.node, reason="unauthenticated BA from a precomputed peer ignored (R7, R15)", **fields)]
+            if self._weak and "mn_bidding_down" in self._weaken and ba.status in (
+                BAStatus.EXPIRED_HOME_NONCE_INDEX, BAStatus.EXPIRED_CAREOF_NONCE_INDEX, BAStatus.EXPIRED_NONCES,
+            ):
+                return [BaReceived(now, self.node, **fields)] + self._weakened_fall_back(e, now)
+            if not (self._weak and "mn_cn_ba_auth" in self._weaken):  # weakened: taken as if authenticated
+                return [Drop(now, self.node, reason="unauthenticated BA from a precomputed peer ignored (R7, R15)",
+                             **fields)]
         if e.mechanism == "rr" and not authenticated and ba.status not in (
             BAStatus.EXPIRED_HOME_NONCE_INDEX, BAStatus.EXPIRED_CAREOF_NONCE_INDEX, BAStatus.EXPIRED_NONCES,
         ):
             return [Drop(now, self.node, reason="unauthenticated BA", **fields)]
         out: list[Action] = [BaReceived(now, self.node, **fields)]
         if ba.status == BAStatus.SEQUENCE_OUT_OF_WINDOW:  # continue after the number the CN last accepted
+            if self._weak and "mn_resync" in self._weaken:
+                return out
             return out + self._resynchronise(e, ba.seq, now, self._send_cn_bu)
         if e.mechanism == "rr" and ba.status in (
             BAStatus.EXPIRED_HOME_NONCE_INDEX, BAStatus.EXPIRED_CAREOF_NONCE_INDEX, BAStatus.EXPIRED_NONCES,
@@ -629,6 +653,8 @@ class MobileNode(UnrecognisedOptions):
         if ba.seq != e.seq:
             out.append(Drop(now, self.node, reason="BA for another sequence number", expected=e.seq, **fields))
             return out
+        if self._weak and ba.status == BAStatus.ACCEPTED and "mn_retransmit" in self._weaken:
+            return out  # still "bu_sent", the retransmission timer armed
         e.bu_retx = None
         if ba.status >= 128:
             e.state = "failed"
@@ -646,6 +672,8 @@ class MobileNode(UnrecognisedOptions):
         if e is None:
             return [Drop(now, self.node, reason="Binding Error from a node not in the Binding Update List", **fields)]
         if e.mechanism == "precomputed":
+            if self._weak and "mn_bidding_down" in self._weaken:
+                return [BeReceived(now, self.node, **fields)] + self._weakened_fall_back(e, now)
             return [BeIgnored(now, self.node, reason="precomputed peer: no other mechanism (R15)", **fields)]
         out: list[Action] = [BeReceived(now, self.node, **fields)]
         if be.status == BEStatus.UNRECOGNIZED_MH_TYPE:
@@ -703,6 +731,8 @@ class MobileNode(UnrecognisedOptions):
         if kind is BindingError:
             return self._on_be(packet, msg, now)
         if kind is BindingRefreshRequest:
+            if self._weak and "mn_brr" in self._weaken:
+                return [Drop(now, self.node, reason="weakened: Binding Refresh Request ignored", src=addr(packet.src))]
             e = self.bul.get(packet.src)
             if e is None or e.state != "bound" or self.careof is None:
                 return [Drop(now, self.node, reason="Binding Refresh Request with no binding", src=addr(packet.src))]
@@ -784,3 +814,10 @@ class MobileNode(UnrecognisedOptions):
                 out.append(Retransmit(now, self.node, peer=addr(e.peer), what="CoTI", timeout_ms=r.timeout // 1_000_000))
                 out += self._send_coti(e, now)
         return out
+
+    # ------------------------------------------------------------------ test-only weakenings
+
+    def _weakened_fall_back(self, e: BulEntry, now: int) -> list[Action]:
+        """Bidding down (R15 broken): the precomputed peer's entry becomes a return-routability one."""
+        rr = self.bul[e.peer] = self._rr_entry(e.peer)
+        return self._start_rr(rr, now)

@@ -101,6 +101,30 @@ def test_malformed_packets_are_dropped_with_a_reason_and_the_agent_keeps_serving
     assert any("checksum" in r for r in reasons) and any("Header Len" in r for r in reasons)
 
 
+def test_an_agent_weakened_with_keeps_serving_exits_70_after_a_malformed_packet(tmp_path):
+    """TEST ONLY (testbed/mip6/weakening.py): what the conformance suite's "keeps serving"
+    checks must catch. A bad checksum is not malformed: the agent serves on; a Header Len
+    running past the packet is, and the agent exits with status 70, its log flushed."""
+    with netns_pair([f"{COA}/64"], [f"{CN}/64"]) as (tag, mn_ns, cn_ns):
+        data = write_new(tmp_path / "pair.yaml", generate(HOME, CN))
+        agent = AgentProc(cn_ns, tmp_path, "cn", {"role": "cn", "address": CN, "test_weaken": ["keeps_serving"],
+                                                  "preconfigured": [str(tmp_path / "pair.yaml")]})
+        agent.start(env={"MIP6_TESTBED_ALLOW_WEAKENING": "1"})
+        try:
+            bad = bytearray(bu(data, 1))
+            bad[-30] ^= 0xFF
+            assert exchange(mn_ns, bytes(bad), deadline=0.5) == []
+            assert decode(exchange(mn_ns, bu(data, 2))[0].payload).status == BAStatus.ACCEPTED
+            truncated = build_packet(A(COA), A(CN), IPPROTO_MH, b"\x3b\x05\x05\x00\x00\x00\x00\x01")
+            assert exchange(mn_ns, truncated, deadline=0.5) == []
+            assert agent.proc.wait(timeout=10) == 70
+        finally:
+            agent.stop(signal.SIGKILL)
+    events = read_events(agent.log)
+    assert any(e["event"] == "drop" and "Header Len" in e["reason"] for e in events)
+    assert events[-1]["event"] == "agent_stopped"
+
+
 def test_sigterm_removes_the_rules_and_flushes_the_log(lab):
     agent, mn_ns, cn_ns, data = lab
     rules = sh("ip", "netns", "exec", cn_ns, "ip6tables-legacy", "-S", "OUTPUT").stdout

@@ -335,8 +335,8 @@ def bad_checksum(ctx: Context) -> str:
     return "silently dropped"
 
 
-@check("CN-HDRLEN", "cn", "a Binding Update whose Header Len is too short for its type is dropped",
-       "RFC 6275 9.2", None)
+@check("CN-HDRLEN", "cn", "a Binding Update whose Header Len is too short for its type is dropped, cut short "
+       "or followed by the octets of a BU that would be valid", "RFC 6275 9.2", None)
 def short_header_len(ctx: Context) -> str:
     home = P.main if ctx.pairs else plan.RR_HOMES[0]
     pkt = craft.read(ctx.bu(home, coa=COA2))
@@ -347,8 +347,15 @@ def short_header_len(ctx: Context) -> str:
     got = ctx.quiet(craft._finish(raw), nh=craft.MH, mh_type=craft.BA)
     if got:
         raise CheckFailed(f"a BU with Header Len 0 was answered with {got[0].packet.summary()}")
+    # all of a BU behind a Header Len of 0, its checksum and authenticator over every octet:
+    # only Header Len makes it malformed
+    key = ctx.pairs[home].kbm(craft.a16(COA2)) if ctx.pairs else None
+    whole = craft.with_header_len(ctx.bu(home, coa=COA2), 0, key=key, careof=COA2, correspondent=CN)
+    got = ctx.quiet(whole, nh=craft.MH, mh_type=craft.BA)
+    if got:
+        raise CheckFailed(f"a whole BU behind Header Len 0 was answered with {got[0].packet.summary()}")
     ctx.alive()
-    return "no BA"
+    return "no BA, cut short or whole behind Header Len 0"
 
 
 @check("CN-OPT-PP", "cn", "a packet with an unrecognised destination option is discarded: action 01 silently, "
@@ -456,14 +463,15 @@ def rr_stale(ctx: Context) -> str:
     return f"BA 135 with {seq}"
 
 
-@check("CN-KEEPS-SERVING", "cn", "after everything above the node still serves: a valid BU is accepted",
-       "RFC 6275 9.5.1", None)
+@check("CN-KEEPS-SERVING", "cn", "after malformed Mobility Headers and everything above the node still serves: a "
+       "valid BU is accepted", "RFC 6275 9.5.1", None)
 def keeps_serving(ctx: Context) -> str:
     ctx.alive()
+    survived = ctx.survives_malformed(COA3, CN)
     if ctx.pairs:
         seq = _bind(ctx, P.main, COA3)
-        return f"BA 0 for BU {seq}"
+        return f"{survived}; BA 0 for BU {seq}"
     home = plan.RR_HOMES[3]
     pkt, kbm = _rr_bu(ctx, home, COA3)
     ctx.expect_ba(pkt, home, COA3, status=0, seq=ctx.seq[home], key=kbm)
-    return "BA 0 for a return-routability BU"
+    return f"{survived}; BA 0 for a return-routability BU"

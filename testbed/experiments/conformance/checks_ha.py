@@ -174,9 +174,10 @@ def deregistration(ctx: Context) -> str:
     return "BA 0 lifetime 0; tunnel stopped"
 
 
-@check("HA-KEEPS-SERVING", "ha", "after everything above the home agent still accepts a registration",
-       "RFC 6275 10.3.1", None)
+@check("HA-KEEPS-SERVING", "ha", "after malformed Mobility Headers and everything above the home agent still "
+       "accepts a registration", "RFC 6275 10.3.1", None)
 def keeps_serving(ctx: Context) -> str:
     ctx.alive()
+    survived = ctx.survives_malformed(COA2, HA)
     seq = _register(ctx, plan.PRECOMPUTED_HOMES[0], COA2)
-    return f"BA 0 for {seq}"
+    return f"{survived}; BA 0 for {seq}"

@@ -24,6 +24,8 @@ RETRANSMIT_S = 1.0  # INITIAL_BINDACK_TIMEOUT (RFC 6275 12)
 # Slack on a retransmission timer measured on the wire: the agent's timer, its wake-up and
 # the frame's way to the tester; generous because the host may pause the VM for 110 ms.
 TIMER_SLACK_S = 0.35
+# How long MN-10 waits for the BU a Binding Refresh Request draws before it sends the next.
+BRR_WAIT_S = 0.1
 H_FLAG, A_FLAG = 0x4000, 0x8000
 
 
@@ -281,23 +283,30 @@ def refresh_request(ctx: Context) -> str:
 
 
 @check("MN-10", "mn", "at most MAX_UPDATE_RATE (3) BUs a second to one correspondent: six Binding Refresh Requests "
-       "in 0.1 s draw at most three within the second", "RFC 6275 11.8", None)
+       "in under a second, each BU answered at once (so the mobile node is bound for the next one), draw at most "
+       "three within the second", "RFC 6275 11.8", None)
 def rate_limit(ctx: Context) -> str:
     coa, _ = bind(ctx, 0)
     time.sleep(1.1)
     brr = craft.binding_refresh_request(CN, coa, home=HOME)
-    t = ctx.wire.send(*([brr] * 6), gap_us=17000)
-    ctx.trace.append("> 6 x Binding Refresh Request, 17 ms apart")
-    got = bus(ctx, t, CN, 1.0, None)
-    first = got[0].t_ns if got else t
-    within = [h for h in got if h.t_ns - first < 1_000_000_000]
-    for h in got[-1:]:
-        answer_cn(ctx, h, coa)
-    if len(within) > 3:
-        raise CheckFailed(f"{len(within)} BUs to the correspondent within one second")
+    start = None
+    answered: set[int] = set()
+    for _ in range(6):
+        t = ctx.send(brr)
+        start = start or t
+        # a BU still outstanding when the BRR comes is no reason for another: answer each one
+        for h in bus(ctx, t, CN, BRR_WAIT_S, None):
+            if h.seq not in answered:
+                answered.add(h.seq)
+                answer_cn(ctx, h, coa)
+    got = bus(ctx, start, CN, 0, None)
     if not got:
         raise CheckFailed("no BU at all after six Binding Refresh Requests")
-    return f"{len(within)} BUs within the second after six BRRs"
+    first = got[0].t_ns
+    within = [h for h in got if h.t_ns - first < 1_000_000_000]
+    if len(within) > 3:
+        raise CheckFailed(f"{len(within)} BUs to the correspondent within one second")
+    return f"{len(within)} BUs within the second after six BRRs, each answered with BA 0"
 
 
 @check("MN-11", "mn", "a home BA with a wrong MN-HA authenticator is ignored: the home registration is "
@@ -314,9 +323,11 @@ def forged_home_ba(ctx: Context) -> str:
     return f"home BU {bu.seq} retransmitted as {again[0].seq}"
 
 
-@check("MN-KEEPS-SERVING", "mn", "after everything above the mobile node still moves and binds", "RFC 6275 11.5",
-       None)
+@check("MN-KEEPS-SERVING", "mn", "after malformed Mobility Headers and everything above the mobile node still moves "
+       "and binds", "RFC 6275 11.5", None)
 def keeps_serving(ctx: Context) -> str:
     ctx.alive()
+    st = _state(ctx)
+    survived = ctx.survives_malformed(CN, coa_on(ctx, st.router) if st.router >= 0 else HOME)
     coa, bu = bind(ctx, 2)
-    return f"bound at {coa} (BU {bu.seq})"
+    return f"{survived}; bound at {coa} (BU {bu.seq})"

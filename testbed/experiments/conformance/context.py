@@ -125,6 +125,14 @@ class Context:
         if not self.iut.alive():
             raise CheckFailed(f"the node under test is no longer running (exit status {self.iut.process.returncode})")
 
+    def survives_malformed(self, src: str, dst: str) -> str:
+        """Send the node Mobility Headers nobody can read (``craft.malformed_mh``): it must
+        drop them and keep running."""
+        for packet in craft.malformed_mh(src, dst):
+            self.quiet(packet)
+        self.alive()
+        return "still running after malformed Mobility Headers"
+
     # -- the correspondent-node profiles --------------------------------------------------
 
     def next_seq(self, home: str, step: int = 1) -> int:

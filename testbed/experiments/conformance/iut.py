@@ -110,7 +110,8 @@ class Iut:
                                         ("accept_ra", 1), ("autoconf", 1), ("router_solicitation_delay", 0),
                                         ("accept_dad", 1), ("dad_transmits", 1), ("optimistic_dad", 1),
                                         ("use_optimistic", 1))))
-            routers = " && ".join(f"ip -6 addr add {r}/64 dev {tester} nodad" for r, _ in plan.ROUTERS)
+            # link-local: not flushed with the global ones, so an earlier session's are replaced
+            routers = " && ".join(f"ip -6 addr replace {r}/64 dev {tester} nodad" for r, _ in plan.ROUTERS)
             _node_shell(lab, "tester", routers)
             self.values.update(home_address=plan.MN_HOME, home_agent=plan.MN_HOME_AGENT, home_prefix=plan.HOME_PREFIX,
                                correspondents=json.dumps([plan.MN_CN_PRECOMPUTED, plan.MN_CN_RR]))

@@ -42,6 +42,15 @@ from testbed.mip6.keys import generate
 from testbed.mip6.mnha import generate_mn_ha
 
 SESSIONS = (("cn", ("rfc4449", "rr", "cn")), ("ha", ("ha",)), ("mn", ("mn",)))
+# the profile a role's broken variants run under (its checks are chosen by id)
+VARIANT_PROFILE = {"cn": "rfc4449", "ha": "ha", "mn": "mn"}
+
+
+def weakened_for(role: str, weaken: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of ``weaken`` that weaken an agent of ``role`` (each name is one role's)."""
+    from testbed.mip6.weakening import role_of
+
+    return tuple(name for name in weaken if role_of(name) == role)
 
 
 def checks_for(profiles: tuple[str, ...], only: set[str] | None = None) -> list[Check]:
@@ -118,7 +127,8 @@ def run_conformance(target: Target, out: Path, *, weaken: tuple[str, ...] = (), 
                 todo = checks_for(claimed, only)
                 if not todo:
                     continue
-                sessions.append(_session(lab, wire, target, role, claimed[0], todo, out, weaken, outcomes, progress))
+                sessions.append(_session(lab, wire, target, role, claimed[0], todo, out, weakened_for(role, weaken),
+                                         outcomes, progress))
         finally:
             wire.close()
             capture.stop()
@@ -210,11 +220,12 @@ def _report(target: Target, outcomes: list[Outcome], sessions: list[dict], weake
 
 def run_broken_variants(target: Target, out: Path, *, names: tuple[str, ...] | None = None,
                         progress: Callable[[Outcome], None] | None = None) -> dict:
-    """Each test-only weakening of our CN against the checks that guard its defence
-    (``broken.BREAKS``): every one of those checks must fail. One outcome per (weakening,
-    check): ``pass`` when the check failed as it must, ``fail`` when it passed anyway."""
-    from testbed.experiments.conformance.broken import BREAKS
-    from testbed.mip6.weakening import CN
+    """Each test-only weakening of our agents (CN, HA, MN) against the checks that guard its
+    defence (``broken.BREAKS``): the agent of the weakening's role runs with it, and every one
+    of those checks must fail. One outcome per (weakening, check): ``pass`` when the check
+    failed as it must, ``fail`` when it passed anyway."""
+    from testbed.experiments.conformance.broken import BREAKS, role_of
+    from testbed.mip6.weakening import BY_ROLE
 
     if target.name != "ours":
         raise ConfigError("--broken-variants: only with --target ours (the weakenings are our agents')")
@@ -226,24 +237,25 @@ def run_broken_variants(target: Target, out: Path, *, names: tuple[str, ...] | N
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     outcomes: list[Outcome] = []
     sessions = []
-    profile = "rfc4449"
     with Lab("conformance", run_dir=out / "lab") as lab:
         iut_mac = lab.addresses.nodes["iut"].interfaces[plan.IUT_IFACE].mac
         capture = lab.capture("tester", plan.TESTER_IFACE)
         wire = NodeWire(lab, "tester", plan.TESTER_IFACE, dst_mac=iut_mac)
         try:
             for name in chosen:
+                role = role_of(name)
+                what = BY_ROLE[role][name]
                 todo = [c for c in REGISTRY if c.id in BREAKS[name]]
                 raw: list[Outcome] = []
-                info = _session(lab, wire, target, "cn", profile, todo, out, (name,), raw, None,
+                info = _session(lab, wire, target, role, VARIANT_PROFILE[role], todo, out, (name,), raw, None,
                                 run_dir=out / "lab" / "variants" / name)
                 info["weakening"] = name
                 sessions.append(info)
                 for o in raw:
                     held = o.verdict == FAIL
                     v = Outcome(f"{name} -> {o.name}", o.requirement, PASS if held else (ERROR if o.verdict == ERROR else FAIL),
-                                {"detail": (f"with '{name}' off ({CN[name]}) the check failed: {o.detail}" if held else
-                                            f"with '{name}' off ({CN[name]}) the check did not fail ({o.verdict}): "
+                                {"detail": (f"with '{name}' off ({what}) the check failed: {o.detail}" if held else
+                                            f"with '{name}' off ({what}) the check did not fail ({o.verdict}): "
                                             f"{o.detail}"),
                                  "packets": o.evidence.get("packets", []), "check_verdict": o.verdict},
                                 group=name, title=o.title, seconds=o.seconds)
@@ -253,10 +265,11 @@ def run_broken_variants(target: Target, out: Path, *, names: tuple[str, ...] | N
         finally:
             wire.close()
             capture.stop()
-    lines = ["# Broken variants of our correspondent node", "",
+    lines = ["# Broken variants of our agents", "",
              "Each test-only weakening (testbed/mip6/weakening.py; an agent accepts one only with "
-             "MIP6_TESTBED_ALLOW_WEAKENING=1 in its environment) turns one defence off. The checks that guard "
-             "that defence ran against the weakened CN: a row passes when its check **failed**, as it must.", ""]
+             "MIP6_TESTBED_ALLOW_WEAKENING=1 in its environment) turns one defence of the CN, HA or MN off. The "
+             "checks that guard that defence ran against the agent so weakened: a row passes when its check "
+             "**failed**, as it must.", ""]
     lines += verdict_table(outcomes, name_header="weakening -> check")
     lines += ["", "## Evidence", ""] + evidence_sections(outcomes, packets=12)
     return write_outcomes(out, "conformance-broken-variants", outcomes, report="\n".join(lines) + "\n",
