@@ -54,10 +54,10 @@ docs/protocol.md, "Persistence of sequence numbers"):
 ``keep_warm_ms`` (every role; 0, the default, is off; else 0.5 to 1000): when no input came
 for that many milliseconds the agent rehearses its per-BU code on throwaway engines
 (testbed/agent/rehearsal.py), so that a BU after a pause finds it warm. On these VMs code
-that sat idle 10 ms or more runs 5-8 times slower on its first pass: the agent's turnaround
-for a lone BU goes from about 0.4 ms to about 0.25 ms with ``keep_warm_ms: 2``, at the price
-of a CPU core's 5-10 % while idle (docs/agent-latency.md). Nothing of a rehearsal leaves the
-process or touches a file.
+that sat idle 10 ms or more runs 5-8 times slower on its first pass, and a handover's BU
+always comes after a pause. The price: a rehearsal's CPU (about 0.1 ms) every
+``keep_warm_ms`` while idle, and a BU that arrives during one waits for its end; figures in
+docs/agent-latency.md. Nothing of a rehearsal leaves the process or touches a file.
 
 Errors are ConfigError, one line ``<file>: <problem>``. The file is read only if it is a
 regular file of at most MAX_CONFIG_BYTES of UTF-8 text; anything else is refused at once.
