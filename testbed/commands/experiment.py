@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="security: only this scenario (repeatable; names as in the report)")
     p.add_argument("--weaken", action="append", default=[], metavar="NAME",
-                   help="security, TEST ONLY: run the CN with this defence off (testbed/mip6/weakening.py)")
+                   help="security, TEST ONLY: run the CN or MN agent (whichever the name weakens) with this "
+                        "defence off (testbed/mip6/weakening.py); faults: the CN's only")
     p.add_argument("--mobiles", type=int, default=100,
                    help="storm: mobile nodes, each with its own agent (default 100, at most 120)")
     p.add_argument("--rr-share", type=float, default=0.2, metavar="F",
@@ -306,15 +307,19 @@ def run_storm_command(args) -> int:
 
 def run_security_command(args) -> int:
     from testbed.experiments.security.run import run_security, scenario_names
-    from testbed.mip6.weakening import CN
+    from testbed.mip6.weakening import CN, HA, MN
 
     names = scenario_names()
     for name in args.scenario or ():
         if name not in names:
             raise ConfigError(f"--scenario {name}: no such scenario (known: {', '.join(names)})")
     for name in args.weaken:
-        if name not in CN:
-            raise ConfigError(f"--weaken {name}: not a weakening of our CN (known: {', '.join(sorted(CN))})")
+        if name in HA:
+            raise ConfigError(f"--weaken {name}: a home agent's weakening, and no security scenario runs our home "
+                              "agent (the CN's and the MN's weakenings only)")
+        if name not in CN and name not in MN:
+            raise ConfigError(f"--weaken {name}: not a weakening of our CN or MN "
+                              f"(known: {', '.join(sorted(CN) + sorted(MN))})")
     out = _results_dir(args, "security")
     if os.geteuid() != 0:
         raise TestbedError("the security experiment builds network namespaces: run it as root")

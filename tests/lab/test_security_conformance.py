@@ -96,10 +96,11 @@ def test_conformance_of_our_agents_passes_every_check_and_names_its_rfc_section(
     _no_key_material(out)
 
 
-def test_broken_variants_of_our_cn_make_their_checks_fail(tmp_path):
-    """A reduced set in CI (the whole set: ``testbed conformance --target ours --broken-variants``)."""
+def test_broken_variants_of_our_agents_make_their_checks_fail(tmp_path):
+    """A reduced set in CI, every role (the whole set: ``testbed conformance --target ours
+    --broken-variants``)."""
     out = tmp_path / "broken"
-    names = ("auth", "persist", "bad_last", "binding_errors")
+    names = ("auth", "persist", "bad_last", "binding_errors", "keeps_serving", "ha_auth", "mn_bidding_down")
     done = _testbed("conformance", "--target", "ours", "--broken-variants", "--json", "--out", str(out),
                     *[a for n in names for a in ("--weaken", n)])
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-3000:]
@@ -109,7 +110,22 @@ def test_broken_variants_of_our_cn_make_their_checks_fail(tmp_path):
     # every row passes because its check FAILED against the weakened CN
     assert all(r["verdict"] == "pass" and r["evidence"]["check_verdict"] == "fail" for r in rows), \
         [r["name"] for r in rows if r["verdict"] != "pass"]
-    assert "persist -> CN-4449-12" in {r["name"] for r in rows}
+    assert {"persist -> CN-4449-12", "keeps_serving -> CN-KEEPS-SERVING", "ha_auth -> HA-03",
+            "mn_bidding_down -> MN-08"} <= {r["name"] for r in rows}
+    assert [s["role"] for s in summary["sessions"]] == ["cn"] * 5 + ["ha", "mn"]
+
+
+def test_security_scenarios_fail_with_the_weakenings_that_break_them(tmp_path):
+    """A reduced set in CI (testbed/experiments/security/broken.py has every scenario's): one
+    run, each name in its own role's agent: the CN forgets its numbers, the MN bids down."""
+    out = tmp_path / "weak"
+    done = _testbed("experiment", "security", "--scenario", "replay-after-restart", "--scenario", "bidding-down-mn",
+                    "--weaken", "persist", "--weaken", "mn_bidding_down", "--json", "--out", str(out))
+    assert done.returncode == 1, done.stderr[-2000:] + done.stdout[-3000:]
+    rows = {s["name"]: s for s in json.loads(done.stdout)["scenarios"]}
+    assert {k: r["verdict"] for k, r in rows.items()} == {"replay-after-restart": "fail", "bidding-down-mn": "fail"}
+    assert "was accepted (BA 0)" in rows["replay-after-restart"]["evidence"]["detail"]
+    assert "started return routability" in rows["bidding-down-mn"]["evidence"]["detail"]
 
 
 def test_weakenings_are_refused_for_another_target_and_unknown_names(tmp_path):
@@ -120,6 +136,8 @@ def test_weakenings_are_refused_for_another_target_and_unknown_names(tmp_path):
     assert done.returncode == 2 and "only with --target ours" in done.stderr and "Traceback" not in done.stderr
     done = _testbed("experiment", "security", "--weaken", "nope", "--out", str(tmp_path / "s"))
     assert done.returncode == 2 and "--weaken nope" in done.stderr
+    done = _testbed("experiment", "security", "--weaken", "ha_auth", "--out", str(tmp_path / "s"))
+    assert done.returncode == 2 and "home agent" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from testbed.experiments.conformance import plan
-from testbed.experiments.conformance.suite import _session
+from testbed.experiments.conformance.suite import _session, weakened_for
 from testbed.experiments.conformance.target import load_target
 from testbed.experiments.security import scenarios_cn, scenarios_mn  # noqa: F401 - registers the scenarios
 from testbed.experiments.security.scenarios_cn import SCENARIOS
@@ -84,7 +84,7 @@ def _attacker_lab(out: Path, target, only, weaken, outcomes: list[Outcome], prog
                 todo = [s for s in SCENARIOS if s.profile in profiles and (only is None or s.id in only)]
                 if todo:
                     sessions.append(_session(lab, wire, target, role, profile, todo, out,
-                                             weaken if role == "cn" else (), outcomes, progress))
+                                             weakened_for(role, weaken), outcomes, progress))
         finally:
             wire.close()
             capture.stop()
@@ -98,8 +98,11 @@ def _report(outcomes: list[Outcome], sessions: list[dict], weaken: tuple[str, ..
              "`pass` the defence held; `expected` behaviour the RFC accepts (shown, not a defect); `fail` the "
              "defence did not hold.", ""]
     if weaken:
-        lines += [f"**The CN ran with test-only weakenings: {', '.join(weaken)}.** Its verdicts show what a broken "
-                  "CN looks like, nothing about the real agent.", ""]
+        from testbed.experiments.security import rekey
+
+        lines += [f"**Our agents ran with test-only weakenings: {', '.join(weaken)}** (each in its own role's "
+                  "agent). Its verdicts show what a broken agent looks like, nothing about the real ones; "
+                  f"`{rekey.NAME}` runs its own agents, never weakened.", ""]
     lines += [f"{n[PASS]} passed, {n[EXPECTED]} expected, {n[FAIL]} failed, {n[ERROR]} errors (of {len(outcomes)}).", ""]
     lines += verdict_table(outcomes)
     lines += ["", "## Agents", ""]

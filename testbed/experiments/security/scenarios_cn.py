@@ -26,9 +26,10 @@ def scenario(id, title, requirement, profile="rfc4449"):
     return check(id, profile, title, requirement, None, registry=SCENARIOS)
 
 
-def _replay_refused(ctx: Context, captured: bytes, careof_now: str, last: int, what: str) -> str:
+def _replay_refused(ctx: Context, captured: bytes, careof_now: str | None, last: int, what: str) -> str:
     """The attacker replays ``captured``; it must not be accepted (no BA 0; a BA 135 with
-    the last number, or silence) and the binding must stay at ``careof_now``."""
+    the last number, or silence), the CN must not use the captured care-of address, and the
+    binding must stay at ``careof_now`` (None: the CN holds none, a restart emptied its cache)."""
     r = craft.read(captured)
     old_coa = craft.text(r.src)
     got = ctx.quiet(captured, mh_type=craft.BA)
@@ -40,6 +41,8 @@ def _replay_refused(ctx: Context, captured: bytes, careof_now: str, last: int, w
     home = craft.text(r.home_address)
     if ctx.bound_at(home, old_coa):
         raise CheckFailed(f"{what}: after the replay the CN uses the old care-of address {old_coa}")
+    if careof_now is None:
+        return f"replay of BU {r.seq} (care-of {old_coa}): {answer}; no binding at {old_coa}"
     if not ctx.bound_at(home, careof_now):
         raise CheckFailed(f"{what}: after the replay the binding at {careof_now} is gone")
     return f"replay of BU {r.seq} (care-of {old_coa}): {answer}; the binding stays at {careof_now}"
@@ -67,9 +70,11 @@ def replay_after_restart(ctx: Context) -> str:
     pid = ctx.iut.pid
     ctx.iut.restart()
     ctx.trace.append(f"-- CN killed with SIGKILL (pid {pid}) and started again (pid {ctx.iut.pid}) --")
-    # the binding cache is volatile: bind again at COA2 (the MN's next BU) before judging
-    last = checks_cn._bind(ctx, home, COA2)
-    return _replay_refused(ctx, captured, COA2, last, "after a restart")
+    # at once, before any BU could tell the CN a number: only what it made durable refuses it
+    # (the binding cache is volatile: none to keep)
+    refused = _replay_refused(ctx, captured, None, last, "after a restart")
+    nxt = checks_cn._bind(ctx, home, COA2)
+    return f"{refused}; the MN's next BU {nxt} at {COA2}: BA 0"
 
 
 @scenario("replay-after-moves", "the captured BU replayed after two more moves is refused", "R4, R14")
@@ -156,7 +161,7 @@ def cn_no_rr(ctx: Context) -> str:
         raise CheckFailed(f"the HoTI of a precomputed home address was answered: {got[0].packet.summary()}")
     t = ctx.wire.now()
     ctx.quiet(craft.home_test_init(P.main, CN, os.urandom(8)), mh_type=craft.HOT)
-    drops = [e for e in ctx.node_events(t, "packet_dropped", 1.0) if "R15" in str(e.get("reason"))]
+    drops = [e for e in ctx.node_events(t, "drop", 1.0) if "R15" in str(e.get("reason"))]
     return f"no HoT for the HoTI of {P.main}" + (f"; the CN logged why ({drops[0]['reason']})" if drops else "")
 
 
