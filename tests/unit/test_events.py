@@ -45,7 +45,7 @@ def test_optional_fields_are_left_out_and_the_line_is_as_before():
 
 def test_misspellings_fail_loudly(tmp_path):
     with pytest.raises(TypeError):
-        BuReceived(1, "cn", home="h", careof="c", seq=1, lifetim=5, home_reg=False)  # noqa: the typo is the test
+        BuReceived(1, "cn", home="h", careof="c", seq=1, lifetim=5, home_reg=False)  # the typo is the test
     with pytest.raises(UnknownEvent, match="unknown event 'bu_recieved'"):
         decode_event({"t_ns": 1, "node": "cn", "event": "bu_recieved"})
     with pytest.raises(UnknownEvent, match="does not fit"):
