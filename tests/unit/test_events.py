@@ -90,3 +90,23 @@ def test_each_class_writes_its_line_as_the_generic_encoder_does(cls, data):
     line = json_line(e)
     assert line == generic_line(e)
     assert json.loads(line) == json.loads(json.dumps(e.as_dict(), default=str))
+
+
+def test_addr_writes_every_address_as_ipaddress_does():
+    """``addr`` lays the text out itself (quicker): the same as str(IPv6Address) for every
+    pattern of zero hextets, IPv4-mapped and random addresses."""
+    import ipaddress
+    import os
+    import random
+
+    from testbed.mip6.events import addr
+
+    text = addr.__wrapped__  # not the cache
+    rnd = random.Random(7)
+    cases = [b"".join((0 if mask >> i & 1 else rnd.choice([1, 0xABC, 0xFFFF])).to_bytes(2, "big") for i in range(8))
+             for mask in range(256)]
+    cases += [b"".join(rnd.choice([0, 0, 1, 0xFFFF, rnd.randrange(65536)]).to_bytes(2, "big") for _ in range(8))
+              for _ in range(20000)]
+    cases += [bytes(10) + b"\xff\xff" + os.urandom(4), os.urandom(16), bytes(16)]
+    assert [c for c in cases if text(c) != str(ipaddress.IPv6Address(c))] == []
+    assert addr(None) is None
