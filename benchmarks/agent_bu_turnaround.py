@@ -35,6 +35,7 @@ Needs root. Usage: .venv/bin/python benchmarks/agent_bu_turnaround.py [MOVES] [s
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -105,18 +106,13 @@ def mn_coa_to_bus(events: list, stalls: PauseMonitor) -> dict[str, list[int]]:
 
 
 def parse_args(argv: list[str]) -> tuple[int, str | dict, float]:
-    keep_warm = 0.0
-    if "--keep-warm" in argv:
-        i = argv.index("--keep-warm")
-        try:
-            keep_warm = float(argv[i + 1])
-        except (IndexError, ValueError):
-            raise SystemExit("--keep-warm: expected a number of milliseconds") from None
-        argv = argv[:i] + argv[i + 2:]
-    if argv and not argv[0].isdigit():
-        raise SystemExit(f"MOVES {argv[0]!r}: expected a whole number")
-    moves = int(argv[0]) if argv else 20
-    return moves, parse_persistence(argv[1] if len(argv) > 1 else "strict"), keep_warm
+    p = argparse.ArgumentParser(description="the agents' BU receive-to-BA time in the handover lab")
+    p.add_argument("moves", nargs="?", type=int, default=20, help="moves per mechanism (default 20)")
+    p.add_argument("persistence", nargs="?", default="strict", help="strict (default) or reserve:N")
+    p.add_argument("--keep-warm", type=float, default=0.0, metavar="MS",
+                   help="the agents' keep_warm_ms (default 0: off)")
+    args = p.parse_args(argv)
+    return args.moves, parse_persistence(args.persistence), args.keep_warm
 
 
 def main() -> int:

@@ -44,6 +44,7 @@ from testbed.agent.control import request
 from testbed.agent.eventlog import read_typed_events
 from testbed.errors import ConfigError
 from testbed.lab.errors import LabTimeout
+from testbed.lab.procstat import cpu_seconds
 from testbed.mip6.events import Event
 from testbed.mip6.keys import PreconfiguredData, generate
 from testbed.mip6.mnha import MnHaSecurityAssociation, generate_mn_ha
@@ -272,8 +273,6 @@ class LabAgents:
 
     def cpu_usage(self) -> dict[str, float]:
         """Each running agent's CPU time (user + system) since it started, as a share of one CPU."""
-        from testbed.lab.procstat import cpu_seconds
-
         out = {}
         for node, handle in self.agents.items():
             try:

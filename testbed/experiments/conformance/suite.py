@@ -40,6 +40,7 @@ from testbed.lab.lab import Lab
 from testbed.lab.tester import NodeWire
 from testbed.mip6.keys import generate
 from testbed.mip6.mnha import generate_mn_ha
+from testbed.mip6.weakening import role_of
 
 SESSIONS = (("cn", ("rfc4449", "rr", "cn")), ("ha", ("ha",)), ("mn", ("mn",)))
 # the profile a role's broken variants run under (its checks are chosen by id)
@@ -48,8 +49,6 @@ VARIANT_PROFILE = {"cn": "rfc4449", "ha": "ha", "mn": "mn"}
 
 def weakened_for(role: str, weaken: tuple[str, ...]) -> tuple[str, ...]:
     """The names of ``weaken`` that weaken an agent of ``role`` (each name is one role's)."""
-    from testbed.mip6.weakening import role_of
-
     return tuple(name for name in weaken if role_of(name) == role)
 
 
