@@ -42,6 +42,7 @@ class EngineTransport:
         self.times_ns: dict[str, list[int]] = defaultdict(list)  # what -> engine time of each call
         self.sent: list[tuple[bytes, str, int]] = []  # (packet, what, the engine's now), in order
         self._out: list[tuple[bytes, int]] = []
+        self.idle_ns = 0  # it never polls
 
     def send(self, packet: bytes, what: str) -> int:
         now = time.monotonic_ns()
