@@ -342,11 +342,13 @@ class Agent:
         log = self.log
         node = self.config.node
         ha = self.role == "ha"
+        write_all = log.write_all
         for events, sent, trigger_ns, woke_ns in self._unlogged:
-            for event in events:
-                log.write(event)
-                if ha and isinstance(event, TUN_EVENTS):
-                    self._loop.create_task(self._route_home(event))
+            write_all(events)
+            if ha:
+                for event in events:
+                    if isinstance(event, TUN_EVENTS):
+                        self._loop.create_task(self._route_home(event))
             for t_ns, what, error in sent:
                 if error is None:
                     log.write(PacketSent(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=woke_ns))
