@@ -57,12 +57,17 @@ def notes(summary: dict) -> list[str]:
         others = ", ".join(f"{o['comm']} {o['cpu_s']} s" for o in m.get("other_busy", [])) or "nothing"
         turn = (run.get("agent_turnaround") or {}).get("receive_to_ba") or {}
         moves = next((p for p in run.get("phases", []) if p["phase"] == "moves"), {})
+        opened = next((p for p in run.get("phases", []) if p["phase"] == "open"), None)
+        # A mobile that moves again before its binding ends gives it up (superseded): at a high
+        # offered rate and few mobiles, a return-routability exchange is often overtaken so.
+        superseded = (f"open loop: {opened['superseded']:,} of {opened['jobs']:,} bindings given up by "
+                      f"their mobile moving again first; " if opened and opened.get("superseded") else "")
         out.append(
             f"N={row['mobiles']:,}: {row['precomputed']:,} precomputed + {row['rr']:,} return routability; "
             f"{run.get('moves')} round(s) of moves; engine {row['engine_us_per_binding']} us/binding; "
             f"durable write {row['durable_write_median_us']} us; "
             f"agent receive-to-BA median {turn.get('median_ms')} ms p99 {turn.get('p99_ms')} ms; "
-            f"load node busy {moves.get('load_node_cpu_share')} of the moves phase; "
+            f"load node busy {moves.get('load_node_cpu_share')} of the moves phase; {superseded}"
             f"none lost: {'yes' if row['none_lost'] else 'NO'}, moves/bound >= 0.5: "
             f"{'yes' if row['rate_target_met'] else 'NO'}; machine: load {m.get('loadavg_1min_before')}"
             f"->{m.get('loadavg_1min_after')}, steal {steal:.2f} s in {m.get('seconds')} s, "

@@ -72,6 +72,16 @@ def test_summary_rows_judge_the_targets_and_print_plainly():
     print_summary(summary, stream)
     printed = stream.getvalue()
     assert printed.startswith(text) and "none lost: NO" in printed and "others busy: dockerd 0.3 s" in printed
+    assert "given up" not in printed  # no open-loop binding was superseded
+
+
+def test_notes_count_open_loop_bindings_given_up_by_a_new_move():
+    run = raw_run(100)
+    run["phases"][2].update(jobs=52914, superseded=2015)
+    summary = {"rows": [summarize(run)], "runs": [run], "ok": True}
+    stream = io.StringIO()
+    print_summary(summary, stream)
+    assert "open loop: 2,015 of 52,914 bindings given up by their mobile moving again first" in stream.getvalue()
 
 
 def test_default_moves_give_the_move_phase_enough_bus():
