@@ -11,8 +11,9 @@ agents' ``persistence`` set as given, and prints:
   kernel's stamp to the agent waking up, and from then to the BA leaving (parsing, checks, the
   durable write, sending), and the second part once more: the durable write(s) (the agents'
   ``durable_write`` events) and the rest; against the goal of issue 12: median <= 0.3 ms and
-  p99 <= 2 ms, plus the durable write's median where one is on the path (``strict``; measured
-  in the same run on the agents' file system); and the clean median as a ratio of that
+  p99 <= 2 ms; where a durable write is on the path (``strict``) the median at most 0.3 ms
+  plus the median of those writes in the same run, with no p99 goal (as issue 12 sets it: a
+  write after a pause takes up to a millisecond or two on these virtual disks); and the clean median as a ratio of that
   durable write's median ("x write": 1.0 is one durable write's time);
 - the mobile node: from its care-of address being usable to its BUs on the wire (the home
   registration, and the precomputed correspondent's BU), goal 0.3 ms (under ``strict`` plus
@@ -20,8 +21,8 @@ agents' ``persistence`` set as given, and prints:
   before it leaves, so the correspondent's BU follows two), also as a ratio of the durable
   write;
 - the handover: care-of address usable to the correspondent's BA, median over the moves no
-  pause overlapped, against RTT(MN,CN) of the topology (goal for precomputed under a reserve:
-  within 10 % + 1 ms);
+  pause overlapped, against RTT(MN,CN) of the topology (goal for precomputed under a reserve,
+  judged only then: within 10 % + 1 ms);
 - what the machine did meanwhile (pauses, load, the busiest other processes), and what waking
   up costs any Python process on it meanwhile (``testbed.lab.wakeup``: a bare process woken by
   a datagram every 200 ms, and one CN engine call right after it woke, against the same call
@@ -29,8 +30,9 @@ agents' ``persistence`` set as given, and prints:
 
 With ``--keep-warm MS`` the agents rehearse their per-BU code after MS milliseconds of
 idleness (``keep_warm_ms``, docs/agent-latency.md). Goals: CN median <= 0.3 ms, HA <= 0.5 ms
-(the issue's table), p99 <= 2 ms; under ``strict`` plus the median of the agents' own durable
-writes on the BUs' path in this run (the "durable" column).
+(the issue's table), p99 <= 2 ms; under ``strict``, where a write is on the BU's path, the
+median plus the median of the agents' own durable writes on it in this run (the "durable"
+column), and no p99 goal.
 
 Needs root. Usage: .venv/bin/python benchmarks/agent_bu_turnaround.py [MOVES] [strict|reserve:N] [--keep-warm MS]
 """
@@ -151,7 +153,10 @@ def main() -> int:
             goal = GOAL_MEDIAN_MS[node] + (statistics.median(on_path) / 1e6 if writes and on_path else 0.0)
             deltas = [b - a for a, _, b in clean]
             verdict = ""
-            if deltas:
+            if deltas and writes:  # strict, a write on the path: the goal is on the median alone
+                met = statistics.median(deltas) / 1e6 <= goal
+                verdict = f"median <= {goal:.3f}: {'met' if met else 'NOT met'}"
+            elif deltas:
                 met = statistics.median(deltas) / 1e6 <= goal and p99(deltas) / 1e6 <= GOAL_P99_MS
                 verdict = f"median <= {goal:.3f}, p99 <= {GOAL_P99_MS:g}: {'met' if met else 'NOT met'}"
             print(f"{r.mechanism:12} {node:5} {figures([b - a for a, _, b in rows])} | "
@@ -184,7 +189,7 @@ def main() -> int:
         clean = [(b - a) / 1e6 for a, b in spans if not stalls.overlaps_monotonic(a, b)]
         if clean:
             med = statistics.median(clean)
-            goal = "" if r.mechanism != "precomputed" else (
+            goal = "" if r.mechanism != "precomputed" or strict else (
                 f"  goal <= 1.1 x RTT + 1 = {1.1 * rtt + 1:.1f} ms: {'met' if med <= 1.1 * rtt + 1 else 'NOT met'}")
             print(f"  {r.mechanism:12} {len(clean):>3} of {len(spans)} moves, median {med:.2f} ms{goal}")
     print()
