@@ -13,8 +13,9 @@ agents' ``persistence`` set as given, and prints:
   ``durable_write`` events) and the rest; against the goal of issue 12: median <= 0.3 ms and
   p99 <= 2 ms; where a durable write is on the path (``strict``) the median at most 0.3 ms
   plus the median of those writes in the same run, with no p99 goal (as issue 12 sets it: a
-  write after a pause takes up to a millisecond or two on these virtual disks); and the clean median as a ratio of that
-  durable write's median ("x write": 1.0 is one durable write's time);
+  write after a pause takes up to a millisecond or two on these virtual disks); and the
+  clean median as a ratio of the durable write's median measured before and after the runs
+  ("x write": 1.0 is one durable write's time);
 - the mobile node: from its care-of address being usable to its BUs on the wire (the home
   registration, and the precomputed correspondent's BU), goal 0.3 ms (under ``strict`` plus
   the median of the MN's own durable writes before that BU: each BU's number is written

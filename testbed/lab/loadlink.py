@@ -11,10 +11,11 @@ Waiting for replies, the transport polls its socket without sleeping, as packet 
 (TRex, pktgen) do. Sleeping in ``select``, every BA that found the load node asleep had to
 wake it from the correspondent's CPU: the BA's send path paid the wake-up of a task on the
 other vCPU (an inter-processor interrupt, a trap to the host on a VM), a cost that on a real
-network falls on other machines. Measured with ``testbed load --mobiles 1000`` (a ``reserve: 100`` CN): moves at
-0.36-0.39 of the engine-bound rate sleeping, 0.51 polling. The time spent polling with
-nothing to read is counted (``idle_ns``) and left out of the load node's busy share, which
-still says whether the load node, not the correspondent, is the bottleneck.
+network falls on other machines. Measured with ``testbed load --mobiles 1000`` (a
+``reserve: 100`` CN): moves at 0.36-0.39 of the engine-bound rate sleeping, 0.51-0.53
+polling. The time spent polling with nothing to read is counted (``idle_ns``) and left out
+of the load node's busy share, which still says whether the load node, not the
+correspondent, is the bottleneck.
 """
 
 from __future__ import annotations
