@@ -4,7 +4,9 @@ Runs the handover self-test (a fresh ``handover`` lab per mechanism, MOVES moves
 agents' ``persistence`` set as given, and prints:
 
 - per mechanism and agent (CN, HA), the median and p99 of the time from a BU's arrival
-  (kernel receive timestamp) to its BA leaving the agent, over all BUs and over the "clean"
+  (kernel receive timestamp) to its BA leaving the agent (its kernel transmit stamp,
+  ``packet_sent.wire_t_ns``; the agent's send returns later, by the veth peer's receive work
+  done on the agent's CPU, printed below the table), over all BUs and over the "clean"
   ones, whose turnaround no host pause of the machine's CPUs overlapped (the pause monitor,
   testbed/lab/pauses.py: a SCHED_FIFO watcher process pinned to each CPU, steal time, CPU
   pressure; our own load is printed as such); for the clean BUs the median split in two: the
@@ -50,7 +52,7 @@ from pathlib import Path
 from testbed.agent.events import DurableWrite, MovementEvent, PacketSent
 from testbed.experiments.handover import model_ms
 from testbed.lab.enginecost import durable_write_cost
-from testbed.lab.handover_check import bu_turnarounds, run_handover_check
+from testbed.lab.handover_check import bu_turnarounds, run_handover_check, send_tails
 from testbed.lab.procstat import filesystem_type
 from testbed.lab.pauses import PauseMonitor, describe
 from testbed.lab.wakeup import WakeupProbe
@@ -108,7 +110,7 @@ def mn_coa_to_bus(events: list, stalls: PauseMonitor) -> dict[str, list[tuple[in
                           and (until is None or s.t_ns < until)), None)
             if first is not None and not stalls.overlaps_monotonic(move.t_ns, first.t_ns):
                 written = sum(e - s for s, e in durable if move.t_ns <= s <= first.t_ns)
-                out[what].append((first.t_ns - move.t_ns, written))
+                out[what].append((first.left_ns - move.t_ns, written))
                 if what == "BU home":
                     out["to engine"].append((first.woke_t_ns - move.t_ns, 0))
     return out
@@ -164,6 +166,10 @@ def main() -> int:
                   f"{figures(deltas)} {ratio(deltas, write_ms)} {median_ms([w - a for a, w, _ in woke])} "
                   f"{median_ms([b - w for _, w, b in woke])} {median_ms(written)} "
                   f"{median_ms([b - w - x for (_, w, b), x in zip(woke, written)])} | {verdict}")
+    tails = ", ".join(f"{r.mechanism} {node} {median_ms(send_tails(r.events.get(node, []))).strip() or '-'}"
+                      for r in results for node in ("cn", "ha"))
+    print(f"(a BA leaves at its kernel transmit stamp; the agent's send returned later by the veth peer's "
+          f"receive work, median ms: {tails})")
     print()
     print(f"mobile node, usable CoA -> its BUs on the wire (moves no pause overlapped), goal {GOAL_MN_MS} ms"
           + (" plus the median of the MN's own durable writes before that BU (strict)" if strict else "") + ":")

@@ -77,6 +77,7 @@ NEXT_HEADERS = {
 }
 TUN_EVENTS = HOME_BINDING_ADDED + HOME_BINDING_REMOVED
 SETTLE_EVERY = 64  # in a flood, log and re-arm after this many inputs, not only when the socket is empty
+STAMPED_SENDS = 4  # sends after each wake-up that ask for the kernel's transmit stamp (packet_sent.wire_t_ns)
 
 
 def _tag(config: AgentConfig) -> str:
@@ -107,6 +108,8 @@ class Agent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._address = config.address.packed if config.address else None
         self._woke_ns = 0  # when the loop last woke for packets (monotonic ns)
+        self._stamps_left = 0  # sends of this wake-up still to be stamped
+        self._stamped = 0  # stamped sends not yet logged
         self._unlogged: list = []  # (events, sends, trigger, woke) of inputs handled, not yet logged
         self._keep_warm_ns = int(config.keep_warm_ms * 1e6)
         self._rehearsal: Rehearsal | None = None  # keep_warm_ms: the per-BU code run while idle
@@ -268,6 +271,7 @@ class Agent:
         engine = self.engine
         role = self.role
         self._woke_ns = time.monotonic_ns()  # logged with what it sends: wake-up vs handling time
+        self._stamps_left = STAMPED_SENDS
         handled = 0
         for packet, t_ns, interface in self._receiver.drain():
             handled += 1
@@ -289,6 +293,7 @@ class Agent:
 
     def _on_tun(self) -> None:
         self._woke_ns = time.monotonic_ns()
+        self._stamps_left = STAMPED_SENDS
         for packet in self._tun.drain():
             self._engine_call("receive", self.engine.receive, packet, time.monotonic_ns())
         self._settle()
@@ -324,7 +329,7 @@ class Agent:
         guards, packets sent at once); what is to be logged waits for ``_settle``, which the
         callback calls once it has handled every input that woke it: logging, the timer and
         the HA's routes are not on the send path of any packet of the batch."""
-        sent: list[tuple[int, str, str | None]] = []
+        sent: list[tuple[int, str, str | None, int | None]] = []  # (returned, what, error, stamp number)
         events: list[Event] = []
         self._carry_out(actions, sent, events)
         self._unlogged.append((events, sent, trigger_ns, self._woke_ns))
@@ -343,15 +348,18 @@ class Agent:
         node = self.config.node
         ha = self.role == "ha"
         write_all = log.write_all
+        stamps = self._sender.stamps(self._stamped) if self._stamped else {}
+        self._stamped = 0
         for events, sent, trigger_ns, woke_ns in self._unlogged:
             write_all(events)
             if ha:
                 for event in events:
                     if isinstance(event, TUN_EVENTS):
                         self._loop.create_task(self._route_home(event))
-            for t_ns, what, error in sent:
+            for t_ns, what, error, number in sent:
                 if error is None:
-                    log.write(PacketSent(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=woke_ns))
+                    log.write(PacketSent(t_ns, node, what=what, trigger_t_ns=trigger_ns, woke_t_ns=woke_ns,
+                                         wire_t_ns=stamps.get(number)))
                 else:
                     log.write(SendFailed(t_ns, node, what=what, error=error))
         self._unlogged.clear()
@@ -370,12 +378,16 @@ class Agent:
                 continue
             kind = type(action)
             if kind is Send:
+                stamp = self._stamps_left > 0
                 try:
-                    self._sender.send(action.packet)
+                    number = self._sender.send(action.packet, stamp)
                 except OSError as exc:
-                    sent.append((time.monotonic_ns(), action.what, exc.strerror or str(exc)))
+                    sent.append((time.monotonic_ns(), action.what, exc.strerror or str(exc), None))
                     continue
-                sent.append((time.monotonic_ns(), action.what, None))
+                sent.append((time.monotonic_ns(), action.what, None, number))
+                if number is not None:
+                    self._stamps_left -= 1
+                    self._stamped += 1
             elif kind is Persist:
                 try:
                     self.store.put(action.store_key, action.record)
@@ -412,12 +424,14 @@ class Agent:
         self._timer = None
         self._timer_at = None
         now = self._woke_ns = time.monotonic_ns()
+        self._stamps_left = STAMPED_SENDS
         self._engine_call("timer", lambda _, t: self.engine.handle_timer(t), None, now)
         self._settle()
 
     def _on_move(self, movement: Movement) -> None:
         place = len(self._unlogged)
         now = self._woke_ns = time.monotonic_ns()
+        self._stamps_left = STAMPED_SENDS
         self._engine_call("move", self.engine.move, movement.careof.packed, now)
         # made after the BUs left (three addresses as text: 0.03 ms), logged before their lines
         self._unlogged.insert(place, ((MovementEvent(movement.usable_t_ns, self.config.node,

@@ -54,12 +54,23 @@ class InternalError(Event):
 
 @event_class("packet_sent", AGENT_EVENTS)
 class PacketSent(Event):
-    """A packet left: ``trigger_t_ns`` is the input it answers (a packet's kernel receive
-    stamp, a timer, a move), ``woke_t_ns`` when the agent woke to handle it."""
+    """A packet left: ``t_ns`` when the agent's send returned, ``trigger_t_ns`` the input it
+    answers (a packet's kernel receive stamp, a timer, a move), ``woke_t_ns`` when the agent
+    woke to handle it, ``wire_t_ns`` the kernel's transmit stamp (software, taken as the device
+    took the packet; the agent asks for one on the first sends after each wake-up), absent when
+    there is none. On a veth the send returns only after the peer's receive work (a delay
+    line's or another node's socket, its wake-up) ran on the sender's CPU: ``wire_t_ns`` is
+    when the packet left, ``t_ns`` when the agent could go on."""
 
     what: str
     trigger_t_ns: int
     woke_t_ns: int
+    wire_t_ns: int | None = None
+
+    @property
+    def left_ns(self) -> int:
+        """When the packet left: its transmit stamp, or when the send returned if it has none."""
+        return self.wire_t_ns or self.t_ns
 
 
 @event_class("durable_write", AGENT_EVENTS)

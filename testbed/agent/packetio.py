@@ -7,7 +7,8 @@ time it was received (kernel timestamp, converted to time.monotonic_ns at each r
 
 Sending: one raw IPv6 socket with the header included (IPPROTO_RAW): every packet the
 engines build, whatever its extension headers and source address, goes out through it. Its
-packets carry the mark ``AGENT_MARK``, which the agent's ICMPv6 filter lets through.
+packets carry the mark ``AGENT_MARK``, which the agent's ICMPv6 filter lets through. A send
+can ask for the kernel's transmit stamp (``PacketSender.send(..., stamp=True)``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ SO_TIMESTAMPNS = 35
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23  # Linux 4.20: the socket is not handed this host's own frames
 _TIMESPEC = struct.Struct("qq")
+SO_TIMESTAMPING = 37
+SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1
+SOF_TIMESTAMPING_SOFTWARE = 1 << 4
+SOF_TIMESTAMPING_OPT_ID = 1 << 7
+SOF_TIMESTAMPING_OPT_TSONLY = 1 << 11
+IPV6_RECVERR = 25
+ENOMSG = 42
+SO_EE_ORIGIN_TIMESTAMPING = 4
+_EXTENDED_ERR = struct.Struct("IBBBBII")  # struct sock_extended_err: ee_data is the stamp's number
+_ERRQUEUE = socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
+STAMP_SLACK = 64  # late stamps read (and dropped) beyond the expected ones, per call
+_STAMP_REQUEST = [(socket.SOL_SOCKET, SO_TIMESTAMPING, struct.pack("I", SOF_TIMESTAMPING_TX_SOFTWARE))]
 _INCOMING = (socket.PACKET_HOST, socket.PACKET_MULTICAST)  # RAs are multicast
 
 
@@ -76,14 +89,68 @@ class PacketReceiver:
 
 
 class PacketSender:
+    """Sends whole IPv6 packets; on request, with the kernel's transmit stamp.
+
+    ``send(packet, stamp=True)`` asks the kernel, for that packet alone (an SO_TIMESTAMPING
+    control message, Linux 4.13+), for a software transmit stamp, taken as the device takes
+    the packet; it comes back on the socket's error queue with a number counting the stamped
+    sends (SOF_TIMESTAMPING_OPT_ID) and ``stamps()`` collects them. A kernel that refuses the
+    socket option leaves every send unstamped (``stamping`` False).
+    """
+
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, AGENT_MARK)
         self._ntop = socket.inet_ntop
+        self._sendmsg = self._sock.sendmsg
+        self._next_stamp = 0  # the number the kernel gives the next stamped send
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING,
+                                  SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY)
+            self.stamping = True
+        except OSError:
+            self.stamping = False
 
-    def send(self, packet: bytes) -> None:
-        """Send a whole IPv6 packet; routed by its (outer) destination address."""
-        self._sock.sendto(packet, (self._ntop(socket.AF_INET6, packet[24:40]), 0))
+    def send(self, packet: bytes, stamp: bool = False) -> int | None:
+        """Send a whole IPv6 packet; routed by its (outer) destination address. With ``stamp``
+        (and stamping available), the number its transmit stamp will carry in ``stamps()``."""
+        address = (self._ntop(socket.AF_INET6, packet[24:40]), 0)
+        if stamp and self.stamping:
+            self._sendmsg((packet,), _STAMP_REQUEST, 0, address)
+            number = self._next_stamp
+            self._next_stamp = number + 1
+            return number
+        self._sock.sendto(packet, address)
+        return None
+
+    def stamps(self, expected: int) -> dict[int, int]:
+        """The transmit stamps waiting on the error queue: number -> time (time.monotonic_ns,
+        moved from the kernel's realtime stamp with the offset read now). Read until the queue
+        is empty (at most ``expected`` + STAMP_SLACK): a packet that waited (for neighbour
+        discovery, in a queue) is stamped when it leaves, after its send returned, and its
+        stamp comes in a later call, where the caller no longer wants it."""
+        out: dict[int, int] = {}
+        if not self.stamping:
+            return out
+        offset = time.time_ns() - time.monotonic_ns()
+        recvmsg = self._sock.recvmsg
+        for _ in range(expected + STAMP_SLACK):
+            try:
+                _, ancdata, _, _ = recvmsg(0, 256, _ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                break
+            t = number = None
+            for level, kind, blob in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING:
+                    sec, nsec = _TIMESPEC.unpack_from(blob)  # the first of three: the software stamp
+                    t = sec * 1_000_000_000 + nsec - offset
+                elif level == socket.IPPROTO_IPV6 and kind == IPV6_RECVERR:
+                    errno_, origin, *_, number = _EXTENDED_ERR.unpack_from(blob)
+                    if errno_ != ENOMSG or origin != SO_EE_ORIGIN_TIMESTAMPING:
+                        number = None
+            if t and number is not None:
+                out[number] = t
+        return out
 
     def close(self) -> None:
         self._sock.close()

@@ -98,11 +98,12 @@ class _Log:
         return None
 
     def sent(self, what: str, trigger: Event | None, lo: int, hi: int) -> int | None:
-        """When the agent's send of ``what`` returned (after ``trigger``, which caused it)."""
+        """When the agent's ``what`` left (after ``trigger``, which caused it): its kernel
+        transmit stamp, or when the send returned if it has none."""
         if trigger is None:
             return None
         e = self.first(PacketSent, trigger.t_ns, hi, what=what, trigger_t_ns=trigger.t_ns)
-        return None if e is None else e.t_ns
+        return None if e is None else e.left_ns
 
     def writes(self, lo: int, hi: int) -> int:
         """Time (ns) the node spent in durable writes that began within [lo, hi]."""

@@ -136,10 +136,19 @@ class MechanismResult:
 
 def bu_turnarounds(events: list[Event]) -> list[tuple[int, int, int | None]]:
     """Per BU an agent answered: (the BU's arrival, kernel timestamp; when the agent woke to
-    read it; the BA leaving), monotonic ns."""
+    read it; the BA leaving: its kernel transmit stamp, or when the send returned if it has
+    none), monotonic ns."""
     sent = {e.trigger_t_ns: e for e in events if isinstance(e, PacketSent) and e.what.startswith("BA")}
-    return [(e.t_ns, sent[e.t_ns].woke_t_ns, sent[e.t_ns].t_ns)
+    return [(e.t_ns, sent[e.t_ns].woke_t_ns, sent[e.t_ns].left_ns)
             for e in events if isinstance(e, BuReceived) and e.t_ns in sent]
+
+
+def send_tails(events: list[Event], prefix: str = "BA") -> list[int]:
+    """Per stamped packet whose ``what`` starts with ``prefix``: from its transmit stamp to
+    the agent's send returning (ns): on a veth, the peer's receive work done on the sender's
+    CPU, which ``bu_turnarounds`` leaves out."""
+    return [e.t_ns - e.wire_t_ns for e in events
+            if isinstance(e, PacketSent) and e.wire_t_ns and e.what.startswith(prefix)]
 
 
 def bu_turnaround_ns(events: list[Event]) -> list[int]:

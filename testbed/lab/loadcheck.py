@@ -449,12 +449,12 @@ def check_bindings(agent: _CnAgent, fleet: Fleet, jobs: list[Job]) -> dict:
 
 def agent_turnaround(events: list[Event]) -> dict:
     """From the agent's event log: per BA sent, kernel receive stamp of its BU -> woke up ->
-    BA sent (medians and p99 in ms)."""
+    BA left (its transmit stamp, or the send returning) (medians and p99 in ms)."""
     total, wake, handling = [], [], []
     for e in events:
         if not isinstance(e, PacketSent) or e.what != "BA":
             continue
-        trigger, woke, sent = e.trigger_t_ns, e.woke_t_ns, e.t_ns
+        trigger, woke, sent = e.trigger_t_ns, e.woke_t_ns, e.left_ns
         if trigger:
             total.append((sent - trigger) / 1e6)
             if woke and woke >= trigger:

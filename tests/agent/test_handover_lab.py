@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.agent.events import MovementEvent, ProbeReceived
+from testbed.agent.events import MovementEvent, PacketSent, ProbeReceived
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import KeyRing, verify_frames
 from testbed.lab.agents import LabAgents
@@ -199,6 +199,12 @@ def test_event_log_gives_receive_to_send_times_for_bus(runs):
             # and when the agent woke to read each BU, between its arrival and the BA leaving
             stages = bu_turnarounds(r.events[node])
             assert all(arrived <= woke <= sent for arrived, woke, sent in stages), (mechanism, node)
+            # the BAs carry the kernel's transmit stamp (all but a first one that waited for
+            # neighbour discovery), taken after the agent woke and before its send returned
+            bas = [e for e in r.events[node] if isinstance(e, PacketSent) and e.what.startswith("BA")]
+            stamped = [e for e in bas if e.wire_t_ns is not None]
+            assert len(stamped) >= len(bas) - 1, (mechanism, node, len(stamped), len(bas))
+            assert all(e.trigger_t_ns <= e.woke_t_ns <= e.wire_t_ns <= e.t_ns for e in stamped), (mechanism, node)
 
 
 RESERVE = 8
