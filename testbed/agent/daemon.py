@@ -49,6 +49,7 @@ from testbed.agent.packetio import PacketReceiver, PacketSender
 from testbed.agent.probes import parse_probe_request, probe_in, probe_packet
 from testbed.agent.ra import parse_ra
 from testbed.agent.rehearsal import Rehearsal
+from testbed.agent.sched import request_short_slice
 from testbed.agent.tun import TunDevice
 from testbed.errors import ConfigError, TestbedError
 from testbed.mip6.actions import Persist, Send
@@ -113,6 +114,7 @@ class Agent:
         self._unlogged: list = []  # (events, sends, trigger, woke) of inputs handled, not yet logged
         self._keep_warm_ns = int(config.keep_warm_ms * 1e6)
         self._rehearsal: Rehearsal | None = None  # keep_warm_ms: the per-BU code run while idle
+        self._slice_refused: str | None = None  # why the kernel refused a short time slice, if it did
         self._rehearsal_timer: asyncio.TimerHandle | None = None
         # TEST ONLY (testbed/mip6/weakening.py, keeps_serving): stop after a malformed packet's drop
         self._stop_on_malformed = bool(config.test_weaken & KEEPS_SERVING)
@@ -177,6 +179,7 @@ class Agent:
         self._loop = asyncio.get_running_loop()
         c.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         raise_open_files_limit()  # the store keeps a file open per peer: 10,000 peers, 10,000 files
+        self._slice_refused = request_short_slice()  # run soon after a wake-up (testbed/agent/sched.py)
         self.store = TimedStore(FileSequenceStore(c.state_dir / "sequence"))
         records = self.store.load()  # every record, once: the engine keeps them in memory
         self.log = EventLog(c.event_log, c.node)
@@ -488,7 +491,8 @@ class Agent:
             out = {"ok": True, "role": self.role, "node": self.config.node, "pid": os.getpid(),
                    "persistence": self.config.persistence.describe(), "peers": len(self._peers),
                    "keep_warm_ms": self.config.keep_warm_ms,
-                   "rehearsals": 0 if self._rehearsal is None else self._rehearsal.runs}
+                   "rehearsals": 0 if self._rehearsal is None else self._rehearsal.runs,
+                   "short_slice": self._slice_refused or "granted"}
             if self.role == "mn":
                 out["careof"] = None if e.careof is None else str(ipaddress.IPv6Address(e.careof))
             return out
