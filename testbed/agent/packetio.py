@@ -13,6 +13,7 @@ can ask for the kernel's transmit stamp (``PacketSender.send(..., stamp=True)``)
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import time
@@ -39,6 +40,8 @@ _EXTENDED_ERR = struct.Struct("IBBBBII")  # struct sock_extended_err: ee_data is
 _ERRQUEUE = socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
 STAMP_SLACK = 64  # late stamps read (and dropped) beyond the expected ones, per call
 _STAMP_REQUEST = [(socket.SOL_SOCKET, SO_TIMESTAMPING, struct.pack("I", SOF_TIMESTAMPING_TX_SOFTWARE))]
+SCM_TS_OPT_ID = 81  # Linux 6.13: the stamp's number given with the packet
+_U32 = struct.Struct("I")
 _INCOMING = (socket.PACKET_HOST, socket.PACKET_MULTICAST)  # RAs are multicast
 
 
@@ -93,17 +96,20 @@ class PacketSender:
 
     ``send(packet, stamp=True)`` asks the kernel, for that packet alone (an SO_TIMESTAMPING
     control message, Linux 4.13+), for a software transmit stamp, taken as the device takes
-    the packet; it comes back on the socket's error queue with a number counting the stamped
-    sends (SOF_TIMESTAMPING_OPT_ID) and ``stamps()`` collects them. A kernel that refuses the
-    socket option leaves every send unstamped (``stamping`` False).
+    the packet; it comes back on the socket's error queue with the packet's number, and
+    ``stamps()`` collects them. The number is ours, given with the packet (SCM_TS_OPT_ID,
+    Linux 6.13+); an older kernel numbers the stamped sends itself (SOF_TIMESTAMPING_OPT_ID),
+    and since a send that fails may or may not have been counted, stamping then stops at the
+    first such failure rather than risk giving a packet another's stamp. A kernel that refuses
+    the socket option leaves every send unstamped (``stamping`` False).
     """
 
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, AGENT_MARK)
         self._ntop = socket.inet_ntop
-        self._sendmsg = self._sock.sendmsg
-        self._next_stamp = 0  # the number the kernel gives the next stamped send
+        self._next_stamp = 0  # the number of the next stamped send
+        self._own_numbers: bool | None = None  # SCM_TS_OPT_ID taken (None: not tried yet)
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING,
                                   SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY)
@@ -115,13 +121,29 @@ class PacketSender:
         """Send a whole IPv6 packet; routed by its (outer) destination address. With ``stamp``
         (and stamping available), the number its transmit stamp will carry in ``stamps()``."""
         address = (self._ntop(socket.AF_INET6, packet[24:40]), 0)
-        if stamp and self.stamping:
-            self._sendmsg((packet,), _STAMP_REQUEST, 0, address)
-            number = self._next_stamp
-            self._next_stamp = number + 1
-            return number
-        self._sock.sendto(packet, address)
-        return None
+        if not (stamp and self.stamping):
+            self._sock.sendto(packet, address)
+            return None
+        number = self._next_stamp
+        if self._own_numbers is not False:
+            try:
+                self._sock.sendmsg((packet,), _STAMP_REQUEST + [(socket.SOL_SOCKET, SCM_TS_OPT_ID, _U32.pack(number))],
+                                   0, address)
+            except OSError as exc:
+                if self._own_numbers is not None or exc.errno != errno.EINVAL:
+                    raise
+                self._own_numbers = False  # a kernel before 6.13: it counts the stamped sends
+            else:
+                self._own_numbers = True
+                self._next_stamp = (number + 1) & 0xFFFFFFFF
+                return number
+        try:
+            self._sock.sendmsg((packet,), _STAMP_REQUEST, 0, address)
+        except OSError:
+            self.stamping = False  # counted or not: the kernel's numbers can no longer be followed
+            raise
+        self._next_stamp = number + 1
+        return number
 
     def stamps(self, expected: int) -> dict[int, int]:
         """The transmit stamps waiting on the error queue: number -> time (time.monotonic_ns,

@@ -63,5 +63,17 @@ def test_stamped_sends_get_their_transmit_stamp_between_the_call_and_its_return(
                 if number is not None:
                     assert before <= stamps[number] <= after + 1_000_000  # (clock offsets read per call)
             assert sender.stamps(2) == {}  # nothing left
+
+            # a stamped send that fails: the numbers go on (given with each packet on this kernel)
+            nowhere = build_packet(socket.inet_pton(socket.AF_INET6, A), socket.inet_pton(socket.AF_INET6, "2001:db8:99::5"),
+                                   59, b"\0" * 8)
+            with pytest.raises(OSError):
+                sender.send(nowhere, stamp=True)
+            assert sender.stamping
+            before = time.monotonic_ns()
+            number = sender.send(packet, stamp=True)
+            after = time.monotonic_ns()
+            stamps = sender.stamps(1)
+            assert list(stamps) == [number] and before <= stamps[number] <= after + 1_000_000
         finally:
             sender.close()
