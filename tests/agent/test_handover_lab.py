@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -208,6 +209,11 @@ def test_event_log_gives_receive_to_send_times_for_bus(runs):
 
 
 RESERVE = 8
+
+
+def _kernel() -> tuple[int, int]:
+    major, minor = platform.release().split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 PERSISTENCE = {"strict": "strict", "reserve": {"reserve": RESERVE}}
 
 
@@ -308,7 +314,8 @@ def test_kill_9_then_replay_is_refused_by_cn_and_ha_and_the_mn_never_reuses_a_nu
             for node in ("cn", "ha", "mn"):
                 status = agents[node].ctl("status")
                 assert status["keep_warm_ms"] == keep_warm
-                assert status["short_slice"] == "granted"  # this kernel (6.12+) takes a custom slice
+                # a kernel from 6.12 on takes the agent's short slice; an older one says why not
+                assert status["short_slice"] == "granted" or _kernel() < (6, 12), status["short_slice"]
                 if keep_warm:
                     agents.wait(lambda n=node: agents[n].ctl("status")["rehearsals"] > 0, 5, f"{node}'s rehearsals")
                 else:
