@@ -150,7 +150,8 @@ def main() -> int:
         for node in ("cn", "ha"):
             events = r.events.get(node, [])
             durable = [(e.t_ns, e.end_t_ns) for e in events if isinstance(e, DurableWrite)]
-            first, rows = bu_turnarounds(events)[:1], bu_turnarounds(events)[1:]  # the first: not a move
+            rows = bu_turnarounds(events)
+            first, rows = rows[:1], rows[1:]  # the first registration: not a move
             for a, w, b in first:
                 x = sum(e - s for s, e in durable if a <= s <= b)
                 firsts.append(f"{r.mechanism} {node} {(b - a) / 1e6:.2f} ms (durable writes {x / 1e6:.2f})")

@@ -17,8 +17,15 @@ import platform
 import struct
 
 SLICE_NS = 100_000  # the shortest slice the kernel takes (0.1 ms)
+FIRST_KERNEL = (6, 12)  # custom slices for ordinary tasks came with Linux 6.12
 _SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
 _ATTR = struct.Struct("IIQiIQQQII")  # struct sched_attr (size 56)
+
+
+def kernel_takes_short_slice(release: str | None = None) -> bool:
+    """Whether a kernel (this one, or ``release`` as ``uname -r`` writes it) takes a custom slice."""
+    major, minor = (release or os.uname().release).split(".")[:2]
+    return (int(major), int("".join(c for c in minor if c.isdigit()) or 0)) >= FIRST_KERNEL
 
 
 def request_short_slice(slice_ns: int = SLICE_NS) -> str | None:

@@ -43,9 +43,9 @@ def netns_pair(a_addrs: list[str], b_addrs: list[str], a_routes: tuple = (), b_r
             sh("ip", "netns", "del", ns, check=False)
 
 
-def ns_socket(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket created inside the named network namespace ``ns`` (a thread joins it, creates
-    the socket and ends; the socket keeps working from any thread)."""
+def in_netns(ns: str, make):
+    """``make()`` called inside the named network namespace ``ns`` (a thread joins it, calls
+    ``make`` and ends): the sockets it opens live there and keep working from any thread."""
     result: dict = {}
 
     def create() -> None:
@@ -56,7 +56,7 @@ def ns_socket(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
                     raise OSError(ctypes.get_errno(), f"setns into {ns}")
             finally:
                 os.close(fd)
-            result["socket"] = socket.socket(family, kind, proto)
+            result["made"] = make()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             result["error"] = exc
 
@@ -65,4 +65,9 @@ def ns_socket(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
     thread.join()
     if "error" in result:
         raise result["error"]
-    return result["socket"]
+    return result["made"]
+
+
+def ns_socket(ns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside the named network namespace ``ns``."""
+    return in_netns(ns, lambda: socket.socket(family, kind, proto))

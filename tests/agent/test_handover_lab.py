@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from testbed.agent.events import MovementEvent, PacketSent, ProbeReceived
+from testbed.agent.sched import kernel_takes_short_slice
 from testbed.diag.capture import read_frames
 from testbed.diag.verify import KeyRing, verify_frames
 from testbed.lab.agents import LabAgents
@@ -210,10 +210,6 @@ def test_event_log_gives_receive_to_send_times_for_bus(runs):
 
 RESERVE = 8
 
-
-def _kernel() -> tuple[int, int]:
-    major, minor = platform.release().split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 PERSISTENCE = {"strict": "strict", "reserve": {"reserve": RESERVE}}
 
 
@@ -315,7 +311,7 @@ def test_kill_9_then_replay_is_refused_by_cn_and_ha_and_the_mn_never_reuses_a_nu
                 status = agents[node].ctl("status")
                 assert status["keep_warm_ms"] == keep_warm
                 # a kernel from 6.12 on takes the agent's short slice; an older one says why not
-                assert status["short_slice"] == "granted" or _kernel() < (6, 12), status["short_slice"]
+                assert status["short_slice"] == "granted" or not kernel_takes_short_slice(), status["short_slice"]
                 if keep_warm:
                     agents.wait(lambda n=node: agents[n].ctl("status")["rehearsals"] > 0, 5, f"{node}'s rehearsals")
                 else:

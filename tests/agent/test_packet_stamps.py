@@ -3,14 +3,11 @@ veth pair between two namespaces."""
 
 from __future__ import annotations
 
-import ctypes
-import os
 import socket
-import threading
 import time
 
 import pytest
-from netns_pair import CLONE_NEWNET, netns_pair, sh
+from netns_pair import in_netns, netns_pair, sh
 
 from testbed.agent.packetio import PacketSender
 from testbed.mip6.packet import build_packet
@@ -20,33 +17,11 @@ pytestmark = pytest.mark.lab
 A, B = "2001:db8:77::1", "2001:db8:77::2"
 
 
-def sender_in(ns: str) -> PacketSender:
-    """A PacketSender whose socket lives in namespace ``ns``."""
-    made: dict = {}
-
-    def create() -> None:
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-                made["error"] = OSError(ctypes.get_errno(), f"setns into {ns}")
-                return
-        finally:
-            os.close(fd)
-        made["sender"] = PacketSender()
-
-    thread = threading.Thread(target=create)
-    thread.start()
-    thread.join()
-    if "error" in made:
-        raise made["error"]
-    return made["sender"]
-
-
 def test_stamped_sends_get_their_transmit_stamp_between_the_call_and_its_return():
     with netns_pair([f"{A}/64"], [f"{B}/64"]) as (tag, a, b):
         mac = sh("ip", "-n", b, "-br", "link", "show", f"{tag}y").stdout.split()[2]
         sh("ip", "-n", a, "neigh", "replace", B, "lladdr", mac, "dev", f"{tag}x", "nud", "permanent")
-        sender = sender_in(a)  # B's address resolved: nothing waits, every stamp is taken in the send
+        sender = in_netns(a, PacketSender)  # B's address resolved: nothing waits, every stamp is taken in the send
         try:
             assert sender.stamping
             packet = build_packet(socket.inet_pton(socket.AF_INET6, A), socket.inet_pton(socket.AF_INET6, B),

@@ -8,16 +8,12 @@ import sys
 
 import pytest
 
-from testbed.agent.sched import SLICE_NS
+from testbed.agent.sched import SLICE_NS, kernel_takes_short_slice
 
-
-def _kernel() -> tuple[int, int]:
-    major, minor = platform.release().split(".")[:2]
-    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="sched_getattr number for x86_64 only here")
-@pytest.mark.skipif(_kernel() < (6, 12), reason="custom slices for ordinary tasks came with Linux 6.12")
+@pytest.mark.skipif(not kernel_takes_short_slice(), reason="custom slices for ordinary tasks came with Linux 6.12")
 def test_a_process_that_asks_gets_the_short_slice_and_keeps_its_nice_value():
     code = (
         "import ctypes, os, struct, sys\n"
@@ -33,3 +29,8 @@ def test_a_process_that_asks_gets_the_short_slice_and_keeps_its_nice_value():
     assert done.returncode == 0, done.stderr
     policy, nice, runtime = map(int, done.stdout.split())
     assert (policy, nice, runtime) == (0, 3, SLICE_NS)  # SCHED_OTHER, nice untouched, the slice asked for
+
+
+def test_kernel_releases_from_6_12_take_a_short_slice():
+    assert kernel_takes_short_slice("6.12.0") and kernel_takes_short_slice("6.18.44-fc-v1045")
+    assert not kernel_takes_short_slice("6.11.9-1") and not kernel_takes_short_slice("5.15.0-91-generic")
